@@ -1,0 +1,1 @@
+"""The events platform: e-commerce events into PostgreSQL, exactly once, orchestrated by Dagster."""

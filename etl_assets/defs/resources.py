@@ -1,0 +1,32 @@
+"""Resources bound for every asset, sensor and job of the code location.
+
+Values that are secrets (the database URL, AWS credentials) are read from the environment at run
+time (``EnvVar`` / the AWS chain), never written into config, so they never reach the UI or a run's
+metadata. The rest comes from ``Settings`` and is cheap to read at load.
+"""
+
+import dagster as dg
+
+from etl_assets.resources import ObjectStoreResource, WarehouseResource
+from etl_assets.settings import Settings
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    settings = Settings.from_env()
+    return dg.Definitions(
+        resources={
+            "warehouse": WarehouseResource(
+                database_url=dg.EnvVar("DATABASE_URL"),
+                pool_size=settings.db_pool_size,
+                max_overflow=settings.db_max_overflow,
+            ),
+            "object_store": ObjectStoreResource(
+                endpoint_url=settings.s3_endpoint_url,
+                region_name=settings.aws_region,
+                landing_bucket=settings.landing_bucket,
+                landing_prefix=settings.landing_prefix,
+                archive_bucket=settings.archive_bucket,
+            ),
+        }
+    )

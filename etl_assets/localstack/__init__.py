@@ -1,0 +1,1 @@
+"""The local platform's services: embedded PostgreSQL, a local S3 endpoint, Dagster, supervised by `etl dev`."""

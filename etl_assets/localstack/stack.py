@@ -1,0 +1,249 @@
+"""``etl dev``: the whole local platform, brought up in order and stopped in reverse.
+
+PostgreSQL (embedded, or DATABASE_URL) → warehouse migrations → Dagster's storage database → the S3
+endpoint (local moto, or the configured store) with its buckets → ``dagster dev``. Each part prints
+one line when it is up. Any failure ends with one line saying what is wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
+from sqlalchemy.engine import URL
+
+from etl_assets.localstack import processes
+from etl_assets.localstack.dagster import DagsterDev, DagsterStartError, dagster_home
+from etl_assets.localstack.postgres import EmbeddedPostgres, PostgresStartError, ensure_database
+from etl_assets.localstack.s3 import LocalS3, S3StartError
+from etl_assets.resources.object_store import s3_client
+from etl_assets.settings import ConfigError, Settings, redact, with_driver
+from etl_assets.warehouse import migrate
+from etl_assets.warehouse.engine import create_warehouse_engine
+
+DAGSTER_DB = "dagster"
+
+
+class StackError(Exception):
+    """A part of the local platform could not come up; the message is one line for the user."""
+
+
+def _first_line(error: BaseException | str) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class DevStack:
+    def __init__(self, settings: Settings, say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.say = say
+        self.logs = settings.etl_home / "logs"
+        self.postgres: EmbeddedPostgres | None = None
+        self.s3: LocalS3 | None = None
+        self.dagster: DagsterDev | None = None
+        self.warehouse_url: URL | None = None
+        self.dagster_url: URL | None = None
+        self.s3_endpoint: str | None = None
+
+    # -- bring up ---------------------------------------------------------------------------------
+
+    def up(self) -> None:
+        self._check_ports()
+        self.settings.etl_home.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        self._start_postgres()
+        self._migrate()
+        self._start_s3()
+        self._start_dagster()
+
+    def _check_ports(self) -> None:
+        wanted = [(self.settings.ui_port, "the Dagster UI", "ETL_UI_PORT")]
+        if self.settings.database_url is None:
+            wanted.append((self.settings.pg_port, "the embedded PostgreSQL", "ETL_PG_PORT"))
+        if not self.settings.s3_is_external:
+            wanted.append((self.settings.s3_port, "the local S3 endpoint", "ETL_S3_PORT"))
+        for port, what, variable in wanted:
+            if processes.port_in_use(port):
+                raise StackError(
+                    f"port {port} on 127.0.0.1 is in use (wanted for {what}): stop what holds it, "
+                    f"or set {variable} to a free port"
+                )
+
+    def _start_postgres(self) -> None:
+        settings = self.settings
+        if settings.database_url is None:
+            data_dir = settings.etl_home / "postgres"
+            existed = (data_dir / "PG_VERSION").exists()
+            self.postgres = EmbeddedPostgres(data_dir, settings.pg_port)
+            try:
+                self.postgres.start()
+            except PostgresStartError as error:
+                raise StackError(
+                    f"the embedded PostgreSQL did not start ({_first_line(error)}): see {self.postgres.log_path}"
+                ) from None
+            self.warehouse_url = settings.warehouse_url
+            self.say(
+                f"postgres   127.0.0.1:{settings.pg_port}  PostgreSQL {self.postgres.version}, "
+                f"{'existing' if existed else 'new'} data in {data_dir}"
+            )
+        else:
+            self.warehouse_url = settings.database_url
+            self._check_reachable(
+                self.warehouse_url,
+                "DATABASE_URL",
+                "start that server, or unset DATABASE_URL to use the embedded PostgreSQL",
+            )
+            self.say(f"postgres   {redact(self.warehouse_url)} (DATABASE_URL)")
+        self.dagster_url = settings.dagster_pg_url or self.warehouse_url.set(database=DAGSTER_DB)
+        for url, variable in ((self.warehouse_url, "DATABASE_URL"), (self.dagster_url, "DAGSTER_PG_URL")):
+            self._ensure_database(url, variable)
+
+    @staticmethod
+    def _libpq(url: URL) -> str:
+        return with_driver(url, "psycopg").set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def _check_reachable(self, url: URL, variable: str, advice: str) -> None:
+        try:
+            with psycopg.connect(self._libpq(url.set(database="postgres")), connect_timeout=5):
+                pass
+        except psycopg.OperationalError as error:
+            if 'database "postgres" does not exist' in str(error):
+                return
+            reason = _first_line(error).removeprefix("connection failed: ")
+            raise StackError(f"cannot reach {variable} ({redact(url)}): {reason}; {advice}") from None
+
+    def _ensure_database(self, url: URL, variable: str) -> None:
+        try:
+            created = ensure_database(self._libpq(url.set(database="postgres")), url.database or "")
+        except psycopg.Error as error:
+            raise StackError(
+                f"database {url.database!r} for {variable} is missing and could not be created "
+                f"({_first_line(error)}): create it, or point {variable} at one that exists"
+            ) from None
+        if created:
+            self.say(f"postgres   created database {url.database}")
+
+    def _migrate(self) -> None:
+        assert self.warehouse_url is not None
+        engine = create_warehouse_engine(self.warehouse_url, pool_size=1, max_overflow=0)
+        try:
+            revision = migrate.upgrade(engine)
+        except Exception as error:
+            raise StackError(f"migrating the warehouse failed: {_first_line(error)}") from None
+        finally:
+            engine.dispose()
+        self.say(f"warehouse  database {self.warehouse_url.database} at revision {revision} (alembic upgrade head)")
+
+    def _start_s3(self) -> None:
+        settings = self.settings
+        buckets = (settings.landing_bucket, settings.archive_bucket)
+        if settings.s3_is_external:
+            self.s3_endpoint = settings.s3_endpoint_url
+            client = s3_client(settings.s3_endpoint_url, settings.aws_region)
+            where = settings.s3_endpoint_url or "AWS S3"
+            for bucket, variable in zip(buckets, ("ETL_LANDING_BUCKET", "ETL_ARCHIVE_BUCKET"), strict=True):
+                try:
+                    client.head_bucket(Bucket=bucket)
+                except ClientError as error:
+                    code = error.response.get("Error", {}).get("Code", "")
+                    if code in ("404", "NoSuchBucket", "NotFound"):
+                        raise StackError(
+                            f"bucket {bucket!r} does not exist at {where}: create it, or set {variable} to one that does"
+                        ) from None
+                    raise StackError(
+                        f"bucket {bucket!r} at {where} is not usable ({code}): check the AWS credentials "
+                        f"and that {variable} names a bucket they can read"
+                    ) from None
+                except BotoCoreError as error:
+                    raise StackError(
+                        f"cannot reach the S3 endpoint {where} ({_first_line(error)}): start it, or "
+                        "unset AWS_ENDPOINT_URL_S3 to use the local one"
+                    ) from None
+            self.say(f"s3         {where}  buckets {', '.join(buckets)} (configured store)")
+            return
+        self.s3 = LocalS3(settings.s3_port, self.logs / "s3.log")
+        try:
+            self.s3.start()
+        except S3StartError as error:
+            raise StackError(
+                f"the local S3 endpoint did not start ({_first_line(error)}): see {self.s3.log_path}"
+            ) from None
+        self.s3_endpoint = self.s3.endpoint_url
+        client = s3_client(self.s3_endpoint, settings.aws_region, **_credentials(Settings.local_s3_credentials()))
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+        self.say(f"s3         {self.s3_endpoint}  buckets {', '.join(buckets)} (local moto server, kept in memory)")
+
+    def child_environment(self) -> dict[str, str]:
+        """What every Dagster process (webserver, daemon, code server, runs) needs to reach the parts."""
+        assert self.warehouse_url is not None and self.dagster_url is not None
+        env = dict(os.environ)
+        env.update(
+            DAGSTER_HOME=str(dagster_home(self.settings.etl_home)),
+            DAGSTER_PG_URL=with_driver(self.dagster_url, "psycopg2").render_as_string(hide_password=False),
+            DATABASE_URL=self.warehouse_url.render_as_string(hide_password=False),
+            AWS_REGION=self.settings.aws_region,
+        )
+        if not self.settings.s3_is_external:
+            env.update(Settings.local_s3_credentials(), AWS_ENDPOINT_URL_S3=self.s3_endpoint or "")
+        return env
+
+    def _start_dagster(self) -> None:
+        self.dagster = DagsterDev(self.settings.ui_port, self.logs / "dagster.log", self.child_environment())
+        try:
+            statuses = self.dagster.start()
+        except DagsterStartError as error:
+            raise StackError(f"dagster dev did not start ({_first_line(error)}): see {self.dagster.log_path}") from None
+        self.say(
+            f"dagster    {self.dagster.url}  webserver + daemon, storage in database {self.dagster_url.database}, "
+            f"logs in {self.dagster.log_path}"
+        )
+        for status in statuses:
+            if status.error:
+                self.say(f"dagster    code location {status.name} failed to load: {_first_line(status.error)}")
+            else:
+                self.say(f"dagster    code location {status.name} loaded")
+
+    # -- run and stop -----------------------------------------------------------------------------
+
+    def children(self) -> list[tuple[str, subprocess.Popen[bytes] | None, Path]]:
+        return [
+            ("dagster dev", self.dagster.process if self.dagster else None, self.logs / "dagster.log"),
+            ("the local S3 endpoint", self.s3.process if self.s3 else None, self.logs / "s3.log"),
+            (
+                "postgres",
+                self.postgres.process if self.postgres else None,
+                self.postgres.log_path if self.postgres else Path(),
+            ),
+        ]
+
+    def watch(self, poll_seconds: float = 0.5) -> None:
+        """Block until a child exits on its own (then raise) or the caller is interrupted."""
+        while True:
+            for name, process, log in self.children():
+                if process is not None and process.poll() is not None:
+                    raise StackError(f"{name} exited with code {process.returncode}: see {log}")
+            time.sleep(poll_seconds)
+
+    def down(self) -> float:
+        """Stop every child, newest first; return the seconds it took."""
+        started = time.monotonic()
+        if self.dagster is not None:
+            self.dagster.stop()
+        if self.s3 is not None:
+            self.s3.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        return time.monotonic() - started
+
+
+def _credentials(values: dict[str, str]) -> dict[str, str]:
+    return {"aws_access_key_id": values["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": values["AWS_SECRET_ACCESS_KEY"]}
+
+
+__all__ = ["ConfigError", "DevStack", "StackError"]

@@ -1,0 +1,27 @@
+"""The warehouse resource: one pooled SQLAlchemy engine per process."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+from sqlalchemy import Engine
+
+from etl_assets.warehouse.engine import create_warehouse_engine
+
+
+class WarehouseResource(ConfigurableResource):
+    """The PostgreSQL warehouse. The URL comes from the environment (``EnvVar("DATABASE_URL")``) so no
+    secret is written into run config or shown in the UI."""
+
+    database_url: str = Field(description="SQLAlchemy URL of the warehouse database.")
+    pool_size: int = Field(default=5, description="Connections kept open per process.")
+    max_overflow: int = Field(default=5, description="Connections allowed beyond the pool under load.")
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def get_engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = create_warehouse_engine(
+                self.database_url, pool_size=self.pool_size, max_overflow=self.max_overflow
+            )
+        return self._engine

@@ -1,0 +1,193 @@
+"""Configuration read from the environment, validated once, in one place.
+
+Every variable the platform reads is listed in ``VARIABLES`` (the README's configuration table is
+checked against it by a test). Values are parsed here so that a bad one fails early with one line
+that says what is wrong and what to do, instead of a traceback deep inside a run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message is one line saying what to do."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str | None
+    help: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("ETL_HOME", "<project>/.etl", "Folder for local state: embedded PostgreSQL data, Dagster home, logs."),
+    Variable(
+        "DATABASE_URL",
+        None,
+        "Warehouse PostgreSQL URL (`postgresql://user:pass@host:5432/db`). Unset: `etl dev` starts an "
+        "embedded PostgreSQL and uses its `warehouse` database.",
+    ),
+    Variable(
+        "DAGSTER_PG_URL",
+        None,
+        "Dagster's instance storage (runs, events, schedules). Unset: the `dagster` database on the "
+        "warehouse's server.",
+    ),
+    Variable("ETL_PG_PORT", "5433", "Port of the embedded PostgreSQL on 127.0.0.1 (only when DATABASE_URL is unset)."),
+    Variable("ETL_UI_PORT", "3000", "Port of the Dagster UI on 127.0.0.1."),
+    Variable("ETL_S3_PORT", "9000", "Port of the local S3 endpoint (moto) on 127.0.0.1."),
+    Variable(
+        "AWS_ENDPOINT_URL_S3",
+        None,
+        "An S3-compatible endpoint (MinIO, …). When this, AWS_ENDPOINT_URL or AWS_ACCESS_KEY_ID is set, "
+        "`etl dev` starts no local S3 and uses that store; credentials come from the usual AWS variables.",
+    ),
+    Variable("AWS_REGION", "us-east-1", "Region for the S3 client."),
+    Variable("ETL_LANDING_BUCKET", "events-landing", "Bucket where event files land."),
+    Variable("ETL_LANDING_PREFIX", "landing/", "Key prefix of landing files inside the landing bucket."),
+    Variable("ETL_ARCHIVE_BUCKET", "events-archive", "Bucket of the raw archive (every byte that entered)."),
+    Variable("ETL_DB_POOL_SIZE", "5", "SQLAlchemy connection pool size per process."),
+    Variable("ETL_DB_MAX_OVERFLOW", "5", "Connections allowed beyond the pool size under load."),
+)
+
+_LOCAL_S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a port number: set it to an integer between 1 and 65535") from None
+    if not 0 < value < 65536:
+        raise ConfigError(f"{name}={value} is out of range: set it to an integer between 1 and 65535")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number: set it to a positive integer") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} is negative: set it to a positive integer")
+    return value
+
+
+def parse_database_url(raw: str, name: str = "DATABASE_URL") -> URL:
+    """Parse a PostgreSQL URL, accepting the common spellings (postgres://, postgresql+driver://)."""
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw.removeprefix("postgres://")
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            f"{name} is not a database URL: write it as postgresql://user:password@host:5432/database"
+        ) from None
+    if url.get_backend_name() != "postgresql":
+        raise ConfigError(
+            f"{name} points at {url.get_backend_name()!r}: the platform needs PostgreSQL (postgresql://…)"
+        )
+    if not url.database:
+        raise ConfigError(f"{name} names no database: add one after the host, e.g. …:5432/warehouse")
+    return url
+
+
+def with_driver(url: URL, driver: str) -> URL:
+    """The same URL with an explicit DBAPI driver (``psycopg`` for the platform, ``psycopg2`` for Dagster)."""
+    return url.set(drivername=f"postgresql+{driver}")
+
+
+def redact(url: URL) -> str:
+    """The URL as it may be printed: the password hidden."""
+    return url.render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    etl_home: Path
+    database_url: URL | None
+    dagster_pg_url: URL | None
+    pg_port: int
+    ui_port: int
+    s3_port: int
+    s3_endpoint_url: str | None
+    s3_is_external: bool
+    aws_region: str
+    landing_bucket: str
+    landing_prefix: str
+    archive_bucket: str
+    db_pool_size: int
+    db_max_overflow: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("ETL_HOME") or PROJECT_ROOT / ".etl").expanduser().resolve()
+        database_url = parse_database_url(env["DATABASE_URL"]) if env.get("DATABASE_URL") else None
+        dagster_pg_url = (
+            parse_database_url(env["DAGSTER_PG_URL"], "DAGSTER_PG_URL") if env.get("DAGSTER_PG_URL") else None
+        )
+        endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"AWS_ENDPOINT_URL_S3={endpoint!r} is not a URL: write it as http(s)://host:port")
+        external = bool(endpoint or env.get("AWS_ACCESS_KEY_ID"))
+        buckets = {
+            name: env.get(name) or default
+            for name, default in (("ETL_LANDING_BUCKET", "events-landing"), ("ETL_ARCHIVE_BUCKET", "events-archive"))
+        }
+        for name, bucket in buckets.items():
+            if (
+                not (3 <= len(bucket) <= 63)
+                or not bucket.replace("-", "").replace(".", "").isalnum()
+                or bucket != bucket.lower()
+            ):
+                raise ConfigError(
+                    f"{name}={bucket!r} is not a valid S3 bucket name: use 3-63 lowercase letters, digits, '-' or '.'"
+                )
+        prefix = env.get("ETL_LANDING_PREFIX", "landing/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
+        return cls(
+            etl_home=home,
+            database_url=database_url,
+            dagster_pg_url=dagster_pg_url,
+            pg_port=_port(env, "ETL_PG_PORT", 5433),
+            ui_port=_port(env, "ETL_UI_PORT", 3000),
+            s3_port=_port(env, "ETL_S3_PORT", 9000),
+            s3_endpoint_url=endpoint,
+            s3_is_external=external,
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            landing_bucket=buckets["ETL_LANDING_BUCKET"],
+            landing_prefix=prefix,
+            archive_bucket=buckets["ETL_ARCHIVE_BUCKET"],
+            db_pool_size=_positive_int(env, "ETL_DB_POOL_SIZE", 5),
+            db_max_overflow=_positive_int(env, "ETL_DB_MAX_OVERFLOW", 5),
+        )
+
+    @property
+    def warehouse_url(self) -> URL:
+        """DATABASE_URL, or the ``warehouse`` database of the embedded PostgreSQL that ``etl dev`` runs."""
+        if self.database_url is not None:
+            return self.database_url
+        return URL.create("postgresql", username="postgres", host="127.0.0.1", port=self.pg_port, database="warehouse")
+
+    @staticmethod
+    def local_s3_credentials() -> dict[str, str]:
+        """Credentials the local S3 endpoint accepts (moto checks none); boto3 needs some to sign."""
+        return dict(_LOCAL_S3_CREDENTIALS)

@@ -1,0 +1,1 @@
+"""How rows reach the database: the schema, partitions, engines (and, later, COPY and merge statements)."""

@@ -1,0 +1,54 @@
+"""Day partitions of ``events``: named ``events_pYYYYMMDD``, created on demand before a merge.
+
+There is no DEFAULT partition on purpose: a row for a day without a partition fails loudly instead
+of landing in a catch-all that would later block creating that day's partition.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+from sqlalchemy import Connection, text
+
+from etl_assets.warehouse.schema import events
+
+PARTITION_NAME = re.compile(rf"^{events.name}_p\d{{8}}$")
+
+
+def event_partition_name(day: date) -> str:
+    return f"{events.name}_p{day:%Y%m%d}"
+
+
+def ensure_event_partitions(conn: Connection, days: Iterable[date]) -> list[str]:
+    """Create the partitions of ``events`` for ``days`` that do not exist yet; return the names created."""
+    existing = set(list_event_partitions(conn))
+    created = []
+    for day in sorted(set(days)):
+        name = event_partition_name(day)
+        if name in existing:
+            continue
+        conn.execute(
+            text(
+                f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF "{events.name}" '
+                f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ('{(day + timedelta(days=1)).isoformat()} 00:00:00+00')"
+            )
+        )
+        created.append(name)
+    return created
+
+
+def list_event_partitions(conn: Connection) -> list[str]:
+    rows = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent ORDER BY c.relname"
+        ),
+        {"parent": events.name},
+    )
+    return [name for (name,) in rows]
+
+
+def is_partition_table(name: str) -> bool:
+    return bool(PARTITION_NAME.match(name))
