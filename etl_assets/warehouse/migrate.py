@@ -49,9 +49,7 @@ def head_revision() -> str | None:
 
 def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
     """Day partitions of ``events`` are created at run time, not by migrations: leave them out."""
-    if type_ == "table" and name is not None and is_partition_table(name):
-        return False
-    return True
+    return not (type_ == "table" and name is not None and is_partition_table(name))
 
 
 def schema_drift(engine: Engine) -> list[Any]:

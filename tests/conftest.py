@@ -1,0 +1,108 @@
+"""Shared fixtures: a real PostgreSQL and a real S3 HTTP endpoint on 127.0.0.1, once per session.
+
+Tests that need isolation get a database of their own, cloned from a migrated template (a copy is
+far faster than running the migrations again). Unit tests use none of these.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy import Engine
+
+from etl_assets.localstack.postgres import EmbeddedPostgres
+from etl_assets.localstack.processes import free_port
+from etl_assets.localstack.s3 import LocalS3
+from etl_assets.resources.object_store import s3_client
+from etl_assets.warehouse import migrate
+from etl_assets.warehouse.engine import create_warehouse_engine
+
+TEMPLATE_DB = "etl_template"
+S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("postgres") / "data", free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+def _create_database(server: EmbeddedPostgres, name: str, template: str | None = None) -> str:
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(statement)
+    return server.url(name)
+
+
+def _drop_database(server: EmbeddedPostgres, name: str) -> None:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: EmbeddedPostgres) -> str:
+    url = _create_database(postgres_server, TEMPLATE_DB)
+    engine = create_warehouse_engine(url, pool_size=1, max_overflow=0)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def empty_database_url(postgres_server: EmbeddedPostgres) -> Iterator[str]:
+    """A new, empty database (no migrations run)."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield _create_database(postgres_server, name)
+    _drop_database(postgres_server, name)
+
+
+@pytest.fixture
+def warehouse_url(postgres_server: EmbeddedPostgres, migrated_template: str) -> Iterator[str]:
+    """A database of this test's own, at the newest migration."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield _create_database(postgres_server, name, template=migrated_template)
+    _drop_database(postgres_server, name)
+
+
+@pytest.fixture
+def warehouse_engine(warehouse_url: str) -> Iterator[Engine]:
+    engine = create_warehouse_engine(warehouse_url, pool_size=2, max_overflow=2)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = LocalS3(free_port(), tmp_path_factory.mktemp("s3") / "s3.log")
+    server.start()
+    yield server.endpoint_url
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str):
+    return s3_client(s3_endpoint, "us-east-1", **S3_CREDENTIALS)
+
+
+@pytest.fixture
+def buckets(s3) -> dict[str, str]:
+    """A landing and an archive bucket of this test's own."""
+    suffix = uuid.uuid4().hex[:10]
+    names = {"landing": f"landing-{suffix}", "archive": f"archive-{suffix}"}
+    for name in names.values():
+        s3.create_bucket(Bucket=name)
+    return names
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent

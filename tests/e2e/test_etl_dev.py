@@ -1,0 +1,204 @@
+"""`etl dev` as a newcomer runs it: the UI within 90 s, Ctrl-C leaves nothing behind, the next run
+finds the data, and bad configuration ends with one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+import requests
+
+from etl_assets.localstack.dagster import location_statuses
+from etl_assets.localstack.processes import free_port
+
+ETL = str(Path(sys.executable).parent / "etl")
+STARTUP_LIMIT = 90
+STOP_LIMIT = 10
+
+
+@dataclass
+class DevRun:
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if line.startswith(prefix):
+                    return line
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"no line starting {prefix!r} within {timeout}s; output so far:\n" + "\n".join(self.lines))
+
+
+def _isolated_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_URL", "DAGSTER_", "ETL_"))}
+    env.update(
+        ETL_HOME=str(home),
+        ETL_PG_PORT=str(free_port()),
+        ETL_UI_PORT=str(free_port()),
+        ETL_S3_PORT=str(free_port()),
+    )
+    env.update(extra)
+    return env
+
+
+def _start(env: dict[str, str]) -> DevRun:
+    process = subprocess.Popen(
+        [ETL, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    run = DevRun(process)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            run.lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return run
+
+
+@pytest.fixture
+def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    yield _isolated_env(tmp_path / "etl-home")
+
+
+def _ctrl_c(run: DevRun) -> tuple[float, list[psutil.Process]]:
+    """Send SIGINT as a terminal's Ctrl-C would; return the seconds until exit and what survived."""
+    tree = psutil.Process(run.process.pid).children(recursive=True)
+    assert tree, "etl dev started no child processes"
+    started = time.monotonic()
+    os.killpg(run.process.pid, signal.SIGINT)
+    run.process.wait(timeout=STOP_LIMIT + 5)
+    elapsed = time.monotonic() - started
+    survivors = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in survivors:
+        p.kill()
+    return elapsed, survivors
+
+
+def test_etl_dev_serves_the_ui_stops_clean_and_keeps_the_data(dev_env):
+    run = _start(dev_env)
+    started = time.monotonic()
+    try:
+        run.wait_for("ready", STARTUP_LIMIT)
+    finally:
+        if run.process.poll() is not None:
+            pytest.fail("etl dev exited:\n" + "\n".join(run.lines))
+    assert time.monotonic() - started < STARTUP_LIMIT
+    ui = f"http://127.0.0.1:{dev_env['ETL_UI_PORT']}"
+    assert requests.get(f"{ui}/server_info", timeout=5).json()["dagster_version"]
+    statuses = location_statuses(ui)
+    assert statuses and all(status.error is None for status in statuses), statuses
+    for part in ("postgres ", "warehouse ", "s3 ", "dagster "):
+        assert any(line.startswith(part) for line in run.lines), f"no line for {part.strip()}"
+    assert any("new data in" in line for line in run.lines)
+
+    warehouse = f"postgresql://postgres@127.0.0.1:{dev_env['ETL_PG_PORT']}/warehouse"
+    with psycopg.connect(warehouse) as conn:
+        conn.execute("INSERT INTO source_cursors (source, cursor) VALUES ('marker', 'yesterday')")
+
+    elapsed, survivors = _ctrl_c(run)
+    assert run.process.returncode == 0, "\n".join(run.lines)
+    assert elapsed < STOP_LIMIT
+    assert survivors == []
+
+    again = _start(dev_env)
+    try:
+        again.wait_for("ready", STARTUP_LIMIT)
+        assert any("existing data in" in line for line in again.lines)
+        with psycopg.connect(warehouse) as conn:
+            cursor = conn.execute("SELECT cursor FROM source_cursors WHERE source = 'marker'").fetchone()
+        assert cursor == ("yesterday",)
+    finally:
+        elapsed, survivors = _ctrl_c(again)
+    assert survivors == []
+
+
+def _one_line_failure(env: dict[str, str]) -> str:
+    result = subprocess.run([ETL, "dev"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return errors[0]
+
+
+def test_an_unreachable_database_url_is_one_line(tmp_path):
+    env = _isolated_env(tmp_path, DATABASE_URL=f"postgresql://etl:secret@127.0.0.1:{free_port()}/warehouse")
+    line = _one_line_failure(env)
+    assert line.startswith("etl: cannot reach DATABASE_URL")
+    assert "unset DATABASE_URL" in line
+    assert "secret" not in line
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    env = _isolated_env(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", int(env["ETL_UI_PORT"])))
+        holder.listen()
+        line = _one_line_failure(env)
+    assert line == (
+        f"etl: port {env['ETL_UI_PORT']} on 127.0.0.1 is in use (wanted for the Dagster UI): "
+        "stop what holds it, or set ETL_UI_PORT to a free port"
+    )
+
+
+def test_a_missing_bucket_is_one_line(tmp_path, s3_endpoint, warehouse_url):
+    env = _isolated_env(
+        tmp_path,
+        DATABASE_URL=warehouse_url,
+        AWS_ENDPOINT_URL_S3=s3_endpoint,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        ETL_LANDING_BUCKET="no-such-landing-bucket",
+    )
+    line = _one_line_failure(env)
+    assert line == (
+        f"etl: bucket 'no-such-landing-bucket' does not exist at {s3_endpoint}: "
+        "create it, or set ETL_LANDING_BUCKET to one that does"
+    )
+
+
+def test_a_bad_setting_is_one_line(tmp_path):
+    line = _one_line_failure(_isolated_env(tmp_path, ETL_UI_PORT="three-thousand"))
+    assert line == "etl: ETL_UI_PORT='three-thousand' is not a port number: set it to an integer between 1 and 65535"
+
+
+@pytest.mark.parametrize("command", [[], ["dev"], ["migrate"], ["config"]])
+def test_every_command_says_what_it_does(command):
+    result = subprocess.run([ETL, *command, "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "Usage: etl" in result.stdout
+    if command:
+        assert len(result.stdout.split("Usage:")[1].strip().splitlines()) > 2
+
+
+def test_etl_migrate_upgrades_the_configured_warehouse(tmp_path, empty_database_url):
+    env = _isolated_env(tmp_path, DATABASE_URL=empty_database_url)
+    result = subprocess.run([ETL, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("at revision 0001")
+    with psycopg.connect(empty_database_url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+
+
+def test_etl_migrate_without_a_server_is_one_line(tmp_path):
+    env = _isolated_env(tmp_path, DATABASE_URL=f"postgresql://etl@127.0.0.1:{free_port()}/warehouse")
+    result = subprocess.run([ETL, "migrate"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("etl: cannot reach the warehouse")

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from etl_assets.settings import ConfigError, Settings, parse_database_url, redact, with_driver
+
+
+def test_defaults_need_no_environment():
+    settings = Settings.from_env({})
+    assert settings.database_url is None
+    assert settings.ui_port == 3000
+    assert settings.landing_bucket == "events-landing"
+    assert settings.landing_prefix == "landing/"
+    assert not settings.s3_is_external
+    assert settings.warehouse_url.render_as_string() == "postgresql://postgres@127.0.0.1:5433/warehouse"
+
+
+def test_database_url_accepts_the_postgres_alias_and_keeps_its_parts():
+    url = parse_database_url("postgres://etl:secret@db.internal:6543/analytics")
+    assert url.drivername == "postgresql"
+    assert (url.host, url.port, url.database, url.username) == ("db.internal", 6543, "analytics", "etl")
+
+
+def test_redact_hides_the_password():
+    url = parse_database_url("postgresql://etl:s3cr3t@localhost/warehouse")
+    assert "s3cr3t" not in redact(url)
+    assert "etl" in redact(url)
+
+
+def test_with_driver_names_the_driver_dagster_storage_needs():
+    url = parse_database_url("postgresql://etl@localhost/dagster")
+    assert with_driver(url, "psycopg2").render_as_string().startswith("postgresql+psycopg2://")
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "needs PostgreSQL"),
+        ({"DATABASE_URL": "postgresql://u@h"}, "names no database"),
+        ({"ETL_UI_PORT": "http"}, "ETL_UI_PORT='http' is not a port number"),
+        ({"ETL_PG_PORT": "70000"}, "ETL_PG_PORT=70000 is out of range"),
+        ({"ETL_LANDING_BUCKET": "Bad_Bucket"}, "not a valid S3 bucket name"),
+        ({"AWS_ENDPOINT_URL_S3": "localhost:9000"}, "is not a URL"),
+        ({"ETL_DB_POOL_SIZE": "-1"}, "ETL_DB_POOL_SIZE=-1 is negative"),
+    ],
+)
+def test_bad_configuration_is_one_line_that_says_what_to_do(env, fragment):
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env(env)
+    message = str(error.value)
+    assert fragment in message
+    assert "\n" not in message
+    assert ":" in message  # what is wrong, then what to do
+
+
+def test_an_endpoint_or_aws_credentials_mean_an_external_store():
+    assert Settings.from_env({"AWS_ENDPOINT_URL_S3": "http://minio:9000"}).s3_is_external
+    assert Settings.from_env({"AWS_ACCESS_KEY_ID": "AKIA"}).s3_is_external
+    assert Settings.from_env({"AWS_ENDPOINT_URL_S3": "http://minio:9000"}).s3_endpoint_url == "http://minio:9000"
+
+
+def test_landing_prefix_is_a_folder():
+    assert Settings.from_env({"ETL_LANDING_PREFIX": "incoming"}).landing_prefix == "incoming/"
+
+
+def test_etl_home_is_resolved(tmp_path: Path):
+    assert Settings.from_env({"ETL_HOME": str(tmp_path / "x" / "..")}).etl_home == tmp_path
