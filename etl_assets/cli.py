@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import NoReturn
 
 import typer
 
-from etl_assets.settings import VARIABLES, ConfigError, Settings, redact
+from etl_assets.settings import VARIABLES, ConfigError, Settings, displayed, redact
 
 app = typer.Typer(
     help="The events platform: e-commerce events from S3 files, an HTTP API and webhooks into PostgreSQL, "
@@ -97,26 +98,13 @@ def migrate() -> None:
 
 @app.command("config")
 def show_config() -> None:
-    """Print every setting the platform reads, its value here (passwords hidden) and what it does."""
+    """Print every setting the platform reads and its value here (passwords hidden)."""
     settings = load_settings()
-    import os
-
     for variable in VARIABLES:
         raw = os.environ.get(variable.name)
-        if raw and variable.name.endswith("_URL"):
-            try:
-                from etl_assets.settings import parse_database_url
-
-                raw = (
-                    redact(parse_database_url(raw, variable.name))
-                    if "PG" in variable.name or "DATABASE" in variable.name
-                    else raw
-                )
-            except ConfigError:
-                pass
-        shown = raw if raw else f"(default) {variable.default or 'unset'}"
-        say(f"{variable.name:<22} {shown}")
-    say(f"{'warehouse':<22} {redact(settings.warehouse_url)}")
+        value = displayed(variable.name, raw) if raw else f"(default) {variable.default or 'unset'}"
+        say(f"{variable.name:<22} {value}")
+    say(f"{'→ warehouse':<22} {redact(settings.warehouse_url)}")
 
 
 def main() -> None:

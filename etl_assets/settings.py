@@ -63,30 +63,27 @@ VARIABLES: tuple[Variable, ...] = (
 _LOCAL_S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
 
+def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int, kind: str) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not {kind}: set it to an integer between {minimum} and {maximum}"
+        ) from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value} is out of range: set it to an integer between {minimum} and {maximum}")
+    return value
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a port number: set it to an integer between 1 and 65535") from None
-    if not 0 < value < 65536:
-        raise ConfigError(f"{name}={value} is out of range: set it to an integer between 1 and 65535")
-    return value
+    return _integer(env, name, default, minimum=1, maximum=65535, kind="a port number")
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number: set it to a positive integer") from None
-    if value < 0:
-        raise ConfigError(f"{name}={value} is negative: set it to a positive integer")
-    return value
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    return _integer(env, name, default, minimum=0, maximum=10_000, kind="a whole number")
 
 
 def parse_database_url(raw: str, name: str = "DATABASE_URL") -> URL:
@@ -116,6 +113,16 @@ def with_driver(url: URL, driver: str) -> URL:
 def redact(url: URL) -> str:
     """The URL as it may be printed: the password hidden."""
     return url.render_as_string(hide_password=True)
+
+
+def displayed(name: str, raw: str) -> str:
+    """A variable's value as it may be printed: database URLs without their password."""
+    if name in ("DATABASE_URL", "DAGSTER_PG_URL"):
+        try:
+            return redact(parse_database_url(raw, name))
+        except ConfigError:
+            return "(not a valid URL)"
+    return raw
 
 
 @dataclass(frozen=True)
@@ -176,8 +183,8 @@ class Settings:
             landing_bucket=buckets["ETL_LANDING_BUCKET"],
             landing_prefix=prefix,
             archive_bucket=buckets["ETL_ARCHIVE_BUCKET"],
-            db_pool_size=_positive_int(env, "ETL_DB_POOL_SIZE", 5),
-            db_max_overflow=_positive_int(env, "ETL_DB_MAX_OVERFLOW", 5),
+            db_pool_size=_count(env, "ETL_DB_POOL_SIZE", 5),
+            db_max_overflow=_count(env, "ETL_DB_MAX_OVERFLOW", 5),
         )
 
     @property

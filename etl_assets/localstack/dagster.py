@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,6 @@ LOCATION_STATUS_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries {
     name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
 """
-
-
-class DagsterStartError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -79,19 +74,18 @@ class DagsterDev:
                 env=self.env,
                 cwd=self.env["DAGSTER_HOME"],
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DagsterStartError(processes.tail(self.log_path, 3) or "dagster dev exited at start")
+        statuses: list[LocationStatus] = []
+
+        def loaded() -> bool:
             try:
                 requests.get(f"{self.url}/server_info", timeout=2).raise_for_status()
-                statuses = location_statuses(self.url)
-                if statuses is not None:
-                    return statuses
+                statuses[:] = location_statuses(self.url) or []
             except (requests.RequestException, KeyError, ValueError):
-                pass
-            time.sleep(0.5)
-        raise DagsterStartError(f"the UI did not answer within {timeout:.0f}s; see {self.log_path}")
+                return False
+            return bool(statuses)
+
+        processes.wait_ready(self.process, loaded, timeout=timeout, log_path=self.log_path, interval=0.5)
+        return statuses
 
     def stop(self, timeout: float = 6.0) -> None:
         """SIGINT to the whole group, as a terminal's Ctrl-C would; then kill what is left."""

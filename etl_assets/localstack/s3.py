@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from etl_assets.localstack import processes
-
-
-class S3StartError(Exception):
-    pass
 
 
 class LocalS3:
@@ -33,17 +28,18 @@ class LocalS3:
             self.process = processes.start(
                 [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)], log=log
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise S3StartError(processes.tail(self.log_path, 3) or "moto server exited at start")
-            try:
-                requests.get(f"{self.endpoint_url}/moto-api/", timeout=1)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.stop()
-        raise S3StartError(f"not ready after {timeout:.0f}s; see {self.log_path}")
+        try:
+            processes.wait_ready(self.process, self._answers, timeout=timeout, log_path=self.log_path, interval=0.1)
+        except processes.NotReady:
+            self.stop()
+            raise
+
+    def _answers(self) -> bool:
+        try:
+            requests.get(f"{self.endpoint_url}/moto-api/", timeout=1)
+            return True
+        except requests.ConnectionError:
+            return False
 
     def stop(self, timeout: float = 3.0) -> None:
         if self.process is not None:

@@ -18,9 +18,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import URL
 
 from etl_assets.localstack import processes
-from etl_assets.localstack.dagster import DagsterDev, DagsterStartError, dagster_home
-from etl_assets.localstack.postgres import EmbeddedPostgres, PostgresStartError, ensure_database
-from etl_assets.localstack.s3 import LocalS3, S3StartError
+from etl_assets.localstack.dagster import DagsterDev, dagster_home
+from etl_assets.localstack.postgres import EmbeddedPostgres, ensure_database
+from etl_assets.localstack.s3 import LocalS3
 from etl_assets.resources.object_store import s3_client
 from etl_assets.settings import ConfigError, Settings, redact, with_driver
 from etl_assets.warehouse import migrate
@@ -82,7 +82,7 @@ class DevStack:
             self.postgres = EmbeddedPostgres(data_dir, settings.pg_port)
             try:
                 self.postgres.start()
-            except PostgresStartError as error:
+            except processes.NotReady as error:
                 raise StackError(
                     f"the embedded PostgreSQL did not start ({_first_line(error)}): see {self.postgres.log_path}"
                 ) from None
@@ -169,7 +169,7 @@ class DevStack:
         self.s3 = LocalS3(settings.s3_port, self.logs / "s3.log")
         try:
             self.s3.start()
-        except S3StartError as error:
+        except processes.NotReady as error:
             raise StackError(
                 f"the local S3 endpoint did not start ({_first_line(error)}): see {self.s3.log_path}"
             ) from None
@@ -197,7 +197,7 @@ class DevStack:
         self.dagster = DagsterDev(self.settings.ui_port, self.logs / "dagster.log", self.child_environment())
         try:
             statuses = self.dagster.start()
-        except DagsterStartError as error:
+        except processes.NotReady as error:
             raise StackError(f"dagster dev did not start ({_first_line(error)}): see {self.dagster.log_path}") from None
         self.say(
             f"dagster    {self.dagster.url}  webserver + daemon, storage in database {self.dagster_url.database}, "

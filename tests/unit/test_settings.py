@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from etl_assets.settings import ConfigError, Settings, parse_database_url, redact, with_driver
+from etl_assets.settings import ConfigError, Settings, displayed, parse_database_url, redact, with_driver
 
 
 def test_defaults_need_no_environment():
@@ -40,9 +40,10 @@ def test_with_driver_names_the_driver_dagster_storage_needs():
         ({"DATABASE_URL": "postgresql://u@h"}, "names no database"),
         ({"ETL_UI_PORT": "http"}, "ETL_UI_PORT='http' is not a port number"),
         ({"ETL_PG_PORT": "70000"}, "ETL_PG_PORT=70000 is out of range"),
+        ({"ETL_DB_MAX_OVERFLOW": "many"}, "ETL_DB_MAX_OVERFLOW='many' is not a whole number"),
         ({"ETL_LANDING_BUCKET": "Bad_Bucket"}, "not a valid S3 bucket name"),
         ({"AWS_ENDPOINT_URL_S3": "localhost:9000"}, "is not a URL"),
-        ({"ETL_DB_POOL_SIZE": "-1"}, "ETL_DB_POOL_SIZE=-1 is negative"),
+        ({"ETL_DB_POOL_SIZE": "-1"}, "ETL_DB_POOL_SIZE=-1 is out of range"),
     ],
 )
 def test_bad_configuration_is_one_line_that_says_what_to_do(env, fragment):
@@ -66,3 +67,9 @@ def test_landing_prefix_is_a_folder():
 
 def test_etl_home_is_resolved(tmp_path: Path):
     assert Settings.from_env({"ETL_HOME": str(tmp_path / "x" / "..")}).etl_home == tmp_path
+
+
+def test_displayed_values_hide_database_passwords():
+    assert displayed("DATABASE_URL", "postgresql://etl:s3cr3t@db/warehouse") == "postgresql://etl:***@db/warehouse"
+    assert "s3cr3t" not in displayed("DAGSTER_PG_URL", "postgresql+psycopg2://etl:s3cr3t@db/dagster")
+    assert displayed("ETL_UI_PORT", "3001") == "3001"
