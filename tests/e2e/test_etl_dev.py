@@ -3,6 +3,7 @@ finds the data, and bad configuration ends with one clear line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -202,3 +203,49 @@ def test_etl_migrate_without_a_server_is_one_line(tmp_path):
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("etl: cannot reach the warehouse")
+
+
+def _command_lines(pid: int) -> list[str]:
+    lines = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            lines.append(" ".join(child.cmdline()))
+    return lines
+
+
+def test_configured_servers_are_used_and_none_is_started(tmp_path, warehouse_url, s3_endpoint, buckets):
+    env = _isolated_env(
+        tmp_path,
+        DATABASE_URL=warehouse_url,
+        AWS_ENDPOINT_URL_S3=s3_endpoint,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        ETL_LANDING_BUCKET=buckets["landing"],
+        ETL_ARCHIVE_BUCKET=buckets["archive"],
+    )
+    run = _start(env)
+    try:
+        run.wait_for("ready", STARTUP_LIMIT)
+        started = _command_lines(run.process.pid)
+        assert not any("pginstall/bin/postgres" in line for line in started), started
+        assert not any("moto.server" in line for line in started), started
+        assert any(line.startswith("postgres ") and line.endswith("(DATABASE_URL)") for line in run.lines)
+        assert any(line.startswith(f"s3         {s3_endpoint}") and "configured store" in line for line in run.lines)
+        server = warehouse_url.rsplit("/", 1)[0]
+        with psycopg.connect(f"{server}/dagster") as conn:
+            tables = {name for (name,) in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"runs", "event_logs"} <= tables
+    finally:
+        _, survivors = _ctrl_c(run)
+    assert survivors == []
+
+
+def test_ctrl_c_during_startup_leaves_nothing_behind(dev_env):
+    run = _start(dev_env)
+    run.wait_for("s3 ", STARTUP_LIMIT)
+    time.sleep(1)  # dagster dev is starting its webserver and daemon
+    elapsed, survivors = _ctrl_c(run)
+    assert survivors == []
+    assert elapsed < STOP_LIMIT
+    assert run.process.returncode == 0
+    assert not any(line.startswith("ready") for line in run.lines)
