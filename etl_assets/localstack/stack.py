@@ -22,7 +22,7 @@ from etl_assets.localstack.dagster import DagsterDev, dagster_home
 from etl_assets.localstack.postgres import EmbeddedPostgres, ensure_database
 from etl_assets.localstack.s3 import LocalS3
 from etl_assets.resources.object_store import s3_client
-from etl_assets.settings import ConfigError, Settings, redact, with_driver
+from etl_assets.settings import Settings, redact, with_driver
 from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 
@@ -244,6 +244,3 @@ class DevStack:
 
 def _credentials(values: dict[str, str]) -> dict[str, str]:
     return {"aws_access_key_id": values["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": values["AWS_SECRET_ACCESS_KEY"]}
-
-
-__all__ = ["ConfigError", "DevStack", "StackError"]

@@ -158,15 +158,20 @@ def test_a_port_in_use_is_one_line(tmp_path):
     )
 
 
-def test_a_missing_bucket_is_one_line(tmp_path, s3_endpoint, warehouse_url):
-    env = _isolated_env(
-        tmp_path,
+def _configured_servers_env(home: Path, warehouse_url: str, s3_endpoint: str, **extra: str) -> dict[str, str]:
+    """`etl dev` pointed at the test session's PostgreSQL and S3 endpoint instead of starting its own."""
+    return _isolated_env(
+        home,
         DATABASE_URL=warehouse_url,
         AWS_ENDPOINT_URL_S3=s3_endpoint,
         AWS_ACCESS_KEY_ID="test",
         AWS_SECRET_ACCESS_KEY="test",
-        ETL_LANDING_BUCKET="no-such-landing-bucket",
+        **extra,
     )
+
+
+def test_a_missing_bucket_is_one_line(tmp_path, s3_endpoint, warehouse_url):
+    env = _configured_servers_env(tmp_path, warehouse_url, s3_endpoint, ETL_LANDING_BUCKET="no-such-landing-bucket")
     line = _one_line_failure(env)
     assert line == (
         f"etl: bucket 'no-such-landing-bucket' does not exist at {s3_endpoint}: "
@@ -214,12 +219,10 @@ def _command_lines(pid: int) -> list[str]:
 
 
 def test_configured_servers_are_used_and_none_is_started(tmp_path, warehouse_url, s3_endpoint, buckets):
-    env = _isolated_env(
+    env = _configured_servers_env(
         tmp_path,
-        DATABASE_URL=warehouse_url,
-        AWS_ENDPOINT_URL_S3=s3_endpoint,
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
+        warehouse_url,
+        s3_endpoint,
         ETL_LANDING_BUCKET=buckets["landing"],
         ETL_ARCHIVE_BUCKET=buckets["archive"],
     )
