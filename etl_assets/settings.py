@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -58,6 +59,17 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ETL_ARCHIVE_BUCKET", "events-archive", "Bucket of the raw archive (every byte that entered)."),
     Variable("ETL_DB_POOL_SIZE", "5", "SQLAlchemy connection pool size per process."),
     Variable("ETL_DB_MAX_OVERFLOW", "5", "Connections allowed beyond the pool size under load."),
+    Variable(
+        "ETL_FIRST_DAY",
+        "2025-01-01",
+        "First day (UTC) of the daily partitions; older events are quarantined with the reason.",
+    ),
+    Variable("ETL_SENSOR_MAX_RUNS", "25", "Runs the S3 sensor requests per tick at most; the rest wait for the next."),
+    Variable(
+        "ETL_LANDING_SWEEP_MINUTES",
+        "60",
+        "How often the S3 sensor sweeps the whole prefix for re-uploaded or out-of-order keys (0: never).",
+    ),
 )
 
 _LOCAL_S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
@@ -84,6 +96,16 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return _integer(env, name, default, minimum=0, maximum=10_000, kind="a whole number")
+
+
+def _day(env: Mapping[str, str], name: str, default: date) -> date:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 def parse_database_url(raw: str, name: str = "DATABASE_URL") -> URL:
@@ -141,6 +163,9 @@ class Settings:
     archive_bucket: str
     db_pool_size: int
     db_max_overflow: int
+    first_day: date = date(2025, 1, 1)
+    sensor_max_runs: int = 25
+    landing_sweep_minutes: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -185,6 +210,9 @@ class Settings:
             archive_bucket=buckets["ETL_ARCHIVE_BUCKET"],
             db_pool_size=_count(env, "ETL_DB_POOL_SIZE", 5),
             db_max_overflow=_count(env, "ETL_DB_MAX_OVERFLOW", 5),
+            first_day=_day(env, "ETL_FIRST_DAY", date(2025, 1, 1)),
+            sensor_max_runs=_integer(env, "ETL_SENSOR_MAX_RUNS", 25, minimum=1, maximum=10_000, kind="a whole number"),
+            landing_sweep_minutes=_count(env, "ETL_LANDING_SWEEP_MINUTES", 60),
         )
 
     @property

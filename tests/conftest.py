@@ -106,3 +106,31 @@ def buckets(s3) -> dict[str, str]:
 @pytest.fixture
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def pipeline_env(
+    monkeypatch: pytest.MonkeyPatch, warehouse_url: str, s3_endpoint: str, buckets: dict[str, str]
+) -> dict:
+    """The environment the code location reads, pointed at this test's database and buckets."""
+    values = {
+        "DATABASE_URL": warehouse_url,
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": S3_CREDENTIALS["aws_access_key_id"],
+        "AWS_SECRET_ACCESS_KEY": S3_CREDENTIALS["aws_secret_access_key"],
+        "AWS_REGION": "us-east-1",
+        "ETL_LANDING_BUCKET": buckets["landing"],
+        "ETL_ARCHIVE_BUCKET": buckets["archive"],
+        "ETL_LANDING_PREFIX": "landing/",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
+def definitions(pipeline_env: dict):
+    """The real code location's definitions, bound to this test's database and buckets."""
+    from etl_assets.definitions import defs
+
+    return defs()

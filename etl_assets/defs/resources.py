@@ -7,6 +7,7 @@ metadata. The rest comes from ``Settings`` and is cheap to read at load.
 
 import dagster as dg
 
+from etl_assets.io_managers.postgres import WarehouseIOManager
 from etl_assets.resources import ObjectStoreResource, WarehouseResource
 from etl_assets.settings import Settings
 
@@ -14,13 +15,15 @@ from etl_assets.settings import Settings
 @dg.definitions
 def resources() -> dg.Definitions:
     settings = Settings.from_env()
+    warehouse = WarehouseResource(
+        database_url=dg.EnvVar("DATABASE_URL"),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
     return dg.Definitions(
         resources={
-            "warehouse": WarehouseResource(
-                database_url=dg.EnvVar("DATABASE_URL"),
-                pool_size=settings.db_pool_size,
-                max_overflow=settings.db_max_overflow,
-            ),
+            "warehouse": warehouse,
+            "io_manager": WarehouseIOManager(warehouse=warehouse),
             "object_store": ObjectStoreResource(
                 endpoint_url=settings.s3_endpoint_url,
                 region_name=settings.aws_region,

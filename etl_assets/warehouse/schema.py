@@ -35,6 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
+from etl_assets.transform.vocabulary import EVENT_TYPES
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -46,7 +48,6 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 STAGING_STATUSES = ("pending", "succeeded", "failed")
-EVENT_TYPES = ("page_view", "product_view", "add_to_cart", "remove_from_cart", "checkout_started", "purchase")
 MONEY = Numeric(18, 4)
 
 
@@ -83,10 +84,17 @@ staging_events = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("error", Text, nullable=True),
     Column("processed_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "transform_version",
+        Text,
+        nullable=True,
+        comment="Version of the normalize transform that last processed the row; a new version reprocesses it.",
+    ),
     UniqueConstraint("batch_id", "record_no"),
     CheckConstraint(f"status IN {STAGING_STATUSES!r}", name="status"),
     Index(None, "event_day", "status"),
     Index(None, "event_id"),
+    Index("ix_staging_events_pending_day", "event_day", postgresql_where=text("status = 'pending'")),
     comment="One row per raw record, written with COPY; append-only except for the status columns.",
 )
 
@@ -130,6 +138,12 @@ event_ledger = Table(
     metadata,
     Column("event_id", Text, primary_key=True),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column(
+        "staging_id",
+        BigInteger,
+        nullable=False,
+        comment="Staging row of the version in events; a later-arrived version (higher id) wins, an older one never.",
+    ),
     comment="Where each event_id lives in events: keeps event_id unique across day partitions.",
 )
 

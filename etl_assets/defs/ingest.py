@@ -1,0 +1,147 @@
+"""Ingest: landing files in S3 → the raw archive (``raw_payloads``) → ``staging_events``.
+
+The S3 sensor requests one run per new object (run key ``key#etag``: the same bytes never run twice,
+a re-upload with new bytes runs again). Each run archives the file with its checksum, then streams
+it record by record into staging; records that cannot be read go to quarantine with the line number
+and the reason.
+"""
+
+import time
+
+import dagster as dg
+
+from etl_assets.defs.partitions import accepted_times
+from etl_assets.defs.table_metadata import OWNERS, table_metadata
+from etl_assets.resources import ObjectStoreResource, WarehouseResource
+from etl_assets.settings import Settings
+from etl_assets.sources.landing import LandingCursor, LandingObject, plan_landing_tick
+from etl_assets.sources.landing_ingest import ingest_landing_object
+from etl_assets.warehouse.schema import raw_batches, staging_events
+from etl_assets.warehouse.staging import known_batch_ids
+
+
+class LandingFileConfig(dg.Config):
+    key: str
+    etag: str
+    size: int = 0
+
+
+@dg.multi_asset(
+    name="ingest_landing_file",
+    specs=[
+        dg.AssetSpec(
+            "raw_payloads",
+            description="Every landing file's bytes, unchanged, in the raw archive "
+            "(raw/source=s3/ingest_date=…/), entered in the raw_batches ledger with its SHA-256 before "
+            "anything else reads it. Replays read from here.",
+            group_name="ingest",
+            owners=OWNERS,
+            kinds={"s3"},
+            metadata=table_metadata(raw_batches),
+        ),
+        dg.AssetSpec(
+            "staging_events",
+            deps=["raw_payloads"],
+            description="One row per record of every file, streamed with COPY in chunks; unreadable records "
+            "(broken JSON, wrong CSV column count, invalid UTF-8, NUL bytes, no id or timestamp) go to "
+            "quarantine with the line and the reason.",
+            group_name="ingest",
+            owners=OWNERS,
+            kinds={"postgres"},
+            metadata=table_metadata(staging_events),
+        ),
+    ],
+)
+def ingest_landing_file(
+    context: dg.AssetExecutionContext,
+    config: LandingFileConfig,
+    object_store: ObjectStoreResource,
+    warehouse: WarehouseResource,
+):
+    obj = LandingObject(key=config.key, etag=config.etag, size=config.size)
+    result = ingest_landing_object(
+        object_store.client(),
+        warehouse.get_engine(),
+        obj,
+        landing_bucket=object_store.landing_bucket,
+        archive_bucket=object_store.archive_bucket,
+        accepted=accepted_times(),
+    )
+    counts = result.counts
+    context.log.info(
+        f"{config.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
+        f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}"
+    )
+    yield dg.MaterializeResult(
+        asset_key="raw_payloads",
+        metadata={
+            "batch id": dg.MetadataValue.text(result.batch_id),
+            "archive key": dg.MetadataValue.text(result.archive_key),
+            "sha256": dg.MetadataValue.text(result.sha256),
+            "bytes": dg.MetadataValue.int(result.byte_count),
+            "newly archived": dg.MetadataValue.bool(result.newly_archived),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="staging_events",
+        metadata={
+            "batch id": dg.MetadataValue.text(result.batch_id),
+            "records": dg.MetadataValue.int(counts.records),
+            "rows written": dg.MetadataValue.int(counts.staged),
+            "rows already staged": dg.MetadataValue.int(counts.already_staged),
+            "rows quarantined": dg.MetadataValue.int(counts.quarantined),
+            "rows per second": dg.MetadataValue.float(round(counts.records / result.seconds, 1)),
+            "bytes": dg.MetadataValue.int(result.byte_count),
+            "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in counts.days_touched) or "none"),
+        },
+    )
+
+
+ingest_landing_file_job = dg.define_asset_job(
+    "ingest_landing_file_job",
+    selection=dg.AssetSelection.assets("raw_payloads", "staging_events"),
+    description="Archive one landing file and stage its records (started by landing_files_sensor).",
+)
+
+
+@dg.sensor(
+    job=ingest_landing_file_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests an ingest run for each new object under the landing prefix. Lists only keys after "
+    "its cursor (StartAfter), at most ETL_SENSOR_MAX_RUNS runs a tick, and sweeps the whole prefix every "
+    "ETL_LANDING_SWEEP_MINUTES for re-uploaded files.",
+)
+def landing_files_sensor(
+    context: dg.SensorEvaluationContext, object_store: ObjectStoreResource, warehouse: WarehouseResource
+) -> dg.SensorResult:
+    settings = Settings.from_env()
+    engine = warehouse.get_engine()
+
+    def unknown(objects: list[LandingObject]) -> list[LandingObject]:
+        known = known_batch_ids(engine, [obj.batch_id for obj in objects])
+        return [obj for obj in objects if obj.batch_id not in known]
+
+    objects, cursor = plan_landing_tick(
+        object_store.client(),
+        object_store.landing_bucket,
+        object_store.landing_prefix,
+        LandingCursor.from_json(context.cursor),
+        cap=settings.sensor_max_runs,
+        now=time.time(),
+        sweep_every_seconds=settings.landing_sweep_minutes * 60,
+        unknown_batches=unknown,
+    )
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=obj.batch_id,
+                run_config={
+                    "ops": {"ingest_landing_file": {"config": {"key": obj.key, "etag": obj.etag, "size": obj.size}}}
+                },
+                tags={"etl/landing_key": obj.key},
+            )
+            for obj in objects
+        ],
+        cursor=cursor.to_json(),
+    )

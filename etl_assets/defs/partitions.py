@@ -1,0 +1,31 @@
+"""Daily partitions (UTC) shared by ``events`` and the enrichment tables, and the times they accept."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+import dagster as dg
+
+from etl_assets.settings import Settings
+from etl_assets.transform.normalize import AcceptedTimes
+
+FIRST_DAY = Settings.from_env().first_day
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY.isoformat(), timezone="UTC", end_offset=1)
+"""One partition per UTC day from ``ETL_FIRST_DAY`` through today (``end_offset=1``: today's events load today)."""
+
+single_run_backfill = dg.BackfillPolicy.single_run()
+
+
+def accepted_times(now: datetime | None = None, first_day: date = FIRST_DAY) -> AcceptedTimes:
+    """Timestamps a partition exists for: from the first day through the end of today (UTC)."""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    return AcceptedTimes(
+        earliest=datetime.combine(first_day, time(), UTC),
+        latest=datetime.combine(today + timedelta(days=1), time(), UTC),
+    )
+
+
+def days_of(window: dg.TimeWindow) -> list[date]:
+    first, end = window.start.date(), window.end.date()
+    return [first + timedelta(days=offset) for offset in range((end - first).days)]

@@ -1,0 +1,98 @@
+"""The warehouse: ``events``, one row per ``event_id``, partitioned by UTC day, merged from staging.
+
+``staged_days_sensor`` watches staging for days with pending rows and requests one run per range of
+consecutive days, covering ``events`` and the day's enrichment tables, so every day a file touched
+(late events included) is merged and rebuilt.
+"""
+
+import hashlib
+from datetime import date, timedelta
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, single_run_backfill
+from etl_assets.defs.table_metadata import OWNERS, table_metadata
+from etl_assets.io_managers.postgres import StagedDays
+from etl_assets.resources import WarehouseResource
+from etl_assets.transform import TRANSFORM_VERSION
+from etl_assets.warehouse.merge import normalize_staged
+from etl_assets.warehouse.schema import events as events_table
+from etl_assets.warehouse.staging import PendingDay, StagedRowsReader, pending_days
+
+
+class EventsConfig(dg.Config):
+    reprocess_all: bool = False
+    """Run every staging row of the day through the transform again, not only the pending ones."""
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=single_run_backfill,
+    code_version=TRANSFORM_VERSION,
+    group_name="warehouse",
+    owners=OWNERS,
+    kinds={"postgres"},
+    metadata=table_metadata(events_table),
+    description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. A day's merge "
+    "normalizes its pending staging rows (and those an older transform version processed) and merges them by "
+    "event_id in one transaction: re-runs, replays and duplicates change nothing, a changed event updates its "
+    "row, an event re-sent with another timestamp moves. Rows the transform rejects go to quarantine.",
+)
+def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_events: StagedRowsReader) -> StagedDays:
+    accepted = accepted_times()
+    return StagedDays(
+        days=days_of(context.partition_time_window),
+        results_for=lambda day: normalize_staged(
+            staging_events.rows(day, TRANSFORM_VERSION, reprocess_all=config.reprocess_all), accepted
+        ),
+        transform_version=TRANSFORM_VERSION,
+    )
+
+
+daily_events_job = dg.define_asset_job(
+    "daily_events_job",
+    selection=dg.AssetSelection.assets("events").downstream(),
+    partitions_def=daily_partitions,
+    description="Merge a range of days into events and rebuild their enrichment tables (one run for the range).",
+)
+
+
+def consecutive_ranges(days: list[PendingDay]) -> list[list[PendingDay]]:
+    ranges: list[list[PendingDay]] = []
+    for pending in sorted(days, key=lambda item: item.day):
+        if ranges and pending.day - ranges[-1][-1].day == timedelta(days=1):
+            ranges[-1].append(pending)
+        else:
+            ranges.append([pending])
+    return ranges
+
+
+def _key(day: date) -> str:
+    return day.isoformat()
+
+
+def _fingerprint(run: list[PendingDay]) -> str:
+    return hashlib.sha256("+".join(item.version for item in run).encode()).hexdigest()[:16]
+
+
+@dg.sensor(
+    job=daily_events_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Requests a run of events and its enrichment for each range of consecutive days that has "
+    "staging rows waiting; the run key names the days' pending rows, so new or re-staged data runs again.",
+)
+def staged_days_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+    requests = [
+        dg.RunRequest(
+            run_key=f"{_key(run[0].day)}..{_key(run[-1].day)}@{_fingerprint(run)}",
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: _key(run[0].day),
+                ASSET_PARTITION_RANGE_END_TAG: _key(run[-1].day),
+                "etl/pending_rows": str(sum(item.rows for item in run)),
+            },
+        )
+        for run in consecutive_ranges(pending_days(warehouse.get_engine()))
+    ]
+    return dg.SensorResult(run_requests=requests)

@@ -1,0 +1,1 @@
+"""IO managers: how an asset's output reaches the warehouse, so asset functions never open a connection."""

@@ -1,0 +1,9 @@
+"""Pure transforms: how a record changes. No Dagster, SQLAlchemy, boto3 or requests here.
+
+Input in, output out, deterministic; unit-tested as pure functions.
+"""
+
+TRANSFORM_VERSION = "1"
+"""Version of what ``normalize`` makes of a record. Bump it when its output changes: it is the
+``code_version`` of ``events``, so the UI shows every day as stale, and a day's next merge reprocesses
+the staging rows an older version processed."""

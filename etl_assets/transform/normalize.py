@@ -1,0 +1,536 @@
+"""One normalized event shape from nested JSON, flat CSV/JSON and Segment-style records.
+
+Every input shape of the same event gives the same ``NormalizedEvent``, including its ``content_hash``. A record
+that cannot become an event raises ``RecordRejected`` (and nothing else) with the reason kept in quarantine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+_ABSENT: Any = object()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FOUR_PLACES = Decimal("0.0001")
+_ZERO_PRICE = Decimal("0.0000")
+_PRICE_LIMIT = Decimal(10) ** 14  # the events.price column is NUMERIC(18, 4)
+_QUANTITY_LIMIT = 2**31 - 1  # the events.quantity column is INTEGER
+_SHOWN_CHARS = 60
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_NUMERIC_CHARS = frozenset("0123456789.")
+_INT_TEXT_DIGITS = 20  # longer digit strings go through Decimal: int() refuses more than 4300 digits
+
+TAG_TIMESTAMP_ASSUMED_UTC = "timestamp_assumed_utc"
+TAG_TIMESTAMP_EPOCH = "timestamp_epoch"
+TAG_CURRENCY_MISSING = "currency_missing"
+TAG_PURCHASE_WITHOUT_PRICE = "purchase_without_price"
+
+
+# What the columns took from a record: ``True`` for a key taken whole, a nested map for keys taken inside it.
+_Consumed = dict[str, "_Consumed | bool"]
+
+
+class _Aliases:
+    """The dotted paths one field can be given under, in order of precedence."""
+
+    __slots__ = ("entries", "first_keys", "first_keys_in_order", "paths")
+
+    def __init__(self, *dotted: str) -> None:
+        self.paths = tuple(tuple(alias.split(".")) for alias in dotted)
+        self.first_keys = frozenset(path[0] for path in self.paths)
+        self.first_keys_in_order = tuple(dict.fromkeys(path[0] for path in self.paths))
+        self.entries: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...] = tuple(
+            (path, path[0], path[1:]) for path in self.paths
+        )
+
+
+_EVENT_ID = _Aliases("id", "event_id", "eventId", "messageId")
+_EVENT_TYPE = _Aliases("type", "event_type", "eventType", "event")
+_TIMESTAMP = _Aliases("timestamp", "occurred_at", "ts", "time", "event_time", "originalTimestamp")
+_USER_ID = _Aliases("user_id", "userId", "user.id", "user")
+_ANONYMOUS_ID = _Aliases("anonymous_id", "anonymousId")
+_SESSION_ID = _Aliases("session_id", "sessionId", "session.id", "session")
+_PRODUCT_ID = _Aliases("product_id", "productId", "sku", "product.id", "properties.product_id", "properties.sku")
+_PRICE = _Aliases("price", "product.price", "properties.price")
+_CURRENCY = _Aliases("currency", "product.currency", "properties.currency")
+_QUANTITY = _Aliases("quantity", "qty", "product.quantity", "properties.quantity")
+_ORDER_ID = _Aliases("order_id", "orderId", "order.id", "properties.order_id")
+_PAGE_URL = _Aliases("page_url", "url", "page.url", "context.page.url", "properties.url")
+_REFERRER = _Aliases("referrer", "page.referrer", "context.page.referrer", "properties.referrer")
+
+# A path that is both an alias and the container of another alias (``user`` and ``user.id``) names the
+# field only when it holds a plain value; an object there is left to the nested alias.
+_CONTAINER_PATHS = frozenset(
+    path[:depth]
+    for group in (_USER_ID, _SESSION_ID, _PRODUCT_ID, _PRICE, _CURRENCY, _QUANTITY, _ORDER_ID, _PAGE_URL, _REFERRER)
+    for path in group.paths
+    for depth in range(1, len(path))
+)
+
+# Segment's call type: the event name of a ``track`` call is in ``event``.
+_SEGMENT_TRACK = "track"
+
+_EVENT_TYPE_NAMES: dict[str, str] = {
+    **{name: "page_view" for name in ("pageview", "page", "pageviewed", "screen", "screenview", "screenviewed")},
+    **{name: "product_view" for name in ("productview", "productviewed", "viewitem", "product")},
+    **{name: "add_to_cart" for name in ("addtocart", "productadded", "cartadd", "add", "addedtocart")},
+    **{name: "remove_from_cart" for name in ("removefromcart", "productremoved", "cartremove", "removedfromcart")},
+    **{name: "checkout_started" for name in ("checkoutstarted", "begincheckout", "checkout")},
+    **{name: "purchase" for name in ("purchase", "ordercompleted", "order", "purchased")},
+}
+
+
+class RecordRejected(ValueError):
+    """A record that cannot become an event; str(error) is the reason stored in quarantine."""
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedTimes:
+    earliest: datetime
+    latest: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventKey:
+    event_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedEvent:
+    event_id: str
+    occurred_at: datetime
+    event_type: str
+    user_id: str | None
+    anonymous_id: str | None
+    session_id: str | None
+    product_id: str | None
+    quantity: int | None
+    price: Decimal | None
+    currency: str | None
+    order_id: str | None
+    page_url: str | None
+    referrer: str | None
+    properties: dict[str, Any] | None
+    quality_tags: tuple[str, ...]
+    content_hash: str
+
+
+def event_key(payload: Mapping[str, Any], accepted: AcceptedTimes) -> EventKey:
+    """The event's identity, as ``normalize`` would give it, without normalizing the rest."""
+    record = _as_dict(payload)
+    event_id = _event_id(_pick(record, _EVENT_ID, {}))
+    occurred_at, _ = _occurred_at(_pick(record, _TIMESTAMP, {}), accepted)
+    return EventKey(event_id, occurred_at)
+
+
+def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> NormalizedEvent:
+    record = _as_dict(payload)
+    consumed: _Consumed = {}
+    tags: set[str] = set()
+
+    event_id = _event_id(_pick(record, _EVENT_ID, consumed))
+    event_type = _event_type(record, consumed)
+    occurred_at, time_tag = _occurred_at(_pick(record, _TIMESTAMP, consumed), accepted)
+    if time_tag is not None:
+        tags.add(time_tag)
+
+    user_id = _id_text(_pick(record, _USER_ID, consumed), "user_id")
+    anonymous_id = _id_text(_pick(record, _ANONYMOUS_ID, consumed), "anonymous_id")
+    if user_id is None and anonymous_id is None:
+        raise RecordRejected("no user_id or anonymous_id")
+    session_id = _id_text(_pick(record, _SESSION_ID, consumed), "session_id")
+    product_id = _id_text(_pick(record, _PRODUCT_ID, consumed), "product_id")
+    order_id = _id_text(_pick(record, _ORDER_ID, consumed), "order_id")
+    page_url = _text(_pick(record, _PAGE_URL, consumed), "page_url")
+    referrer = _text(_pick(record, _REFERRER, consumed), "referrer")
+    price = _price(_pick(record, _PRICE, consumed))
+    currency = _currency(_pick(record, _CURRENCY, consumed))
+    quantity = _quantity(_pick(record, _QUANTITY, consumed))
+
+    if event_type == "purchase":
+        if price is None:
+            tags.add(TAG_PURCHASE_WITHOUT_PRICE)
+        elif currency is None:
+            tags.add(TAG_CURRENCY_MISSING)
+
+    properties = _properties(_without(record, consumed)) or None
+    quality_tags = tuple(sorted(tags))
+    fields = (
+        event_id,
+        occurred_at,
+        event_type,
+        user_id,
+        anonymous_id,
+        session_id,
+        product_id,
+        quantity,
+        None if price is None else str(price),
+        currency,
+        order_id,
+        page_url,
+        referrer,
+        properties,
+        quality_tags,
+    )
+    return NormalizedEvent(
+        event_id=event_id,
+        occurred_at=occurred_at,
+        event_type=event_type,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        session_id=session_id,
+        product_id=product_id,
+        quantity=quantity,
+        price=price,
+        currency=currency,
+        order_id=order_id,
+        page_url=page_url,
+        referrer=referrer,
+        properties=properties,
+        quality_tags=quality_tags,
+        content_hash=hashlib.md5(_canonical_json(fields), usedforsecurity=False).hexdigest(),
+    )
+
+
+def _as_dict(payload: Any) -> dict[str, Any]:
+    if isinstance(payload, dict):
+        return payload
+    if isinstance(payload, Mapping):
+        return dict(payload)
+    raise RecordRejected(f"record is {type(payload).__name__}, not a JSON object")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and (not value or value.isspace()))
+
+
+def _pick(record: dict[str, Any], aliases: _Aliases, consumed: _Consumed) -> Any:
+    """The value of the first alias present and not empty (``None`` if none is), marked as ``consumed``.
+
+    A later alias that lost stays in properties, unless it is empty (``_without`` drops every empty value).
+    """
+    if record.keys().isdisjoint(aliases.first_keys):
+        return None
+    for path, first, rest in aliases.entries:
+        value = record.get(first, _ABSENT)
+        for key in rest:
+            value = value.get(key, _ABSENT) if isinstance(value, dict) else _ABSENT
+            if value is _ABSENT:
+                break
+        if value is _ABSENT or _is_empty(value) or (isinstance(value, dict) and path in _CONTAINER_PATHS):
+            continue
+        _consume(consumed, first, rest)
+        return value
+    return None
+
+
+def _consume(consumed: _Consumed, first: str, rest: tuple[str, ...]) -> None:
+    if not rest:
+        consumed[first] = True
+        return
+    node = consumed.setdefault(first, {})
+    for key in rest[:-1]:
+        if node is True:
+            return
+        node = node.setdefault(key, {})
+    if node is not True:
+        node[rest[-1]] = True
+
+
+def _text(value: Any, field: str) -> str | None:
+    """Canonical text of a scalar: numbers as their decimal text, stripped, Unicode NFC; empty is ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+    elif isinstance(value, bool) or not isinstance(value, int | float):
+        raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
+    elif isinstance(value, int):
+        text = str(value)
+    elif not math.isfinite(value):
+        raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
+    else:
+        text = str(int(value)) if value.is_integer() else repr(value)
+    if not text:
+        return None
+    if "\x00" in text:
+        raise RecordRejected(f"{field}: NUL character (PostgreSQL text cannot hold it)")
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return text
+
+
+def _id_text(value: Any, field: str) -> str | None:
+    text = _text(value, field)
+    if text is not None and len(text) == 36 and _looks_like_uuid(text):
+        return text.lower()
+    return text
+
+
+def _looks_like_uuid(text: str) -> bool:
+    dashes_in_place = text[8] == text[13] == text[18] == text[23] == "-" and text.count("-") == 4
+    return dashes_in_place and _HEX_DIGITS.issuperset(text.replace("-", ""))
+
+
+def _event_id(value: Any) -> str:
+    event_id = _id_text(value, "event id")
+    if event_id is None:
+        raise RecordRejected("no event id")
+    return event_id
+
+
+def _event_type(record: dict[str, Any], consumed: _Consumed) -> str:
+    chosen: Any = None
+    for key in _EVENT_TYPE.first_keys_in_order:
+        value = record.get(key, _ABSENT)
+        if value is _ABSENT:
+            continue
+        if isinstance(value, str) and _type_name(value) == _SEGMENT_TRACK:
+            consumed[key] = True
+        elif chosen is None and not _is_empty(value):
+            consumed[key] = True
+            chosen = value
+    if chosen is None:
+        raise RecordRejected("no event type")
+    event_type = _EVENT_TYPE_NAMES.get(_type_name(chosen)) if isinstance(chosen, str) else None
+    if event_type is None:
+        raise RecordRejected(f"unknown event type {_shown(chosen)}")
+    return event_type
+
+
+def _type_name(value: str) -> str:
+    return value.lower().replace(" ", "").replace("-", "").replace("_", "")
+
+
+def _occurred_at(value: Any, accepted: AcceptedTimes) -> tuple[datetime, str | None]:
+    """The timestamp in UTC and the quality tag its form earned (or ``None``), checked against ``accepted``."""
+    if value is None:
+        raise RecordRejected("no timestamp")
+    tag: str | None = None
+    try:
+        if isinstance(value, str):
+            occurred_at, tag = _parse_time_text(value)
+        elif isinstance(value, datetime):
+            occurred_at = value
+        elif isinstance(value, bool):
+            raise RecordRejected(f"unparseable timestamp {_shown(value)}")
+        elif isinstance(value, int):
+            occurred_at, tag = _from_epoch(value), TAG_TIMESTAMP_EPOCH
+        elif isinstance(value, float | Decimal):
+            occurred_at, tag = _from_epoch(_finite_decimal(value, "timestamp")), TAG_TIMESTAMP_EPOCH
+        else:
+            raise RecordRejected(f"unparseable timestamp {_shown(value)}")
+        if occurred_at.tzinfo is None:
+            occurred_at = occurred_at.replace(tzinfo=UTC)
+            tag = tag or TAG_TIMESTAMP_ASSUMED_UTC
+        elif occurred_at.tzinfo is not UTC:
+            occurred_at = occurred_at.astimezone(UTC)
+    except OverflowError as error:
+        raise RecordRejected(f"timestamp {_shown(value)} is outside {_accepted_range(accepted)}") from error
+    if not accepted.earliest <= occurred_at < accepted.latest:
+        raise RecordRejected(f"timestamp {occurred_at.isoformat()} is outside {_accepted_range(accepted)}")
+    return occurred_at, tag
+
+
+def _accepted_range(accepted: AcceptedTimes) -> str:
+    return f"the accepted range {_bound(accepted.earliest)} .. {_bound(accepted.latest)}"
+
+
+def _bound(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    at_midnight = not (moment.hour or moment.minute or moment.second or moment.microsecond)
+    return moment.date().isoformat() if at_midnight else moment.isoformat()
+
+
+def _parse_time_text(value: str) -> tuple[datetime, str | None]:
+    text = value.strip()
+    unsigned = text[1:] if text[:1] == "-" else text
+    if unsigned and _NUMERIC_CHARS.issuperset(unsigned) and unsigned.count(".") <= 1 and unsigned != ".":
+        if "." in unsigned or len(unsigned) > _INT_TEXT_DIGITS:
+            return _from_epoch(Decimal(text)), TAG_TIMESTAMP_EPOCH
+        return _from_epoch(int(text)), TAG_TIMESTAMP_EPOCH
+    try:
+        return datetime.fromisoformat(text), None
+    except ValueError:
+        pass
+    upper = text.upper()
+    if upper.endswith("Z"):
+        zone_free: str | None = text[:-1]
+    elif upper.endswith(("UTC", "GMT")):
+        zone_free = text[:-3].rstrip()
+    else:
+        zone_free = None
+    if zone_free is not None:
+        try:
+            parsed = datetime.fromisoformat(zone_free)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC), None
+    try:
+        number = Decimal(text)
+    except (InvalidOperation, ValueError):
+        number = None
+    if number is not None and number.is_finite():
+        return _from_epoch(number), TAG_TIMESTAMP_EPOCH
+    raise RecordRejected(f"unparseable timestamp {_shown(value)}")
+
+
+def _from_epoch(number: int | Decimal) -> datetime:
+    """Epoch seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude."""
+    magnitude = abs(number)
+    if magnitude < 10**11:
+        micros = number * 1_000_000
+    elif magnitude < 10**14:
+        micros = number * 1_000
+    elif magnitude < 10**17:
+        micros = number
+    elif magnitude < 10**20:
+        micros = number / 1_000 if isinstance(number, Decimal) else number // 1_000
+    else:
+        raise OverflowError("epoch number too large")
+    if isinstance(micros, Decimal):
+        micros = int(micros.to_integral_value(rounding=ROUND_HALF_UP))
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _finite_decimal(value: float | Decimal, field: str) -> Decimal:
+    number = Decimal(repr(value)) if isinstance(value, float) else value
+    if not number.is_finite():
+        raise RecordRejected(f"{field} {_shown(value)} is not a finite number")
+    return number
+
+
+def _number(value: Any, field: str) -> Decimal:
+    """An exact decimal from an int, a float (through its shortest text, never its binary value) or a string."""
+    if isinstance(value, bool):
+        raise RecordRejected(f"{field} {_shown(value)} is not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float | Decimal):
+        return _finite_decimal(value, field)
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except (InvalidOperation, ValueError):
+            number = None
+        if number is not None and number.is_finite():
+            return number
+    raise RecordRejected(f"{field} {_shown(value)} is not a number")
+
+
+def _price(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    number = _number(value, "price")
+    if number < 0:
+        raise RecordRejected(f"negative price {number}")
+    if number >= _PRICE_LIMIT:
+        raise RecordRejected(f"price {number} is too large (the limit is {_PRICE_LIMIT})")
+    price = number.quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)
+    return _ZERO_PRICE if price.is_zero() else price
+
+
+def _currency(value: Any) -> str | None:
+    if value is None:
+        return None
+    code = value.strip().upper() if isinstance(value, str) else None
+    if code is None or len(code) != 3 or not code.isascii() or not code.isalpha():
+        raise RecordRejected(f"currency {_shown(value)} is not an ISO 4217 code")
+    return code
+
+
+def _quantity(value: Any) -> int | None:
+    if value is None:
+        return None
+    if type(value) is int and 0 <= value <= _QUANTITY_LIMIT:
+        return value
+    try:
+        number = _number(value, "quantity")
+    except RecordRejected:
+        raise RecordRejected(f"quantity {_shown(value)} is not a whole number") from None
+    if number != number.to_integral_value():
+        raise RecordRejected(f"quantity {_shown(value)} is not a whole number")
+    if number < 0:
+        raise RecordRejected(f"negative quantity {_shown(value)}")
+    if number > _QUANTITY_LIMIT:
+        raise RecordRejected(f"quantity {_shown(value)} is too large (the limit is {_QUANTITY_LIMIT})")
+    return int(number)
+
+
+def _without(record: dict[str, Any], consumed: _Consumed) -> dict[str, Any]:
+    """``record`` less what was consumed and less its empty values (they read as missing, as empty CSV fields do).
+
+    An object emptied by the removal is dropped with it.
+    """
+    rest: dict[str, Any] = {}
+    for key, value in record.items():
+        if _is_empty(value):
+            continue
+        mark = consumed.get(key)
+        if mark is None or (mark is not True and not isinstance(value, dict)):
+            rest[key] = value
+        elif mark is not True:
+            inner_rest = _without(value, mark)
+            if inner_rest:
+                rest[key] = inner_rest
+    return rest
+
+
+def _properties(rest: dict[str, Any]) -> dict[str, Any]:
+    """Flatten the remaining ``properties`` object into the other remaining fields.
+
+    A key of ``properties`` that clashes with a different top-level value stays under ``properties``, so nothing
+    is lost.
+    """
+    inner = rest.get("properties")
+    if not isinstance(inner, dict):
+        return rest
+    del rest["properties"]
+    clashes: dict[str, Any] = {}
+    for key, value in inner.items():
+        present = rest.get(key, _ABSENT)
+        if _is_empty(value):
+            continue
+        if present is _ABSENT:
+            rest[key] = value
+        elif not _same_json(present, value):
+            clashes[key] = value
+    if clashes:
+        rest["properties"] = clashes
+    return rest
+
+
+def _same_json(first: Any, second: Any) -> bool:
+    try:
+        return type(first) is type(second) and first == second
+    except RecursionError:
+        return False
+
+
+def _canonical_json(fields: tuple[Any, ...]) -> bytes:
+    try:
+        return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        pass
+    # orjson refuses integers beyond 64 bits, lone surrogates and nesting deeper than 254; json does not.
+    try:
+        text = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=datetime.isoformat)
+        return text.encode()
+    except (TypeError, ValueError, RecursionError) as error:
+        raise RecordRejected(f"properties cannot be stored as JSON: {error}") from error

@@ -1,0 +1,213 @@
+"""The merge of normalized staging rows into ``events``: exactly once by ``event_id``, across days.
+
+One day's merge is one transaction (readers see the old day or the new one) and holds a lock that
+serializes merges, because an event re-sent with another timestamp moves between day partitions.
+
+The rule that keeps any order of runs, retries and replays ending in the same rows: of all staged
+versions of an ``event_id``, the one that arrived last (highest ``staging_events.id``) is the one in
+``events``. ``event_ledger`` remembers which version is in and on which day, so a merge
+
+1. keeps the newest version per ``event_id`` among its input (older ones are duplicates),
+2. drops versions older than the ledger's (superseded: a later file already sent this event),
+3. deletes the row from its old day when the winning version moved to another day,
+4. inserts or updates ``events``, touching a row only when its ``content_hash`` changed,
+5. advances the ledger, marks the staging rows succeeded or failed, and quarantines the failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import orjson
+from sqlalchemy import Connection, text
+
+from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
+from etl_assets.warehouse.copy import copy_rows
+from etl_assets.warehouse.partitions import ensure_event_partitions
+from etl_assets.warehouse.schema import events
+from etl_assets.warehouse.staging import StagedRow
+
+MERGE_LOCK_KEY = 0x6576656E7473  # "events": one merge into events at a time
+
+EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "loaded_at")
+INCOMING_COLUMNS = ("staging_id", "rejection", *EVENT_COLUMNS)
+UPDATABLE_COLUMNS = tuple(name for name in EVENT_COLUMNS if name not in ("event_id", "occurred_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class StagedResult:
+    """One staging row after the transform: its normalized event, or the reason it was rejected."""
+
+    staging_id: int
+    source: str
+    batch_id: str
+    ingested_at: datetime
+    event: NormalizedEvent | None
+    rejection: str | None = None
+
+
+@dataclass
+class MergeCounts:
+    received: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    superseded: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    days: set[date] = field(default_factory=set)
+
+    def add(self, other: MergeCounts) -> None:
+        for name in ("received", "rejected", "duplicates", "superseded", "inserted", "updated", "unchanged", "moved"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.days |= other.days
+
+
+def _incoming_row(result: StagedResult) -> tuple:
+    event = result.event
+    if event is None:
+        return (result.staging_id, result.rejection or "rejected", *((None,) * len(EVENT_COLUMNS)))
+    return (
+        result.staging_id,
+        None,
+        event.event_id,
+        event.occurred_at,
+        event.event_type,
+        event.user_id,
+        event.anonymous_id,
+        event.session_id,
+        event.product_id,
+        event.quantity,
+        event.price,
+        event.currency,
+        event.order_id,
+        event.page_url,
+        event.referrer,
+        None if event.properties is None else orjson.dumps(event.properties).decode(),
+        list(event.quality_tags),
+        result.source,
+        result.batch_id,
+        event.content_hash,
+        result.ingested_at,
+    )
+
+
+def merge_staged_results(conn: Connection, results: Iterable[StagedResult], transform_version: str) -> MergeCounts:
+    """Merge staged results (usually one day's) in the caller's transaction; return what it did."""
+    counts = MergeCounts()
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MERGE_LOCK_KEY})
+    column_list = ", ".join(EVENT_COLUMNS)
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE incoming_results ON COMMIT DROP AS "
+            f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {column_list} FROM events WITH NO DATA"
+        )
+    )
+    counts.received = copy_rows(conn, "incoming_results", INCOMING_COLUMNS, map(_incoming_row, results))
+    counts.rejected = conn.scalar(text("SELECT count(*) FROM incoming_results WHERE rejection IS NOT NULL"))
+    conn.execute(
+        text(
+            "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
+            f"SELECT DISTINCT ON (event_id) staging_id, {column_list} FROM incoming_results "
+            "WHERE rejection IS NULL ORDER BY event_id, staging_id DESC"
+        )
+    )
+    candidates = conn.scalar(text("SELECT count(*) FROM candidates"))
+    counts.duplicates = counts.received - counts.rejected - candidates
+    counts.superseded = conn.execute(
+        text(
+            "DELETE FROM candidates c USING event_ledger l "
+            "WHERE l.event_id = c.event_id AND l.staging_id > c.staging_id"
+        )
+    ).rowcount
+    days = [
+        day
+        for (day,) in conn.execute(
+            text("SELECT DISTINCT (occurred_at AT TIME ZONE 'UTC')::date FROM candidates ORDER BY 1")
+        )
+    ]
+    counts.days = set(days)
+    ensure_event_partitions(conn, days)
+    counts.moved = conn.execute(
+        text(
+            "DELETE FROM events e USING event_ledger l, candidates c "
+            "WHERE l.event_id = c.event_id AND e.event_id = l.event_id "
+            "AND e.occurred_at = l.occurred_at AND l.occurred_at <> c.occurred_at"
+        )
+    ).rowcount
+    counts.inserted = conn.scalar(
+        text(
+            "SELECT count(*) FROM candidates c WHERE NOT EXISTS "
+            "(SELECT 1 FROM events e WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at)"
+        )
+    )
+    assignments = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
+    written = conn.execute(
+        text(
+            f"INSERT INTO events ({column_list}) SELECT {column_list} FROM candidates "
+            f"ON CONFLICT (event_id, occurred_at) DO UPDATE SET {assignments}, loaded_at = now() "
+            "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash"
+        )
+    ).rowcount
+    counts.updated = written - counts.inserted
+    counts.unchanged = candidates - counts.superseded - written
+    conn.execute(
+        text(
+            "INSERT INTO event_ledger (event_id, occurred_at, staging_id) "
+            "SELECT event_id, occurred_at, staging_id FROM candidates "
+            "ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, staging_id = excluded.staging_id "
+            "WHERE (event_ledger.occurred_at, event_ledger.staging_id) "
+            "IS DISTINCT FROM (excluded.occurred_at, excluded.staging_id)"
+        )
+    )
+    _record_outcomes(conn, transform_version)
+    return counts
+
+
+def _record_outcomes(conn: Connection, transform_version: str) -> None:
+    """Staging rows: succeeded or failed with the reason; failures quarantined, past ones that now pass resolved."""
+    params = {"version": transform_version}
+    conn.execute(
+        text(
+            "UPDATE staging_events s SET status = 'succeeded', attempts = s.attempts + 1, error = NULL, "
+            "processed_at = now(), transform_version = :version FROM incoming_results i "
+            "WHERE s.id = i.staging_id AND i.rejection IS NULL"
+        ),
+        params,
+    )
+    conn.execute(
+        text(
+            "UPDATE staging_events s SET status = 'failed', attempts = s.attempts + 1, error = r.rejection, "
+            "processed_at = now(), transform_version = :version FROM incoming_results r "
+            "WHERE s.id = r.staging_id AND r.rejection IS NOT NULL"
+        ),
+        params,
+    )
+    conn.execute(
+        text(
+            "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
+            "SELECT s.source, s.batch_id, s.record_no, 'normalize', r.rejection, s.payload, s.id, s.event_id, s.event_day "
+            "FROM incoming_results r JOIN staging_events s ON s.id = r.staging_id WHERE r.rejection IS NOT NULL "
+            "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL"
+        )
+    )
+    conn.execute(
+        text(
+            "UPDATE quarantine q SET resolved_at = now() FROM incoming_results i "
+            "WHERE q.staging_id = i.staging_id AND i.rejection IS NULL AND q.stage = 'normalize' AND q.resolved_at IS NULL"
+        )
+    )
+
+
+def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes) -> Iterator[StagedResult]:
+    """Run the pure transform over staged rows; a rejection carries its reason instead of an event."""
+    for row in rows:
+        try:
+            event = normalize(orjson.loads(row.payload_json), accepted)
+        except RecordRejected as error:
+            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
+        else:
+            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, event)

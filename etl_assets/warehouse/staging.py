@@ -1,0 +1,300 @@
+"""Writing parsed records into ``staging_events`` (and the unparseable ones into ``quarantine``).
+
+Records arrive as a stream; every ``chunk_size`` of them commit in a transaction of their own, so a
+crash loses at most the chunk in flight and memory holds one chunk. A batch seen for the first time
+is COPYed straight into staging (the fast path); a batch that already has rows (a re-run after a
+crash, a replay) goes through a temporary table and ``ON CONFLICT (batch_id, record_no)``, so a
+record is staged once however often its batch is read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Engine, Text, cast, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_key
+from etl_assets.transform.records import ParsedRecord, RejectedRecord
+from etl_assets.warehouse.copy import copy_rows, create_temp_table
+from etl_assets.warehouse.schema import quarantine, raw_batches, staging_events
+
+STAGING_COLUMNS = ("batch_id", "record_no", "event_id", "event_day", "source", "payload")
+QUARANTINE_COLUMNS = ("source", "batch_id", "record_no", "stage", "reason", "raw_record", "payload", "event_id")
+DEFAULT_CHUNK_SIZE = 20_000
+
+
+@dataclass
+class StagingCounts:
+    """What staging a batch did: the figures a materialization shows and reconciliation adds up."""
+
+    records: int = 0
+    staged: int = 0
+    quarantined: int = 0
+    already_staged: int = 0
+    days: Counter[date] = field(default_factory=Counter)
+
+    @property
+    def days_touched(self) -> list[date]:
+        return sorted(self.days)
+
+
+def _chunks(records: Iterable[ParsedRecord | RejectedRecord], size: int) -> Iterator[list]:
+    iterator = iter(records)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _split(
+    chunk: list[ParsedRecord | RejectedRecord],
+    batch_id: str,
+    source: str,
+    accepted: AcceptedTimes,
+    counts: StagingCounts,
+) -> tuple[list[tuple], list[tuple]]:
+    staged: list[tuple] = []
+    rejected: list[tuple] = []
+    for record in chunk:
+        if isinstance(record, RejectedRecord):
+            rejected.append((source, batch_id, record.record_no, "parse", record.reason, record.raw, None, None))
+            continue
+        try:
+            key = event_key(record.payload, accepted)
+        except RecordRejected as error:
+            rejected.append(
+                (
+                    source,
+                    batch_id,
+                    record.record_no,
+                    "parse",
+                    str(error),
+                    record.json_text.encode(),
+                    record.json_text,
+                    None,
+                )
+            )
+            continue
+        day = key.occurred_at.date()
+        counts.days[day] += 1
+        staged.append((batch_id, record.record_no, key.event_id, day, source, record.json_text))
+    return staged, rejected
+
+
+def stage_records(
+    engine: Engine,
+    batch_id: str,
+    source: str,
+    records: Iterable[ParsedRecord | RejectedRecord],
+    accepted: AcceptedTimes,
+    *,
+    replay: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> StagingCounts:
+    """Stage ``records`` of one batch; a record without a usable id or timestamp is quarantined at once.
+
+    ``replay`` re-stages a batch that was staged before (after a change to parsing or normalizing):
+    its rows take the new payload and key, go back to ``pending`` and take the time of the replay as
+    ``ingested_at`` (so the sensor sees new work); parse rejections that now parse are marked resolved.
+    """
+    counts = StagingCounts()
+    with engine.connect() as conn:
+        fresh = not conn.scalar(select(exists().where(staging_events.c.batch_id == batch_id)))
+    for chunk in _chunks(records, chunk_size):
+        staged, rejected = _split(chunk, batch_id, source, accepted, counts)
+        counts.records += len(chunk)
+        with engine.begin() as conn:
+            if fresh:
+                counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, staged)
+            else:
+                written = _merge_staging_rows(conn, staged, replay)
+                counts.staged += written
+                counts.already_staged += len(staged) - written
+                if replay:
+                    _resolve_parse_quarantine(conn, batch_id, [row[1] for row in staged])
+            if rejected:
+                counts.quarantined += _quarantine_rows(conn, rejected, replay)
+    with engine.begin() as conn:
+        conn.execute(
+            update(raw_batches)
+            .where(raw_batches.c.batch_id == batch_id)
+            .values(
+                record_count=counts.records,
+                quarantined_count=_parse_quarantine_count(conn, batch_id),
+                staged_at=func.now(),
+            )
+        )
+    return counts
+
+
+def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
+    incoming = create_temp_table(conn, "incoming_staging", staging_events, STAGING_COLUMNS)
+    copy_rows(conn, incoming.name, STAGING_COLUMNS, rows)
+    statement = pg_insert(staging_events).from_select(list(STAGING_COLUMNS), select(incoming))
+    if replay:
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["batch_id", "record_no"],
+            set_={
+                "payload": excluded.payload,
+                "event_id": excluded.event_id,
+                "event_day": excluded.event_day,
+                "status": "pending",
+                "error": None,
+                "ingested_at": func.now(),
+            },
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=["batch_id", "record_no"])
+    return conn.execute(statement).rowcount
+
+
+def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
+    statement = pg_insert(quarantine).values([dict(zip(QUARANTINE_COLUMNS, row, strict=True)) for row in rows])
+    if replay:
+        statement = statement.on_conflict_do_update(
+            index_elements=["batch_id", "record_no", "stage"],
+            set_={"reason": statement.excluded.reason, "resolved_at": None},
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=["batch_id", "record_no", "stage"])
+    return conn.execute(statement).rowcount
+
+
+def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -> None:
+    conn.execute(
+        update(quarantine)
+        .where(
+            quarantine.c.batch_id == batch_id,
+            quarantine.c.stage == "parse",
+            quarantine.c.record_no.in_(record_nos),
+            quarantine.c.resolved_at.is_(None),
+        )
+        .values(resolved_at=func.now())
+    )
+
+
+def _parse_quarantine_count(conn: Any, batch_id: str) -> int:
+    return conn.scalar(
+        select(func.count()).where(
+            quarantine.c.batch_id == batch_id, quarantine.c.stage == "parse", quarantine.c.resolved_at.is_(None)
+        )
+    )
+
+
+def record_batch(
+    engine: Engine,
+    *,
+    batch_id: str,
+    source: str,
+    source_uri: str,
+    archive_key: str | None,
+    sha256: str,
+    byte_count: int,
+) -> bool:
+    """Enter a batch into the ``raw_batches`` ledger; False when it was there already (same id, same bytes)."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            pg_insert(raw_batches)
+            .values(
+                batch_id=batch_id,
+                source=source,
+                source_uri=source_uri,
+                archive_key=archive_key,
+                sha256=sha256,
+                byte_count=byte_count,
+            )
+            .on_conflict_do_nothing(index_elements=["batch_id"])
+        )
+        return result.rowcount == 1
+
+
+def find_batch(engine: Engine, batch_id: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(raw_batches).where(raw_batches.c.batch_id == batch_id)).mappings().first()
+    return dict(row) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRow:
+    staging_id: int
+    source: str
+    batch_id: str
+    ingested_at: datetime
+    payload_json: str
+
+
+class StagedRowsReader:
+    """Reads a day's staging rows with a server-side cursor, so a day of any size streams in bounded memory."""
+
+    def __init__(self, engine: Engine, fetch_size: int = 10_000) -> None:
+        self.engine = engine
+        self.fetch_size = fetch_size
+
+    def rows(self, day: date, transform_version: str, *, reprocess_all: bool = False) -> Iterator[StagedRow]:
+        """The rows of ``day`` still to merge: pending ones and those a different transform version processed
+        (all of the day's rows with ``reprocess_all``), in arrival order."""
+        query = (
+            select(
+                staging_events.c.id,
+                staging_events.c.source,
+                staging_events.c.batch_id,
+                staging_events.c.ingested_at,
+                cast(staging_events.c.payload, Text),
+            )
+            .where(staging_events.c.event_day == day)
+            .order_by(staging_events.c.id)
+        )
+        if not reprocess_all:
+            query = query.where(
+                or_(
+                    staging_events.c.status == "pending",
+                    staging_events.c.transform_version.is_distinct_from(transform_version),
+                )
+            )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=self.fetch_size).execute(query)
+            for row in result:
+                yield StagedRow(*row)
+
+
+@dataclass(frozen=True)
+class PendingDay:
+    day: date
+    rows: int
+    newest_id: int
+    last_staged_at: datetime
+
+    @property
+    def version(self) -> str:
+        """Changes whenever rows of the day become pending: new rows (a higher id) or re-staged ones (a later time)."""
+        return f"{self.newest_id}.{self.last_staged_at.timestamp():.6f}"
+
+
+def pending_days(engine: Engine) -> list[PendingDay]:
+    """Days that have staging rows waiting for their merge into ``events``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                staging_events.c.event_day,
+                func.count(),
+                func.max(staging_events.c.id),
+                func.max(staging_events.c.ingested_at),
+            )
+            .where(staging_events.c.status == "pending", staging_events.c.event_day.is_not(None))
+            .group_by(staging_events.c.event_day)
+            .order_by(staging_events.c.event_day)
+        )
+        return [PendingDay(*row) for row in rows]
+
+
+def known_batch_ids(engine: Engine, batch_ids: list[str]) -> set[str]:
+    """Which of ``batch_ids`` are in the ``raw_batches`` ledger already."""
+    if not batch_ids:
+        return set()
+    with engine.connect() as conn:
+        return set(conn.scalars(select(raw_batches.c.batch_id).where(raw_batches.c.batch_id.in_(batch_ids))))

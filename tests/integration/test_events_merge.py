@@ -1,0 +1,113 @@
+"""The merge into events on a real PostgreSQL: exactly once by event_id, across days and in any order."""
+
+from datetime import UTC, date, datetime
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.records import ParsedRecord
+from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
+from etl_assets.warehouse.staging import StagedRowsReader, record_batch, stage_records
+
+ACCEPTED = AcceptedTimes(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+VERSION = "test"
+
+
+def stage(engine, batch_id: str, *payloads: dict) -> None:
+    record_batch(
+        engine,
+        batch_id=batch_id,
+        source="s3",
+        source_uri=f"s3://b/{batch_id}",
+        archive_key=None,
+        sha256="0" * 64,
+        byte_count=1,
+    )
+    records = [
+        ParsedRecord(number, payload, orjson.dumps(payload).decode()) for number, payload in enumerate(payloads, 1)
+    ]
+    stage_records(engine, batch_id, "s3", records, ACCEPTED)
+
+
+def merge_day(engine, day: date, *, reprocess_all: bool = False):
+    rows = StagedRowsReader(engine).rows(day, VERSION, reprocess_all=reprocess_all)
+    with engine.begin() as conn:
+        return merge_staged_results(conn, normalize_staged(rows, ACCEPTED), VERSION)
+
+
+def purchase(event_id: str, timestamp: str, price: str = "10.00") -> dict:
+    return {
+        "id": event_id,
+        "type": "purchase",
+        "timestamp": timestamp,
+        "user": {"id": "u1"},
+        "product": {"id": "p1", "price": price, "currency": "EUR", "quantity": 1},
+    }
+
+
+def events_rows(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT event_id, occurred_at, price FROM events ORDER BY event_id")).all()
+
+
+@pytest.mark.parametrize("order", [("first", "second"), ("second", "first")])
+def test_an_event_resent_with_another_timestamp_lives_once_on_the_day_of_its_newest_version(warehouse_engine, order):
+    stage(warehouse_engine, "file-1", purchase("e1", "2025-08-01T10:00:00Z", "10.00"))
+    stage(warehouse_engine, "file-2", purchase("e1", "2025-08-03T10:00:00Z", "12.00"))
+    days = {"first": date(2025, 8, 1), "second": date(2025, 8, 3)}
+    for name in order:
+        merge_day(warehouse_engine, days[name])
+    assert events_rows(warehouse_engine) == [("e1", datetime(2025, 8, 3, 10, tzinfo=UTC), pytest.approx(12))]
+    for day in days.values():  # re-running every day, in either order, changes nothing
+        merge_day(warehouse_engine, day, reprocess_all=True)
+    assert events_rows(warehouse_engine) == [("e1", datetime(2025, 8, 3, 10, tzinfo=UTC), pytest.approx(12))]
+    with warehouse_engine.connect() as conn:
+        assert conn.execute(text("SELECT event_id, occurred_at FROM event_ledger")).all() == [
+            ("e1", datetime(2025, 8, 3, 10, tzinfo=UTC))
+        ]
+
+
+def test_a_rerun_writes_nothing_and_a_changed_event_updates_its_row(warehouse_engine):
+    stage(warehouse_engine, "file-1", purchase("e1", "2025-08-01T10:00:00Z"), purchase("e2", "2025-08-01T11:00:00Z"))
+    first = merge_day(warehouse_engine, date(2025, 8, 1))
+    assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+    again = merge_day(warehouse_engine, date(2025, 8, 1), reprocess_all=True)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+    stage(
+        warehouse_engine,
+        "file-2",
+        purchase("e2", "2025-08-01T11:00:00Z", "99.00"),
+        purchase("e1", "2025-08-01T10:00:00Z"),
+    )
+    changed = merge_day(warehouse_engine, date(2025, 8, 1))
+    assert (changed.received, changed.inserted, changed.updated, changed.unchanged) == (2, 0, 1, 1)
+    assert [row[2] for row in events_rows(warehouse_engine)] == [pytest.approx(10), pytest.approx(99)]
+
+
+def test_a_rejected_record_is_quarantined_and_its_staging_row_failed(warehouse_engine):
+    stage(
+        warehouse_engine,
+        "file-1",
+        purchase("e1", "2025-08-01T10:00:00Z"),
+        {**purchase("e2", "2025-08-01T10:00:00Z"), "type": "teleport"},
+    )
+    counts = merge_day(warehouse_engine, date(2025, 8, 1))
+    assert (counts.inserted, counts.rejected) == (1, 1)
+    with warehouse_engine.connect() as conn:
+        failed = conn.execute(
+            text("SELECT record_no, status, error, attempts FROM staging_events WHERE status = 'failed'")
+        ).all()
+        quarantined = conn.execute(text("SELECT record_no, stage, reason FROM quarantine")).all()
+    assert [(row[0], row[1], row[3]) for row in failed] == [(2, "failed", 1)]
+    assert "teleport" in failed[0][2]
+    assert quarantined == [(2, "normalize", failed[0][2])]
+
+
+def test_duplicates_within_a_day_are_counted_not_written(warehouse_engine):
+    stage(warehouse_engine, "file-1", purchase("e1", "2025-08-01T10:00:00Z"), purchase("e1", "2025-08-01T10:00:00Z"))
+    stage(warehouse_engine, "file-2", purchase("e1", "2025-08-01T10:00:00Z"))
+    counts = merge_day(warehouse_engine, date(2025, 8, 1))
+    assert (counts.received, counts.duplicates, counts.inserted) == (3, 2, 1)
+    assert len(events_rows(warehouse_engine)) == 1
