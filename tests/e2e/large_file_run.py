@@ -1,0 +1,40 @@
+"""Run one landing object through ingest and the merge of its days in this process; print the peak RSS.
+
+Started as its own process by test_large_file.py, so the figure is the run process's alone.
+"""
+
+import json
+import resource
+import sys
+import time
+
+from etl_assets.definitions import defs
+from etl_assets.sources.landing import LandingObject
+
+
+def main(key: str, etag: str, size: int, first_day: str, last_day: str) -> None:
+    definitions = defs()
+    started = time.perf_counter()
+    obj = LandingObject(key, etag, size)
+    ingest = definitions.resolve_job_def("ingest_landing_file_job").execute_in_process(
+        run_config={"ops": {"ingest_landing_file": {"config": {"key": obj.key, "etag": obj.etag, "size": obj.size}}}}
+    )
+    staged = time.perf_counter()
+    merge = definitions.resolve_job_def("daily_events_job").execute_in_process(
+        tags={"dagster/asset_partition_range_start": first_day, "dagster/asset_partition_range_end": last_day}
+    )
+    finished = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "success": ingest.success and merge.success,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "staging_seconds": round(staged - started, 1),
+                "merge_and_enrichment_seconds": round(finished - staged, 1),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
