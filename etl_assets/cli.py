@@ -96,6 +96,61 @@ def migrate() -> None:
     say(f"warehouse {redact(settings.warehouse_url)} at revision {revision}")
 
 
+@app.command()
+def seed(
+    days: int = typer.Option(7, min=1, max=366, help="Days of events, ending at --last-day."),
+    files: int = typer.Option(14, min=1, max=10_000, help="Files to write (JSONL, CSV and gzip JSONL in turn)."),
+    events_per_file: int = typer.Option(1500, min=1, max=200_000, help="Events per file."),
+    seed_value: int = typer.Option(1, "--seed", help="Seed of the generator: the same seed writes the same bytes."),
+    last_day: str = typer.Option("", help="Last day (YYYY-MM-DD, UTC); yesterday by default."),
+) -> None:
+    """Drop realistic demo event files into the landing bucket (the local one of `etl dev`, or the configured store).
+
+    The files hold sessions and funnels of many users, a few late events, re-sent duplicates and bad rows,
+    so everything the pipeline does shows. With the sensors on, they load within a minute.
+    """
+    from datetime import UTC, date, datetime, timedelta
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from etl_assets.demo.seeding import seed_landing
+    from etl_assets.resources.object_store import s3_client
+
+    settings = load_settings()
+    try:
+        final_day = date.fromisoformat(last_day) if last_day else datetime.now(UTC).date() - timedelta(days=1)
+    except ValueError:
+        fail(f"--last-day {last_day!r} is not a date: write it as YYYY-MM-DD")
+    if settings.s3_is_external:
+        client = s3_client(settings.s3_endpoint_url, settings.aws_region)
+    else:
+        local = Settings.local_s3_credentials()
+        client = s3_client(
+            f"http://127.0.0.1:{settings.s3_port}",
+            settings.aws_region,
+            aws_access_key_id=local["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=local["AWS_SECRET_ACCESS_KEY"],
+        )
+    try:
+        report = seed_landing(
+            client,
+            settings.landing_bucket,
+            settings.landing_prefix,
+            last_day=final_day,
+            days=days,
+            files=files,
+            events_per_file=events_per_file,
+            seed=seed_value,
+        )
+    except (BotoCoreError, ClientError) as error:
+        reason = str(error).strip().splitlines()[0]
+        fail(f"cannot write to s3://{settings.landing_bucket} ({reason}): start `etl dev`, or check the AWS settings")
+    say(
+        f"wrote {report.files} files, {report.records} records ({report.first_day} to {report.last_day}) "
+        f"to s3://{settings.landing_bucket}/{settings.landing_prefix}"
+    )
+
+
 @app.command("config")
 def show_config() -> None:
     """Print every setting the platform reads and its value here (passwords hidden)."""

@@ -11,12 +11,15 @@ import os
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy.engine import URL
 
+from etl_assets.demo.seeding import landing_is_empty, seed_landing
 from etl_assets.localstack import processes
 from etl_assets.localstack.dagster import DagsterDev, dagster_home
 from etl_assets.localstack.postgres import EmbeddedPostgres, ensure_database
@@ -178,6 +181,23 @@ class DevStack:
         for bucket in buckets:
             client.create_bucket(Bucket=bucket)
         self.say(f"s3         {self.s3_endpoint}  buckets {', '.join(buckets)} (local moto server, kept in memory)")
+        self._seed_demo_files(client)
+
+    def _seed_demo_files(self, client: Any) -> None:
+        settings = self.settings
+        if not landing_is_empty(client, settings.landing_bucket, settings.landing_prefix):
+            return
+        report = seed_landing(
+            client,
+            settings.landing_bucket,
+            settings.landing_prefix,
+            last_day=datetime.now(UTC).date() - timedelta(days=1),
+        )
+        self.say(
+            f"s3         seeded {report.files} demo files ({report.records} records, {report.first_day} to "
+            f"{report.last_day}) under s3://{settings.landing_bucket}/{settings.landing_prefix}; "
+            "turn on landing_files_sensor and staged_days_sensor in the UI to load them"
+        )
 
     def child_environment(self) -> dict[str, str]:
         """What every Dagster process (webserver, daemon, code server, runs) needs to reach the parts."""

@@ -7,7 +7,6 @@ that cannot become an event raises ``RecordRejected`` (and nothing else) with th
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import unicodedata
 from collections.abc import Mapping
@@ -75,6 +74,22 @@ _CONTAINER_PATHS = frozenset(
     for path in group.paths
     for depth in range(1, len(path))
 )
+
+_Containers = dict[str, "_Containers"]
+
+
+def _container_tree(paths: frozenset[tuple[str, ...]]) -> _Containers:
+    tree: _Containers = {}
+    for path in paths:
+        node = tree
+        for key in path:
+            node = node.setdefault(key, {})
+    return tree
+
+
+# The same paths as a tree (``{"context": {"page": {}}, ...}``), for walking a record.
+_CONTAINERS = _container_tree(_CONTAINER_PATHS)
+_NO_CONTAINERS: _Containers = {}
 
 # Segment's call type: the event name of a ``track`` call is in ``event``.
 _SEGMENT_TRACK = "track"
@@ -163,7 +178,7 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
         elif currency is None:
             tags.add(TAG_CURRENCY_MISSING)
 
-    properties = _properties(_without(record, consumed)) or None
+    properties = _properties(_without(record, consumed, _CONTAINERS)) or None
     quality_tags = tuple(sorted(tags))
     fields = (
         event_id,
@@ -232,7 +247,12 @@ def _pick(record: dict[str, Any], aliases: _Aliases, consumed: _Consumed) -> Any
             value = value.get(key, _ABSENT) if isinstance(value, dict) else _ABSENT
             if value is _ABSENT:
                 break
-        if value is _ABSENT or _is_empty(value) or (isinstance(value, dict) and path in _CONTAINER_PATHS):
+        if value is _ABSENT or value is None:
+            continue
+        if isinstance(value, str):
+            if not value or value.isspace():
+                continue
+        elif isinstance(value, dict) and path in _CONTAINER_PATHS:
             continue
         _consume(consumed, first, rest)
         return value
@@ -458,6 +478,8 @@ def _currency(value: Any) -> str | None:
 def _quantity(value: Any) -> int | None:
     if value is None:
         return None
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) < 10:
+        return int(value)
     if type(value) is int and 0 <= value <= _QUANTITY_LIMIT:
         return value
     try:
@@ -473,22 +495,24 @@ def _quantity(value: Any) -> int | None:
     return int(number)
 
 
-def _without(record: dict[str, Any], consumed: _Consumed) -> dict[str, Any]:
-    """``record`` less what was consumed and less its empty values (they read as missing, as empty CSV fields do).
+def _without(record: dict[str, Any], consumed: _Consumed, containers: _Containers) -> dict[str, Any]:
+    """``record`` less what was consumed and less the empty values of the objects aliases look into.
 
-    An object emptied by the removal is dropped with it.
+    Empty values read as missing, as empty CSV fields do; an object left empty is dropped.
     """
     rest: dict[str, Any] = {}
     for key, value in record.items():
-        if _is_empty(value):
+        if value is None or (isinstance(value, str) and (not value or value.isspace())):
             continue
         mark = consumed.get(key)
-        if mark is None or (mark is not True and not isinstance(value, dict)):
-            rest[key] = value
-        elif mark is not True:
-            inner_rest = _without(value, mark)
-            if inner_rest:
-                rest[key] = inner_rest
+        if mark is True:
+            continue
+        inner_containers = containers.get(key)
+        if isinstance(value, dict) and (mark is not None or inner_containers is not None):
+            value = _without(value, mark or {}, inner_containers or _NO_CONTAINERS)
+            if not value:
+                continue
+        rest[key] = value
     return rest
 
 
@@ -505,8 +529,6 @@ def _properties(rest: dict[str, Any]) -> dict[str, Any]:
     clashes: dict[str, Any] = {}
     for key, value in inner.items():
         present = rest.get(key, _ABSENT)
-        if _is_empty(value):
-            continue
         if present is _ABSENT:
             rest[key] = value
         elif not _same_json(present, value):
@@ -526,11 +548,7 @@ def _same_json(first: Any, second: Any) -> bool:
 def _canonical_json(fields: tuple[Any, ...]) -> bytes:
     try:
         return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        pass
-    # orjson refuses integers beyond 64 bits, lone surrogates and nesting deeper than 254; json does not.
-    try:
-        text = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":"), default=datetime.isoformat)
-        return text.encode()
-    except (TypeError, ValueError, RecursionError) as error:
-        raise RecordRejected(f"properties cannot be stored as JSON: {error}") from error
+    except TypeError as error:
+        # Integers beyond 64 bits, lone surrogates, non-text keys, nesting deeper than 254: what cannot be hashed
+        # here cannot be written to the properties column either.
+        raise RecordRejected(f"record cannot be stored as JSON: {error}") from error

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -447,6 +448,12 @@ def test_a_properties_key_clashing_with_a_top_level_field_is_kept():
     assert same.properties == {"coupon": "A"}
 
 
+def test_empty_values_read_as_missing_like_empty_csv_fields():
+    event = normalized(coupon=None, note="  ", user={"id": None, "email": ""}, properties={"size": None})
+    assert event.properties is None
+    assert event == normalized()
+
+
 def test_properties_that_are_not_an_object_are_kept_as_they_are():
     assert normalized(properties="gift").properties == {"properties": "gift"}
 
@@ -523,12 +530,16 @@ def test_event_key_rejects_what_it_cannot_key():
         event_key({"id": "e1", "timestamp": "1900-01-01T00:00:00Z"}, ACCEPTED)
 
 
-def test_values_orjson_cannot_serialize_still_hash():
-    big = normalized(big=2**70)
-    lone_surrogate = normalized(note="\ud800")
-    assert big.properties == {"big": 2**70}
-    assert big.content_hash != normalized(big=2**70 + 1).content_hash
-    assert lone_surrogate.content_hash != normalized(note="\ud801").content_hash
+def nested_lists(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value", [2**70, "\ud800", {1: "one"}, nested_lists(300)])
+def test_properties_that_cannot_be_stored_as_json_are_rejected(value: Any):
+    assert rejection({**BASE, "extra": value}).startswith("record cannot be stored as JSON: ")
 
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
@@ -609,4 +620,5 @@ def test_normalize_raises_only_record_rejected(payload: Any):
     assert ACCEPTED.earliest <= event.occurred_at < ACCEPTED.latest
     assert event.price is None or (event.price >= 0 and event.price.as_tuple().exponent == -4)
     assert list(event.quality_tags) == sorted(set(event.quality_tags))
+    assert event.properties is None or orjson.loads(orjson.dumps(event.properties)) is not None
     assert normalize(payload, ACCEPTED) == event
