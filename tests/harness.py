@@ -35,6 +35,8 @@ class Pipeline:
             sensor_name=sensor_name,
         ) as context:
             result = sensor(context)
+        if isinstance(result, dg.SkipReason):
+            return []
         if result.cursor is not None:
             self.cursors[sensor_name] = result.cursor
         return list(result.run_requests or [])

@@ -58,6 +58,15 @@ daily_events_job = dg.define_asset_job(
 )
 
 
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+"""Merges are serialized in the database anyway; while one runs, new runs would only queue behind it."""
+
+
 def consecutive_ranges(days: list[PendingDay]) -> list[list[PendingDay]]:
     ranges: list[list[PendingDay]] = []
     for pending in sorted(days, key=lambda item: item.day):
@@ -81,9 +90,17 @@ def _fingerprint(run: list[PendingDay]) -> str:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests a run of events and its enrichment for each range of consecutive days that has "
-    "staging rows waiting; the run key names the days' pending rows, so new or re-staged data runs again.",
+    "staging rows waiting, once the previous such run has finished; the run key names the days' pending rows, "
+    "so new or re-staged data runs again.",
 )
-def staged_days_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult:
+def staged_days_sensor(
+    context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+) -> dg.SensorResult | dg.SkipReason:
+    in_flight = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=daily_events_job.name, statuses=IN_FLIGHT), limit=1
+    )
+    if in_flight:
+        return dg.SkipReason(f"run {in_flight[0].run_id} is still merging; pending days wait for the next tick")
     requests = [
         dg.RunRequest(
             run_key=f"{_key(run[0].day)}..{_key(run[-1].day)}@{_fingerprint(run)}",
