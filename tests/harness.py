@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import orjson
 from sqlalchemy import Engine, text
 
+from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse.schema import DAILY_TABLES
+from etl_assets.warehouse.staging import record_batch, stage_records
 
 
 class Pipeline:
@@ -71,6 +76,26 @@ class Pipeline:
 def pipeline(definitions: dg.Definitions) -> Iterator[Pipeline]:
     with dg.instance_for_test() as instance:
         yield Pipeline(definitions, instance)
+
+
+ACCEPTED = AcceptedTimes(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def stage_payloads(engine: Engine, batch_id: str, payloads: list[dict], *, replay: bool = False) -> None:
+    """Enter a batch in the ledger and stage ``payloads`` as its records, as an ingest run would."""
+    record_batch(
+        engine,
+        batch_id=batch_id,
+        source="s3",
+        source_uri=f"s3://b/{batch_id}",
+        archive_key=None,
+        sha256="0" * 64,
+        byte_count=1,
+    )
+    records = [
+        ParsedRecord(number, payload, orjson.dumps(payload).decode()) for number, payload in enumerate(payloads, 1)
+    ]
+    stage_records(engine, batch_id, "s3", records, ACCEPTED, replay=replay)
 
 
 def table_rows(engine: Engine, table: str, order_by: str, exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:

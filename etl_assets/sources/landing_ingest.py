@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -66,7 +67,7 @@ def ingest_landing_object(
 
 
 def _stage_file(
-    engine: Engine, batch_id: str, name: str, path: Any, accepted: AcceptedTimes, *, replay: bool
+    engine: Engine, batch_id: str, name: str, path: Path, accepted: AcceptedTimes, *, replay: bool
 ) -> StagingCounts:
     try:
         fmt, compressed = detect_format(name, head(path))

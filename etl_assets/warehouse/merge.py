@@ -95,111 +95,93 @@ def _incoming_row(result: StagedResult) -> tuple:
     )
 
 
+_COLUMNS = ", ".join(EVENT_COLUMNS)
+_ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
+
+TAKE_MERGE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
+CREATE_INCOMING = text(
+    "CREATE TEMP TABLE incoming_results ON COMMIT DROP AS "
+    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS} FROM events WITH NO DATA"
+)
+COUNT_REJECTED = text("SELECT count(*) FROM incoming_results WHERE rejection IS NOT NULL")
+KEEP_NEWEST_VERSION = text(
+    "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
+    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS} FROM incoming_results "
+    "WHERE rejection IS NULL ORDER BY event_id, staging_id DESC"
+)
+COUNT_CANDIDATES = text("SELECT count(*) FROM candidates")
+DROP_SUPERSEDED = text(
+    "DELETE FROM candidates c USING event_ledger l WHERE l.event_id = c.event_id AND l.staging_id > c.staging_id"
+)
+CANDIDATE_DAYS = text("SELECT DISTINCT (occurred_at AT TIME ZONE 'UTC')::date FROM candidates ORDER BY 1")
+DELETE_MOVED = text(
+    "DELETE FROM events e USING event_ledger l, candidates c "
+    "WHERE l.event_id = c.event_id AND e.event_id = l.event_id "
+    "AND e.occurred_at = l.occurred_at AND l.occurred_at <> c.occurred_at"
+)
+COUNT_NEW = text(
+    "SELECT count(*) FROM candidates c WHERE NOT EXISTS "
+    "(SELECT 1 FROM events e WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at)"
+)
+UPSERT_CHANGED_EVENTS = text(
+    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM candidates "
+    f"ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
+    "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash"
+)
+ADVANCE_LEDGER = text(
+    "INSERT INTO event_ledger (event_id, occurred_at, staging_id) "
+    "SELECT event_id, occurred_at, staging_id FROM candidates "
+    "ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, staging_id = excluded.staging_id "
+    "WHERE (event_ledger.occurred_at, event_ledger.staging_id) "
+    "IS DISTINCT FROM (excluded.occurred_at, excluded.staging_id)"
+)
+MARK_STAGING_SUCCEEDED = text(
+    "UPDATE staging_events s SET status = 'succeeded', attempts = s.attempts + 1, error = NULL, "
+    "processed_at = now(), transform_version = :version FROM incoming_results i "
+    "WHERE s.id = i.staging_id AND i.rejection IS NULL"
+)
+MARK_STAGING_FAILED = text(
+    "UPDATE staging_events s SET status = 'failed', attempts = s.attempts + 1, error = r.rejection, "
+    "processed_at = now(), transform_version = :version FROM incoming_results r "
+    "WHERE s.id = r.staging_id AND r.rejection IS NOT NULL"
+)
+QUARANTINE_REJECTED = text(
+    "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
+    "SELECT s.source, s.batch_id, s.record_no, 'normalize', r.rejection, s.payload, s.id, s.event_id, s.event_day "
+    "FROM incoming_results r JOIN staging_events s ON s.id = r.staging_id WHERE r.rejection IS NOT NULL "
+    "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL"
+)
+RESOLVE_QUARANTINE = text(
+    "UPDATE quarantine q SET resolved_at = now() FROM incoming_results i "
+    "WHERE q.staging_id = i.staging_id AND i.rejection IS NULL AND q.stage = 'normalize' AND q.resolved_at IS NULL"
+)
+
+
 def merge_staged_results(conn: Connection, results: Iterable[StagedResult], transform_version: str) -> MergeCounts:
     """Merge staged results (usually one day's) in the caller's transaction; return what it did."""
     counts = MergeCounts()
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MERGE_LOCK_KEY})
-    column_list = ", ".join(EVENT_COLUMNS)
-    conn.execute(
-        text(
-            "CREATE TEMP TABLE incoming_results ON COMMIT DROP AS "
-            f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {column_list} FROM events WITH NO DATA"
-        )
-    )
+    conn.execute(TAKE_MERGE_LOCK, {"key": MERGE_LOCK_KEY})
+    conn.execute(CREATE_INCOMING)
     counts.received = copy_rows(conn, "incoming_results", INCOMING_COLUMNS, map(_incoming_row, results))
-    counts.rejected = conn.scalar(text("SELECT count(*) FROM incoming_results WHERE rejection IS NOT NULL"))
-    conn.execute(
-        text(
-            "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-            f"SELECT DISTINCT ON (event_id) staging_id, {column_list} FROM incoming_results "
-            "WHERE rejection IS NULL ORDER BY event_id, staging_id DESC"
-        )
-    )
-    candidates = conn.scalar(text("SELECT count(*) FROM candidates"))
+    counts.rejected = conn.scalar(COUNT_REJECTED)
+    conn.execute(KEEP_NEWEST_VERSION)
+    candidates = conn.scalar(COUNT_CANDIDATES)
     counts.duplicates = counts.received - counts.rejected - candidates
-    counts.superseded = conn.execute(
-        text(
-            "DELETE FROM candidates c USING event_ledger l "
-            "WHERE l.event_id = c.event_id AND l.staging_id > c.staging_id"
-        )
-    ).rowcount
-    days = [
-        day
-        for (day,) in conn.execute(
-            text("SELECT DISTINCT (occurred_at AT TIME ZONE 'UTC')::date FROM candidates ORDER BY 1")
-        )
-    ]
+    counts.superseded = conn.execute(DROP_SUPERSEDED).rowcount
+    days = list(conn.scalars(CANDIDATE_DAYS))
     counts.days = set(days)
     ensure_event_partitions(conn, days)
-    counts.moved = conn.execute(
-        text(
-            "DELETE FROM events e USING event_ledger l, candidates c "
-            "WHERE l.event_id = c.event_id AND e.event_id = l.event_id "
-            "AND e.occurred_at = l.occurred_at AND l.occurred_at <> c.occurred_at"
-        )
-    ).rowcount
-    counts.inserted = conn.scalar(
-        text(
-            "SELECT count(*) FROM candidates c WHERE NOT EXISTS "
-            "(SELECT 1 FROM events e WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at)"
-        )
-    )
-    assignments = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
-    written = conn.execute(
-        text(
-            f"INSERT INTO events ({column_list}) SELECT {column_list} FROM candidates "
-            f"ON CONFLICT (event_id, occurred_at) DO UPDATE SET {assignments}, loaded_at = now() "
-            "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash"
-        )
-    ).rowcount
+    counts.moved = conn.execute(DELETE_MOVED).rowcount
+    counts.inserted = conn.scalar(COUNT_NEW)
+    written = conn.execute(UPSERT_CHANGED_EVENTS).rowcount
     counts.updated = written - counts.inserted
     counts.unchanged = candidates - counts.superseded - written
-    conn.execute(
-        text(
-            "INSERT INTO event_ledger (event_id, occurred_at, staging_id) "
-            "SELECT event_id, occurred_at, staging_id FROM candidates "
-            "ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, staging_id = excluded.staging_id "
-            "WHERE (event_ledger.occurred_at, event_ledger.staging_id) "
-            "IS DISTINCT FROM (excluded.occurred_at, excluded.staging_id)"
-        )
-    )
-    _record_outcomes(conn, transform_version)
+    conn.execute(ADVANCE_LEDGER)
+    for outcome in (MARK_STAGING_SUCCEEDED, MARK_STAGING_FAILED):
+        conn.execute(outcome, {"version": transform_version})
+    conn.execute(QUARANTINE_REJECTED)
+    conn.execute(RESOLVE_QUARANTINE)
     return counts
-
-
-def _record_outcomes(conn: Connection, transform_version: str) -> None:
-    """Staging rows: succeeded or failed with the reason; failures quarantined, past ones that now pass resolved."""
-    params = {"version": transform_version}
-    conn.execute(
-        text(
-            "UPDATE staging_events s SET status = 'succeeded', attempts = s.attempts + 1, error = NULL, "
-            "processed_at = now(), transform_version = :version FROM incoming_results i "
-            "WHERE s.id = i.staging_id AND i.rejection IS NULL"
-        ),
-        params,
-    )
-    conn.execute(
-        text(
-            "UPDATE staging_events s SET status = 'failed', attempts = s.attempts + 1, error = r.rejection, "
-            "processed_at = now(), transform_version = :version FROM incoming_results r "
-            "WHERE s.id = r.staging_id AND r.rejection IS NOT NULL"
-        ),
-        params,
-    )
-    conn.execute(
-        text(
-            "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
-            "SELECT s.source, s.batch_id, s.record_no, 'normalize', r.rejection, s.payload, s.id, s.event_id, s.event_day "
-            "FROM incoming_results r JOIN staging_events s ON s.id = r.staging_id WHERE r.rejection IS NOT NULL "
-            "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL"
-        )
-    )
-    conn.execute(
-        text(
-            "UPDATE quarantine q SET resolved_at = now() FROM incoming_results i "
-            "WHERE q.staging_id = i.staging_id AND i.rejection IS NULL AND q.stage = 'normalize' AND q.resolved_at IS NULL"
-        )
-    )
 
 
 def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes) -> Iterator[StagedResult]:

@@ -2,33 +2,18 @@
 
 from datetime import UTC, date, datetime
 
-import orjson
 import pytest
 from sqlalchemy import text
 
-from etl_assets.transform.normalize import AcceptedTimes
-from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
-from etl_assets.warehouse.staging import StagedRowsReader, record_batch, stage_records
+from etl_assets.warehouse.staging import StagedRowsReader
+from tests.harness import ACCEPTED, stage_payloads
 
-ACCEPTED = AcceptedTimes(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
 VERSION = "test"
 
 
 def stage(engine, batch_id: str, *payloads: dict) -> None:
-    record_batch(
-        engine,
-        batch_id=batch_id,
-        source="s3",
-        source_uri=f"s3://b/{batch_id}",
-        archive_key=None,
-        sha256="0" * 64,
-        byte_count=1,
-    )
-    records = [
-        ParsedRecord(number, payload, orjson.dumps(payload).decode()) for number, payload in enumerate(payloads, 1)
-    ]
-    stage_records(engine, batch_id, "s3", records, ACCEPTED)
+    stage_payloads(engine, batch_id, list(payloads))
 
 
 def merge_day(engine, day: date, *, reprocess_all: bool = False):

@@ -1,30 +1,16 @@
 """staged_days_sensor on a real warehouse: a run per range of consecutive pending days, keyed by their rows."""
 
 import dagster as dg
-import orjson
 
-from etl_assets.transform.records import ParsedRecord
-from etl_assets.warehouse.staging import record_batch, stage_records
-from tests.harness import pipeline
-from tests.integration.test_events_merge import ACCEPTED
+from tests.harness import pipeline, stage_payloads
 
 
 def stage(engine, batch_id: str, *timestamps: str, replay: bool = False) -> None:
-    record_batch(
-        engine,
-        batch_id=batch_id,
-        source="s3",
-        source_uri=f"s3://b/{batch_id}",
-        archive_key=None,
-        sha256="0" * 64,
-        byte_count=1,
-    )
     payloads = [
         {"id": f"{batch_id}-{n}", "type": "page_view", "timestamp": ts, "user": {"id": "u"}}
         for n, ts in enumerate(timestamps)
     ]
-    records = [ParsedRecord(n, payload, orjson.dumps(payload).decode()) for n, payload in enumerate(payloads, 1)]
-    stage_records(engine, batch_id, "s3", records, ACCEPTED, replay=replay)
+    stage_payloads(engine, batch_id, payloads, replay=replay)
 
 
 def ranges(requests: list[dg.RunRequest]) -> list[tuple[str, str]]:
