@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
@@ -107,10 +107,6 @@ def archive_object(
         MetadataDirective="REPLACE",
         ServerSideEncryption="AES256",
     )
-
-
-def open_file(path: Path) -> BinaryIO:
-    return path.open("rb")
 
 
 def head(path: Path, size: int = 4096) -> bytes:
