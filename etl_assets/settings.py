@@ -65,6 +65,39 @@ VARIABLES: tuple[Variable, ...] = (
         "First day (UTC) of the daily partitions; older events are quarantined with the reason.",
     ),
     Variable("ETL_SENSOR_MAX_RUNS", "25", "Runs the S3 sensor requests per tick at most; the rest wait for the next."),
+    Variable("ETL_COLLECTOR_PORT", "9200", "Port of the collector (signed webhooks, Segment-compatible tracking API)."),
+    Variable(
+        "ETL_SEGMENT_WRITE_KEYS",
+        None,
+        "Comma-separated write keys the collector's Segment-compatible API accepts. Unset: `etl dev` uses "
+        "`local-write-key`; elsewhere every Segment call is refused.",
+    ),
+    Variable(
+        "ETL_WEBHOOK_SECRETS",
+        None,
+        "Partner webhook secrets, `partner=secret` comma-separated (a partner may appear twice while its secret "
+        "rotates). Unset: `etl dev` uses `demo-partner=local-webhook-secret`; elsewhere every webhook is refused.",
+    ),
+    Variable(
+        "ETL_COLLECTOR_MAX_BODY_BYTES", "1048576", "Largest partner webhook body the collector accepts (413 above)."
+    ),
+    Variable("ETL_EVENTS_API_PORT", "9100", "Port of the demo events API that `etl dev` starts on 127.0.0.1."),
+    Variable(
+        "ETL_EVENTS_API_URL",
+        None,
+        "URL of the events API's first page. Unset: the demo events API on ETL_EVENTS_API_PORT.",
+    ),
+    Variable(
+        "ETL_EVENTS_API_TOKEN",
+        None,
+        "Bearer token of the events API (a secret, read when a poll runs). Unset: `etl dev` uses the demo API's token.",
+    ),
+    Variable(
+        "ETL_EVENTS_API_SOURCES",
+        None,
+        "Path of a JSON file listing several API sources (name, base_url, token_env, page_size, cursor_param, "
+        "records_field, next_cursor_field or next_link_field, …); replaces the single source above.",
+    ),
     Variable(
         "ETL_LANDING_SWEEP_MINUTES",
         "60",
@@ -106,6 +139,38 @@ def _day(env: Mapping[str, str], name: str, default: date) -> date:
         return date.fromisoformat(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a date: write it as YYYY-MM-DD") from None
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={raw!r} is not a URL: write it as http(s)://host:port/path")
+    return raw
+
+
+def segment_write_keys(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The write keys the collector accepts (secrets: read by the collector at start, never stored in Settings)."""
+    env = os.environ if env is None else env
+    return frozenset(key.strip() for key in env.get("ETL_SEGMENT_WRITE_KEYS", "").split(",") if key.strip())
+
+
+def webhook_secrets(env: Mapping[str, str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Partner → its secrets, from ``ETL_WEBHOOK_SECRETS`` (``partner=secret,…``)."""
+    env = os.environ if env is None else env
+    secrets: dict[str, tuple[str, ...]] = {}
+    for entry in env.get("ETL_WEBHOOK_SECRETS", "").split(","):
+        if not entry.strip():
+            continue
+        partner, separator, secret = entry.strip().partition("=")
+        if not separator or not partner or not secret:
+            raise ConfigError(
+                f"ETL_WEBHOOK_SECRETS has an entry {partner or entry.strip()!r} without a secret: "
+                "write entries as partner=secret, comma-separated"
+            )
+        secrets[partner] = (*secrets.get(partner, ()), secret)
+    return secrets
 
 
 def parse_database_url(raw: str, name: str = "DATABASE_URL") -> URL:
@@ -166,6 +231,11 @@ class Settings:
     first_day: date = date(2025, 1, 1)
     sensor_max_runs: int = 25
     landing_sweep_minutes: int = 60
+    collector_port: int = 9200
+    collector_max_body_bytes: int = 1_048_576
+    events_api_port: int = 9100
+    events_api_url: str | None = None
+    events_api_sources_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -213,7 +283,20 @@ class Settings:
             first_day=_day(env, "ETL_FIRST_DAY", date(2025, 1, 1)),
             sensor_max_runs=_integer(env, "ETL_SENSOR_MAX_RUNS", 25, minimum=1, maximum=10_000, kind="a whole number"),
             landing_sweep_minutes=_count(env, "ETL_LANDING_SWEEP_MINUTES", 60),
+            collector_port=_port(env, "ETL_COLLECTOR_PORT", 9200),
+            collector_max_body_bytes=_integer(
+                env, "ETL_COLLECTOR_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=64 * 1024 * 1024, kind="a size"
+            ),
+            events_api_port=_port(env, "ETL_EVENTS_API_PORT", 9100),
+            events_api_url=_url(env, "ETL_EVENTS_API_URL"),
+            events_api_sources_file=Path(env["ETL_EVENTS_API_SOURCES"]).expanduser()
+            if env.get("ETL_EVENTS_API_SOURCES")
+            else None,
         )
+
+    @property
+    def demo_events_api_url(self) -> str:
+        return f"http://127.0.0.1:{self.events_api_port}/events"
 
     @property
     def warehouse_url(self) -> URL:

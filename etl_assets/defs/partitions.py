@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
@@ -19,11 +19,7 @@ single_run_backfill = dg.BackfillPolicy.single_run()
 
 def accepted_times(now: datetime | None = None, first_day: date = FIRST_DAY) -> AcceptedTimes:
     """Timestamps a partition exists for: from the first day through the end of today (UTC)."""
-    today = (now or datetime.now(UTC)).astimezone(UTC).date()
-    return AcceptedTimes(
-        earliest=datetime.combine(first_day, time(), UTC),
-        latest=datetime.combine(today + timedelta(days=1), time(), UTC),
-    )
+    return AcceptedTimes.through_today(first_day, now or datetime.now(UTC))
 
 
 def days_of(window: dg.TimeWindow) -> list[date]:

@@ -8,7 +8,7 @@ metadata. The rest comes from ``Settings`` and is cheap to read at load.
 import dagster as dg
 
 from etl_assets.io_managers.postgres import WarehouseIOManager
-from etl_assets.resources import ObjectStoreResource, WarehouseResource
+from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.settings import Settings
 
 
@@ -30,6 +30,10 @@ def resources() -> dg.Definitions:
                 landing_bucket=settings.landing_bucket,
                 landing_prefix=settings.landing_prefix,
                 archive_bucket=settings.archive_bucket,
+            ),
+            "events_api": EventsApiResource(
+                base_url=settings.events_api_url or settings.demo_events_api_url,
+                sources_file=str(settings.events_api_sources_file) if settings.events_api_sources_file else None,
             ),
         }
     )

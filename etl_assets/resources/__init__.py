@@ -1,6 +1,7 @@
-"""Dagster resources, kept small: the warehouse engine and the object store."""
+"""Dagster resources, kept small: the warehouse engine, the object store and the events API."""
 
+from etl_assets.resources.events_api import EventsApiResource
 from etl_assets.resources.object_store import ObjectStoreResource
 from etl_assets.resources.warehouse import WarehouseResource
 
-__all__ = ["ObjectStoreResource", "WarehouseResource"]
+__all__ = ["EventsApiResource", "ObjectStoreResource", "WarehouseResource"]

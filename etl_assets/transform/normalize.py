@@ -11,7 +11,7 @@ import math
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -112,6 +112,12 @@ class RecordRejected(ValueError):
 class AcceptedTimes:
     earliest: datetime
     latest: datetime
+
+    @classmethod
+    def through_today(cls, first_day: date, now: datetime) -> AcceptedTimes:
+        """From the start of ``first_day`` through the end of ``now``'s UTC day: the days a partition exists for."""
+        today = now.astimezone(UTC).date()
+        return cls(datetime.combine(first_day, time(), UTC), datetime.combine(today + timedelta(days=1), time(), UTC))
 
 
 @dataclass(frozen=True, slots=True)

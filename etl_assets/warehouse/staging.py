@@ -10,13 +10,13 @@ record is staged once however often its batch is read.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Engine, Text, cast, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, Text, cast, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_key
@@ -128,6 +128,73 @@ def stage_records(
                 staged_at=func.now(),
             )
         )
+    return counts
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """A batch's row in the ``raw_batches`` ledger: what entered, from where, archived where, its checksum."""
+
+    batch_id: str
+    source: str
+    source_uri: str
+    archive_key: str | None
+    sha256: str
+    byte_count: int
+
+
+def stage_batch(
+    engine: Engine,
+    entry: BatchEntry,
+    records: Iterable[ParsedRecord | RejectedRecord],
+    accepted: AcceptedTimes,
+    *,
+    before_commit: Callable[[Connection], None] | None = None,
+) -> StagingCounts:
+    """Stage a small batch (an API page, a collector flush) in one transaction with its ledger row.
+
+    All or nothing: the ledger row, the staging rows, the parse quarantine and whatever ``before_commit``
+    writes (a pull source's cursor) commit together, so a crash leaves the batch either wholly staged or
+    not at all. Staging the same batch id again adds only records it did not have.
+    """
+    counts = StagingCounts()
+    chunk = list(records)
+    with engine.begin() as conn:
+        fresh = (
+            conn.execute(
+                pg_insert(raw_batches)
+                .values(
+                    batch_id=entry.batch_id,
+                    source=entry.source,
+                    source_uri=entry.source_uri,
+                    archive_key=entry.archive_key,
+                    sha256=entry.sha256,
+                    byte_count=entry.byte_count,
+                )
+                .on_conflict_do_nothing(index_elements=["batch_id"])
+            ).rowcount
+            == 1
+        )
+        staged, rejected = _split(chunk, entry.batch_id, entry.source, accepted, counts)
+        counts.records = len(chunk)
+        if fresh:
+            counts.staged = copy_rows(conn, staging_events.name, STAGING_COLUMNS, staged)
+        else:
+            counts.staged = _merge_staging_rows(conn, staged, replay=False)
+            counts.already_staged = len(staged) - counts.staged
+        if rejected:
+            counts.quarantined = _quarantine_rows(conn, rejected, replay=False)
+        conn.execute(
+            update(raw_batches)
+            .where(raw_batches.c.batch_id == entry.batch_id)
+            .values(
+                record_count=counts.records,
+                quarantined_count=_parse_quarantine_count(conn, entry.batch_id),
+                staged_at=func.now(),
+            )
+        )
+        if before_commit is not None:
+            before_commit(conn)
     return counts
 
 

@@ -1,0 +1,67 @@
+"""Running the collector: its parts built from the environment, served by uvicorn.
+
+``etl collector`` (and ``etl dev``, which starts it next to the rest) call ``serve``. Secrets (write
+keys, webhook secrets, the database URL) are read from the environment here, once, at start.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import uvicorn
+from sqlalchemy import text
+from starlette.applications import Starlette
+
+from etl_assets.collector.app import CollectorConfig, create_app
+from etl_assets.collector.metrics import CollectorMetrics
+from etl_assets.collector.writer import GroupResult, StagingWriter
+from etl_assets.resources.object_store import s3_client
+from etl_assets.settings import Settings, segment_write_keys, webhook_secrets
+from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.warehouse.engine import create_warehouse_engine
+
+
+def build_app(settings: Settings) -> Starlette:
+    engine = create_warehouse_engine(
+        settings.warehouse_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        connect_timeout=3,
+    )
+    s3 = s3_client(settings.s3_endpoint_url, settings.aws_region)
+    config = CollectorConfig(
+        write_keys=segment_write_keys(),
+        webhook_secrets=webhook_secrets(),
+        max_webhook_bytes=settings.collector_max_body_bytes,
+    )
+    metrics = CollectorMetrics()
+
+    def count_rows(result: GroupResult) -> None:
+        if result.counts is not None:
+            metrics.rows_staged.inc(result.counts.staged)
+
+    writer = StagingWriter(
+        engine,
+        s3,
+        settings.archive_bucket,
+        lambda: AcceptedTimes.through_today(settings.first_day, datetime.now(UTC)),
+        on_group=count_rows,
+    )
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    return create_app(config, writer.write, ping, metrics)
+
+
+def serve(settings: Settings, host: str = "127.0.0.1") -> None:
+    uvicorn.run(build_app(settings), host=host, port=settings.collector_port, log_level="warning")
+
+
+def main() -> None:
+    serve(Settings.from_env())
+
+
+if __name__ == "__main__":
+    main()
