@@ -50,13 +50,13 @@ class Pipeline:
         job = self.definitions.resolve_job_def(self.definitions.resolve_sensor_def(sensor_name).job_name)
         results = []
         for request in requests:
-            if request.run_key in self.run_keys:
-                continue
-            self.run_keys.add(request.run_key)
+            if request.run_key is not None:
+                if request.run_key in self.run_keys:
+                    continue
+                self.run_keys.add(request.run_key)
+            run_key_tag = {"dagster/run_key": request.run_key} if request.run_key is not None else {}
             result = job.execute_in_process(
-                run_config=request.run_config,
-                instance=self.instance,
-                tags={**request.tags, "dagster/run_key": request.run_key},
+                run_config=request.run_config, instance=self.instance, tags={**request.tags, **run_key_tag}
             )
             assert result.success
             results.append(result)

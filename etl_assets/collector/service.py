@@ -60,7 +60,12 @@ def serve(settings: Settings, host: str = "127.0.0.1") -> None:
 
 
 def main() -> None:
-    serve(Settings.from_env())
+    """``python -m etl_assets.collector.service``: serve on 127.0.0.1:ETL_COLLECTOR_PORT (``--host`` to change)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    serve(Settings.from_env(), host=parser.parse_args().host)
 
 
 if __name__ == "__main__":

@@ -63,5 +63,6 @@ def verify(
         if value.strip().startswith(f"{SCHEME}=")
     ]
     expected = [sign(secret, timestamp, body)[len(SCHEME) + 1 :] for secret in secrets]
-    if not any(hmac.compare_digest(mine, theirs) for mine in expected for theirs in offered):
+    offered_bytes = [value.encode("utf-8", "replace") for value in offered]
+    if not any(hmac.compare_digest(mine.encode(), theirs) for mine in expected for theirs in offered_bytes):
         raise SignatureRejected("bad_signature", "the signature does not match the body and timestamp")

@@ -33,7 +33,7 @@ def poll_events_api(
     events_api: EventsApiResource,
     warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
-) -> dg.Output[int]:
+) -> None:
     client = events_api.client(config.source)
 
     def log_page(report: PollReport, counts: StagingCounts) -> None:
@@ -66,10 +66,13 @@ def poll_events_api(
         "caught up": dg.MetadataValue.bool(report.caught_up),
         "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
     }
+    context.log.info(
+        f"{report.source}: {report.pages} pages, {report.records} records, {report.staged} staged, "
+        f"{report.retries} retries ({metadata['retried statuses'].value}), caught up: {report.caught_up}"
+    )
     if report.records:
         context.log_event(dg.AssetMaterialization("raw_payloads", metadata={"source": metadata["source"]}))
         context.log_event(dg.AssetMaterialization("staging_events", metadata=metadata))
-    return dg.Output(report.staged, metadata=metadata)
 
 
 @dg.job(

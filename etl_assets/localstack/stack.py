@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from etl_assets.demo.seeding import landing_is_empty, seed_landing
 from etl_assets.localstack import processes
 from etl_assets.localstack.dagster import DagsterDev, dagster_home
+from etl_assets.localstack.http_service import HttpService
 from etl_assets.localstack.postgres import EmbeddedPostgres, ensure_database
 from etl_assets.localstack.s3 import LocalS3
 from etl_assets.resources.object_store import s3_client
@@ -30,6 +31,12 @@ from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 
 DAGSTER_DB = "dagster"
+LOCAL_DEMO_SECRETS = {
+    "ETL_EVENTS_API_TOKEN": "local-demo-token",
+    "ETL_SEGMENT_WRITE_KEYS": "local-write-key",
+    "ETL_WEBHOOK_SECRETS": "demo-partner=local-webhook-secret",
+}
+"""What ``etl dev`` uses for the local demo when these are unset (never a default outside ``etl dev``)."""
 
 
 class StackError(Exception):
@@ -49,6 +56,8 @@ class DevStack:
         self.postgres: EmbeddedPostgres | None = None
         self.s3: LocalS3 | None = None
         self.dagster: DagsterDev | None = None
+        self.events_api: HttpService | None = None
+        self.collector: HttpService | None = None
         self.warehouse_url: URL | None = None
         self.dagster_url: URL | None = None
         self.s3_endpoint: str | None = None
@@ -62,10 +71,17 @@ class DevStack:
         self._start_postgres()
         self._migrate()
         self._start_s3()
+        self._start_events_api()
+        self._start_collector()
         self._start_dagster()
 
     def _check_ports(self) -> None:
-        wanted = [(self.settings.ui_port, "the Dagster UI", "ETL_UI_PORT")]
+        wanted = [
+            (self.settings.ui_port, "the Dagster UI", "ETL_UI_PORT"),
+            (self.settings.collector_port, "the collector", "ETL_COLLECTOR_PORT"),
+        ]
+        if self.settings.events_api_url is None and self.settings.events_api_sources_file is None:
+            wanted.append((self.settings.events_api_port, "the demo events API", "ETL_EVENTS_API_PORT"))
         if self.settings.database_url is None:
             wanted.append((self.settings.pg_port, "the embedded PostgreSQL", "ETL_PG_PORT"))
         if not self.settings.s3_is_external:
@@ -211,7 +227,50 @@ class DevStack:
         )
         if not self.settings.s3_is_external:
             env.update(Settings.local_s3_credentials(), AWS_ENDPOINT_URL_S3=self.s3_endpoint or "")
+        for name, value in LOCAL_DEMO_SECRETS.items():
+            if not env.get(name):
+                env[name] = value
         return env
+
+    def _start_events_api(self) -> None:
+        settings = self.settings
+        if settings.events_api_url is not None or settings.events_api_sources_file is not None:
+            where = settings.events_api_url or f"the sources in {settings.events_api_sources_file}"
+            self.say(f"events api {where} (configured; events_api_sensor polls it)")
+            return
+        env = self.child_environment()
+        self.events_api = HttpService(
+            "etl_assets.demo.events_api",
+            ["--port", str(settings.events_api_port), "--token", env["ETL_EVENTS_API_TOKEN"]],
+            settings.events_api_port,
+            self.logs / "events-api.log",
+            env,
+        )
+        try:
+            self.events_api.start()
+        except processes.NotReady as error:
+            raise StackError(
+                f"the demo events API did not start ({_first_line(error)}): see {self.events_api.log_path}"
+            ) from None
+        self.say(
+            f"events api {settings.demo_events_api_url}  demo feed, 2 events/s, random 429/500; "
+            "turn on events_api_sensor to poll it"
+        )
+
+    def _start_collector(self) -> None:
+        env = self.child_environment()
+        self.collector = HttpService(
+            "etl_assets.collector.service", [], self.settings.collector_port, self.logs / "collector.log", env
+        )
+        try:
+            self.collector.start()
+        except processes.NotReady as error:
+            raise StackError(
+                f"the collector did not start ({_first_line(error)}): see {self.collector.log_path}"
+            ) from None
+        url = self.collector.url
+        keys = "" if os.environ.get("ETL_SEGMENT_WRITE_KEYS") else f" (write key {env['ETL_SEGMENT_WRITE_KEYS']})"
+        self.say(f"collector  {url}/v1/batch (Segment){keys}, {url}/webhooks/<partner>, {url}/metrics")
 
     def _start_dagster(self) -> None:
         self.dagster = DagsterDev(self.settings.ui_port, self.logs / "dagster.log", self.child_environment())
@@ -234,6 +293,8 @@ class DevStack:
     def children(self) -> list[tuple[str, subprocess.Popen[bytes] | None, Path]]:
         return [
             ("dagster dev", self.dagster.process if self.dagster else None, self.logs / "dagster.log"),
+            ("the collector", self.collector.process if self.collector else None, self.logs / "collector.log"),
+            ("the demo events API", self.events_api.process if self.events_api else None, self.logs / "events-api.log"),
             ("the local S3 endpoint", self.s3.process if self.s3 else None, self.logs / "s3.log"),
             (
                 "postgres",
@@ -255,6 +316,9 @@ class DevStack:
         started = time.monotonic()
         if self.dagster is not None:
             self.dagster.stop()
+        for service in (self.collector, self.events_api):
+            if service is not None:
+                service.stop()
         if self.s3 is not None:
             self.s3.stop()
         if self.postgres is not None:

@@ -43,7 +43,7 @@ def parse_page(body: bytes, records_field: str, next_field: str | None, link_hea
     if not isinstance(items, list):
         raise MalformedPage(f"the page has no list of records at {records_field!r}")
     nxt = dig(document, next_field) if next_field else link_header_next
-    if nxt is not None and not isinstance(nxt, str | int):
+    if nxt is not None and (isinstance(nxt, bool) or not isinstance(nxt, str | int)):
         raise MalformedPage(f"the next cursor at {next_field!r} is not a string")
     return Page([as_record(number, item) for number, item in enumerate(items, start=1)], _text(nxt))
 

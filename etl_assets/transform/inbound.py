@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from etl_assets.transform.records import NUL_REASON, ParsedRecord, RejectedRecord
+from etl_assets.transform.records import NUL_REASON, ParsedRecord, RejectedRecord, has_nul_escape
 from etl_assets.transform.segment import InvalidRequest, segment_messages
 
 SEGMENT_SOURCE = "segment"
@@ -88,6 +88,6 @@ def as_record(record_no: int, value: Any) -> ParsedRecord | RejectedRecord:
     if not isinstance(value, Mapping):
         kind = "a list" if isinstance(value, list) else type(value).__name__
         return RejectedRecord(record_no, f"an event must be a JSON object, not {kind}", text)
-    if b"\\u0000" in text:
+    if has_nul_escape(text):
         return RejectedRecord(record_no, NUL_REASON, text)
     return ParsedRecord(record_no, dict(value), text.decode())

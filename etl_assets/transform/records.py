@@ -152,7 +152,7 @@ def _jsonl_records(
             body = line.rstrip(b"\r\n")
             if not body or body.isspace():
                 continue
-            if b"\x00" in body or (_NUL_ESCAPE in body and _has_nul_escape(body)):
+            if b"\x00" in body or (_NUL_ESCAPE in body and has_nul_escape(body)):
                 yield RejectedRecord(line_no, NUL_REASON, body)
                 continue
             try:
@@ -168,7 +168,7 @@ def _jsonl_records(
         yield _gzip_rejection(line_no + 1, error)
 
 
-def _has_nul_escape(body: bytes) -> bool:
+def has_nul_escape(body: bytes) -> bool:
     r"""Whether ``\u0000`` is a real escape, not the text ``\\u0000`` (an escaped backslash followed by u0000)."""
     position = body.find(_NUL_ESCAPE)
     while position != -1:

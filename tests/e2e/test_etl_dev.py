@@ -53,6 +53,8 @@ def _isolated_env(home: Path, **extra: str) -> dict[str, str]:
         ETL_PG_PORT=str(free_port()),
         ETL_UI_PORT=str(free_port()),
         ETL_S3_PORT=str(free_port()),
+        ETL_COLLECTOR_PORT=str(free_port()),
+        ETL_EVENTS_API_PORT=str(free_port()),
     )
     env.update(extra)
     return env
@@ -105,9 +107,22 @@ def test_etl_dev_serves_the_ui_stops_clean_and_keeps_the_data(dev_env):
     assert requests.get(f"{ui}/server_info", timeout=5).json()["dagster_version"]
     statuses = location_statuses(ui)
     assert statuses and all(status.error is None for status in statuses), statuses
-    for part in ("postgres ", "warehouse ", "s3 ", "dagster "):
+    for part in ("postgres ", "warehouse ", "s3 ", "events api ", "collector ", "dagster "):
         assert any(line.startswith(part) for line in run.lines), f"no line for {part.strip()}"
     assert any("new data in" in line for line in run.lines)
+
+    collector = f"http://127.0.0.1:{dev_env['ETL_COLLECTOR_PORT']}"
+    assert requests.get(f"{collector}/healthz", timeout=5).json()["status"] == "ok"
+    track = {"messageId": "dev-check-1", "event": "Product Viewed", "userId": "u1"}
+    answer = requests.post(f"{collector}/v1/track", json=track, auth=("local-write-key", ""), timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert "etl_collector_rows_staged_total 1.0" in requests.get(f"{collector}/metrics", timeout=5).text
+    page = requests.get(
+        f"http://127.0.0.1:{dev_env['ETL_EVENTS_API_PORT']}/events?limit=5",
+        headers={"Authorization": "Bearer local-demo-token"},
+        timeout=5,
+    )
+    assert page.status_code in (200, 429, 500)
 
     warehouse = f"postgresql://postgres@127.0.0.1:{dev_env['ETL_PG_PORT']}/warehouse"
     with psycopg.connect(warehouse) as conn:
