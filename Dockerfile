@@ -3,6 +3,7 @@
 #   daemon       dagster-daemon run -w workspace.yaml
 #   code server  dagster code-server start -h 0.0.0.0 -p 4000 -m etl_assets.definitions
 #   migrations   etl migrate
+#   collector    etl collector --host 0.0.0.0
 # Configuration comes from the environment (see the README): DATABASE_URL, DAGSTER_PG_URL, AWS_*.
 
 FROM python:3.11-slim-bookworm AS build
@@ -26,5 +27,5 @@ ENV PATH=/app/.venv/bin:$PATH \
     DAGSTER_HOME=/app/dagster_home
 RUN mkdir -p "$DAGSTER_HOME" && cp /app/dagster.yaml "$DAGSTER_HOME/" && chown -R etl:etl "$DAGSTER_HOME"
 USER etl
-EXPOSE 3000 4000
+EXPOSE 3000 4000 9200
 CMD ["dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", "workspace.yaml"]

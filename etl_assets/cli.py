@@ -97,6 +97,24 @@ def migrate() -> None:
 
 
 @app.command()
+def collector(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 in a container)."),
+) -> None:
+    """Serve the collector: signed partner webhooks and the Segment-compatible tracking API.
+
+    Listens on ETL_COLLECTOR_PORT; writes to DATABASE_URL and the archive bucket; accepts the write keys in
+    ETL_SEGMENT_WRITE_KEYS and the partner secrets in ETL_WEBHOOK_SECRETS. `etl dev` starts one for you.
+    """
+    from etl_assets.collector.service import serve
+
+    settings = load_settings()
+    try:
+        serve(settings, host=host)
+    except ConfigError as error:
+        fail(str(error))
+
+
+@app.command()
 def seed(
     days: int = typer.Option(7, min=1, max=366, help="Days of events, ending at --last-day."),
     files: int = typer.Option(14, min=1, max=10_000, help="Files to write (JSONL, CSV and gzip JSONL in turn)."),

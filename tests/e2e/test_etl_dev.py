@@ -200,7 +200,7 @@ def test_a_bad_setting_is_one_line(tmp_path):
     assert line == "etl: ETL_UI_PORT='three-thousand' is not a port number: set it to an integer between 1 and 65535"
 
 
-@pytest.mark.parametrize("command", [[], ["dev"], ["migrate"], ["seed"], ["config"]])
+@pytest.mark.parametrize("command", [[], ["dev"], ["migrate"], ["seed"], ["config"], ["collector"]])
 def test_every_command_says_what_it_does(command):
     result = subprocess.run([ETL, *command, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0

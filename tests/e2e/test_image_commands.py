@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_the_dockerfile_documents_every_role():
-    assert set(ROLES) == {"webserver", "daemon", "code server", "migrations"}
+    assert set(ROLES) == {"webserver", "daemon", "code server", "migrations", "collector"}
 
 
 @pytest.mark.parametrize("role", sorted(ROLES))
