@@ -72,7 +72,10 @@ def create_app(
     ``ping`` raises when the warehouse is unreachable."""
     metrics = metrics or CollectorMetrics()
     committer = GroupCommitter(
-        write, linger_seconds=config.linger_seconds, on_flush=lambda size: metrics.flush_requests.observe(size)
+        write,
+        linger_seconds=config.linger_seconds,
+        size_of=lambda request: len(request.body),
+        on_flush=lambda size: metrics.flush_requests.observe(size),
     )
 
     @asynccontextmanager

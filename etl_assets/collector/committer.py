@@ -1,7 +1,7 @@
 """Group commit: many concurrent requests, one archive write and one transaction per flush.
 
-A request handler ``submit``s its request and waits; a single flush loop takes everything waiting,
-writes it in a worker thread, and wakes each handler with its outcome. While one flush writes, the next
+A request handler ``submit``s its request and waits; a single flush loop takes everything waiting (up to
+``max_batch`` requests or ``max_batch_bytes``, so memory stays bounded), writes it in a worker thread, and wakes each handler with its outcome. While one flush writes, the next
 requests queue up, so under load each flush carries many requests and the database sees few, large
 COPYs instead of many small inserts.
 """
@@ -28,12 +28,16 @@ class GroupCommitter:
         write: Write,
         *,
         max_batch: int = 1_000,
+        max_batch_bytes: int = 32 * 1024 * 1024,
+        size_of: Callable[[Any], int] = lambda item: 0,
         linger_seconds: float = 0.005,
         max_pending: int = 20_000,
         on_flush: Callable[[int], None] | None = None,
     ) -> None:
         self.write = write
         self.max_batch = max_batch
+        self.max_batch_bytes = max_batch_bytes
+        self.size_of = size_of
         self.linger_seconds = linger_seconds
         self.max_pending = max_pending
         self.on_flush = on_flush
@@ -67,11 +71,14 @@ class GroupCommitter:
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            batch, size = [first], self.size_of(first[0])
             if self.linger_seconds:
                 await asyncio.sleep(self.linger_seconds)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            while len(batch) < self.max_batch and size < self.max_batch_bytes and not self._queue.empty():
+                item = self._queue.get_nowait()
+                batch.append(item)
+                size += self.size_of(item[0])
             try:
                 outcomes = await to_thread.run_sync(self.write, [item for item, _ in batch])
             except Exception as error:

@@ -1,9 +1,10 @@
-"""Replay: re-stage the files received in a date range from the raw archive.
+"""Replay: re-stage the batches received in a date range (files, API pages, collector requests) from the
+raw archive.
 
-After a change to how files are read or records normalized, a replay runs the archived bytes through
-today's code: their staging rows take the new payload and go back to pending, and
+After a change to how records are read or normalized, a replay runs the archived bytes through today's
+code: their staging rows take the new payload and go back to pending, and
 ``staged_days_sensor`` then merges every day they touch again. Nothing is read from the landing
-bucket, and a replay can be run any number of times.
+bucket or the sources, and a replay can be run any number of times.
 """
 
 from collections import Counter
@@ -12,23 +13,24 @@ from datetime import date
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
-from etl_assets.resources import ObjectStoreResource, WarehouseResource
-from etl_assets.sources.landing_ingest import archived_batches, replay_batch
+from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
+from etl_assets.sources.replay import archived_batches, replay_batch
 
 
 class ReplayConfig(dg.Config):
     first_day: str
-    """First day (UTC, YYYY-MM-DD) the files were received."""
+    """First day (UTC, YYYY-MM-DD) the batches were received."""
     last_day: str
     """Last day (UTC, YYYY-MM-DD, inclusive)."""
 
 
-@dg.op(description="Re-stage every archived S3 batch received in the date range; its rows go back to pending.")
+@dg.op(description="Re-stage every archived batch received in the date range; its rows go back to pending.")
 def replay_archived_batches(
     context: dg.OpExecutionContext,
     config: ReplayConfig,
     object_store: ObjectStoreResource,
     warehouse: WarehouseResource,
+    events_api: EventsApiResource,
 ) -> None:
     first, last = date.fromisoformat(config.first_day), date.fromisoformat(config.last_day)
     if last < first:
@@ -37,10 +39,11 @@ def replay_archived_batches(
     client = object_store.client()
     accepted = accepted_times()
     batches = archived_batches(engine, first, last)
+    api_sources = {source.source: source for source in events_api.sources()} if batches else {}
     days: Counter = Counter()
     records = 0
     for number, batch in enumerate(batches, start=1):
-        counts = replay_batch(client, engine, batch, object_store.archive_bucket, accepted)
+        counts = replay_batch(client, engine, batch, object_store.archive_bucket, accepted, api_sources)
         records += counts.records
         days.update(counts.days)
         context.log.info(f"replayed {number}/{len(batches)} {batch['batch_id']}: {counts.records} records")
@@ -54,7 +57,8 @@ def replay_archived_batches(
 
 
 @dg.job(
-    description="Re-stage the S3 files received in a date range from the raw archive, so the next merges "
+    description="Re-stage the batches (S3 files, API pages, collector requests) received in a date range from "
+    "the raw archive, so the next merges "
     "run them through the current transform (after a fix or a change to parsing or normalizing)."
 )
 def replay_job() -> None:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, download, head
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.records import RejectedRecord, UnsupportedFile, detect_format, iter_records
-from etl_assets.warehouse.schema import raw_batches
 from etl_assets.warehouse.staging import StagingCounts, find_batch, record_batch, stage_records
 
 
@@ -76,22 +75,6 @@ def _stage_file(
         return stage_records(engine, batch_id, SOURCE, records, accepted, replay=replay)
     with path.open("rb") as stream:
         return stage_records(engine, batch_id, SOURCE, iter_records(stream, fmt, compressed), accepted, replay=replay)
-
-
-def archived_batches(engine: Engine, first_day: date, last_day: date) -> list[dict[str, Any]]:
-    """The S3 batches received between ``first_day`` and ``last_day`` (UTC, inclusive), oldest first."""
-    received_day = raw_batches.c.received_at
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(raw_batches)
-            .where(
-                raw_batches.c.source == SOURCE,
-                received_day >= datetime.combine(first_day, datetime.min.time(), UTC),
-                received_day < datetime.combine(last_day, datetime.min.time(), UTC) + timedelta(days=1),
-            )
-            .order_by(raw_batches.c.received_at, raw_batches.c.batch_id)
-        ).mappings()
-        return [dict(row) for row in rows]
 
 
 def replay_batch(

@@ -1,0 +1,86 @@
+"""Replays of live-source batches read the raw archive back: API pages and collector requests re-stage
+exactly the records they staged the first time, back to pending, and an archive that no longer matches
+its checksum is refused."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from etl_assets.collector.writer import StagingWriter
+from etl_assets.demo.events_api import FeedSettings, create_app
+from etl_assets.sources.events_api import ApiSource, EventsApiClient, poll_source
+from etl_assets.sources.replay import CannotReplay, archived_batches, replay_batch
+from etl_assets.transform.inbound import InboundRequest
+from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.warehouse.schema import staging_events
+from tests.asgi_server import serve
+
+ACCEPTED = AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC))
+TODAY = datetime.now(UTC).date()
+
+
+def staged(engine: Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(
+                staging_events.c.batch_id,
+                staging_events.c.record_no,
+                staging_events.c.event_id,
+                staging_events.c.payload,
+                staging_events.c.status,
+            ).order_by(staging_events.c.batch_id, staging_events.c.record_no)
+        ).all()
+
+
+def mark_succeeded(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(staging_events).values(status="succeeded"))
+
+
+def test_collector_and_api_batches_replay_from_the_archive(
+    warehouse_engine: Engine, s3, buckets: dict[str, str], monkeypatch: pytest.MonkeyPatch
+):
+    writer = StagingWriter(warehouse_engine, s3, buckets["archive"], lambda: ACCEPTED)
+    received = datetime.now(UTC)
+    segment = json.dumps({"batch": [{"type": "track", "messageId": "m1", "event": "Product Viewed", "userId": "u"}]})
+    hook = json.dumps([{"id": "w1", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z"}, "not an event"])
+    assert writer.write(
+        [
+            InboundRequest("segment", "batch", received, segment),
+            InboundRequest("webhook:acme", "acme", received, hook),
+        ]
+    ) == [None, None]
+    monkeypatch.setenv("REPLAY_TOKEN", "t")
+    feed = FeedSettings(token="t", backlog=100, events_per_second=0.0001, error_share=0.0, rate_limit_share=0.0)
+    with serve(create_app(feed)) as url:
+        api = ApiSource("demo", f"{url}/events", token_env="REPLAY_TOKEN", page_size=40)
+        poll_source(EventsApiClient(api), warehouse_engine, s3, buckets["archive"], ACCEPTED)
+    before = staged(warehouse_engine)
+    mark_succeeded(warehouse_engine)
+
+    batches = archived_batches(warehouse_engine, TODAY, TODAY)
+    assert sorted({batch["source"] for batch in batches}) == ["api:demo", "segment", "webhook:acme"]
+    total = 0
+    for batch in batches:
+        counts = replay_batch(s3, warehouse_engine, batch, buckets["archive"], ACCEPTED, {api.source: api})
+        total += counts.records
+    after = staged(warehouse_engine)
+    assert total == 1 + 2 + 100
+    assert [row[:4] for row in after] == [row[:4] for row in before]
+    assert {row.status for row in after} == {"pending"}
+
+
+def test_an_archive_that_does_not_match_its_checksum_is_not_replayed(
+    warehouse_engine: Engine, s3, buckets: dict[str, str]
+):
+    writer = StagingWriter(warehouse_engine, s3, buckets["archive"], lambda: ACCEPTED)
+    body = json.dumps({"id": "w1", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z"})
+    writer.write([InboundRequest("webhook:acme", "acme", datetime.now(UTC), body)])
+    [batch] = archived_batches(warehouse_engine, TODAY, TODAY)
+    s3.put_object(Bucket=buckets["archive"], Key=batch["archive_key"], Body=b"tampered")
+    with pytest.raises(CannotReplay, match="SHA-256"):
+        replay_batch(s3, warehouse_engine, batch, buckets["archive"], ACCEPTED, {})
