@@ -1,4 +1,4 @@
-"""A Python HTTP service of the platform (the collector, the demo events API) as a supervised child."""
+"""A Python HTTP service (the collector, the demo events API, the local S3 endpoint) as a supervised child."""
 
 from __future__ import annotations
 
@@ -13,10 +13,17 @@ from etl_assets.localstack import processes
 
 
 class HttpService:
-    """``python -m <module> <args>`` on 127.0.0.1:<port>, ready when ``GET /healthz`` answers."""
+    """``python -m <module> <args>`` on 127.0.0.1:<port>, ready when ``GET <health_path>`` answers."""
 
     def __init__(
-        self, module: str, args: Sequence[str], port: int, log_path: Path, env: dict[str, str], host: str = "127.0.0.1"
+        self,
+        module: str,
+        args: Sequence[str],
+        port: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        health_path: str = "/healthz",
     ) -> None:
         self.module = module
         self.args = list(args)
@@ -24,6 +31,7 @@ class HttpService:
         self.host = host
         self.log_path = log_path
         self.env = env
+        self.health_path = health_path
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,7 +50,7 @@ class HttpService:
 
     def _answers(self) -> bool:
         try:
-            requests.get(f"{self.url}/healthz", timeout=1)
+            requests.get(f"{self.url}{self.health_path}", timeout=1)
         except requests.ConnectionError:
             return False
         return True
