@@ -41,7 +41,7 @@ from etl_assets.collector.signatures import (
     SignatureRejected,
     verify,
 )
-from etl_assets.transform.inbound import SEGMENT_SOURCE, WEBHOOK_SOURCE_PREFIX, InboundRequest, request_messages
+from etl_assets.transform.inbound import SEGMENT_SOURCE, WEBHOOK_SOURCE_PREFIX, AcceptedRequest, InboundRequest
 from etl_assets.transform.segment import ENDPOINTS, InvalidRequest, size_limit
 
 
@@ -74,7 +74,7 @@ def create_app(
     committer = GroupCommitter(
         write,
         linger_seconds=config.linger_seconds,
-        size_of=lambda request: len(request.body),
+        size_of=lambda accepted: len(accepted.request.body),
         on_flush=lambda size: metrics.flush_requests.observe(size),
     )
 
@@ -85,10 +85,10 @@ def create_app(
         await committer.stop()
 
     async def accept(endpoint_label: str, request: InboundRequest) -> Response:
-        messages = request_messages(request)
+        accepted = AcceptedRequest.parse(request)
         metrics.pending.set(committer.pending + 1)
         try:
-            await committer.submit(request)
+            await committer.submit(accepted)
         except Overloaded as error:
             raise _unavailable(config, "overloaded", str(error)) from None
         except Exception as error:
@@ -97,10 +97,10 @@ def create_app(
             ) from None
         finally:
             metrics.pending.set(committer.pending)
-        metrics.accepted_events.labels(request.source).inc(len(messages))
+        metrics.accepted_events.labels(request.source).inc(len(accepted.messages))
         if endpoint_label == "segment":
             return _json(200, {"success": True})
-        return _json(200, {"accepted": len(messages)})
+        return _json(200, {"accepted": len(accepted.messages)})
 
     def answered(endpoint_label: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:

@@ -2,7 +2,8 @@
 
 Order matters for "nothing lost": the bytes are in the raw archive and the batch in ``raw_batches``
 (with its SHA-256) before a single record is staged; staging commits chunk by chunk, and a re-run of
-the same batch stages only what is missing. A replay reads the archive, never the landing bucket.
+the same batch stages only what is missing. Replays (``sources/replay.py``) read the archive, never the
+landing bucket.
 """
 
 from __future__ import annotations
@@ -59,15 +60,16 @@ def ingest_landing_object(
                 sha256=local.sha256,
                 byte_count=local.byte_count,
             )
-        counts = _stage_file(engine, obj.batch_id, obj.key, local.path, accepted, replay=False)
+        counts = stage_file(engine, obj.batch_id, obj.key, local.path, accepted, replay=False)
     return IngestedFile(
         obj.batch_id, key, local.sha256, local.byte_count, newly_archived, counts, time.perf_counter() - started
     )
 
 
-def _stage_file(
+def stage_file(
     engine: Engine, batch_id: str, name: str, path: Path, accepted: AcceptedTimes, *, replay: bool
 ) -> StagingCounts:
+    """Stage a downloaded file, read as its name and first bytes say (a replay reads an archived copy)."""
     try:
         fmt, compressed = detect_format(name, head(path))
     except UnsupportedFile as error:
@@ -75,17 +77,3 @@ def _stage_file(
         return stage_records(engine, batch_id, SOURCE, records, accepted, replay=replay)
     with path.open("rb") as stream:
         return stage_records(engine, batch_id, SOURCE, iter_records(stream, fmt, compressed), accepted, replay=replay)
-
-
-def replay_batch(
-    client: Any, engine: Engine, batch: dict[str, Any], archive_bucket: str, accepted: AcceptedTimes
-) -> StagingCounts:
-    """Re-stage one archived batch: its rows take what today's parser makes of the archived bytes and go
-    back to pending, so the next merge of their days runs them through today's transform."""
-    with download(client, archive_bucket, batch["archive_key"]) as local:
-        if local.sha256 != batch["sha256"]:
-            raise ValueError(
-                f"archived object {batch['archive_key']} has SHA-256 {local.sha256}, the ledger says {batch['sha256']}"
-            )
-        name = batch["source_uri"].rsplit("/", 1)[-1]
-        return _stage_file(engine, batch["batch_id"], name, local.path, accepted, replay=True)

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select
 from etl_assets.sources.events_api import ApiSource
 from etl_assets.sources.landing import SOURCE as S3_SOURCE
 from etl_assets.sources.landing import download
-from etl_assets.sources.landing_ingest import replay_batch as replay_landing_file
+from etl_assets.sources.landing_ingest import stage_file
 from etl_assets.transform.api_pages import parse_page
 from etl_assets.transform.inbound import InboundRequest, request_records
 from etl_assets.transform.normalize import AcceptedTimes
@@ -56,13 +56,14 @@ def replay_batch(
     api_sources: Mapping[str, ApiSource],
 ) -> StagingCounts:
     source = batch["source"]
-    if source == S3_SOURCE:
-        return replay_landing_file(client, engine, dict(batch), archive_bucket, accepted)
     with download(client, archive_bucket, batch["archive_key"]) as local:
         if local.sha256 != batch["sha256"]:
             raise CannotReplay(
                 f"archived object {batch['archive_key']} has SHA-256 {local.sha256}, the ledger says {batch['sha256']}"
             )
+        if source == S3_SOURCE:
+            name = batch["source_uri"].rsplit("/", 1)[-1]
+            return stage_file(engine, batch["batch_id"], name, local.path, accepted, replay=True)
         if source.startswith("api:"):
             api = api_sources.get(source)
             if api is None:

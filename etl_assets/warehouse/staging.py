@@ -105,30 +105,50 @@ def stage_records(
     with engine.connect() as conn:
         fresh = not conn.scalar(select(exists().where(staging_events.c.batch_id == batch_id)))
     for chunk in _chunks(records, chunk_size):
-        staged, rejected = _split(chunk, batch_id, source, accepted, counts)
-        counts.records += len(chunk)
         with engine.begin() as conn:
-            if fresh:
-                counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, staged)
-            else:
-                written = _merge_staging_rows(conn, staged, replay)
-                counts.staged += written
-                counts.already_staged += len(staged) - written
-                if replay:
-                    _resolve_parse_quarantine(conn, batch_id, [row[1] for row in staged])
-            if rejected:
-                counts.quarantined += _quarantine_rows(conn, rejected, replay)
+            _stage_chunk(conn, chunk, batch_id, source, accepted, counts, fresh=fresh, replay=replay)
     with engine.begin() as conn:
-        conn.execute(
-            update(raw_batches)
-            .where(raw_batches.c.batch_id == batch_id)
-            .values(
-                record_count=counts.records,
-                quarantined_count=_parse_quarantine_count(conn, batch_id),
-                staged_at=func.now(),
-            )
-        )
+        _close_batch(conn, batch_id, counts)
     return counts
+
+
+def _stage_chunk(
+    conn: Connection,
+    chunk: list[ParsedRecord | RejectedRecord],
+    batch_id: str,
+    source: str,
+    accepted: AcceptedTimes,
+    counts: StagingCounts,
+    *,
+    fresh: bool,
+    replay: bool,
+) -> None:
+    """Stage one chunk inside the caller's transaction: COPY when the batch is new, else insert what is missing."""
+    staged, rejected = _split(chunk, batch_id, source, accepted, counts)
+    counts.records += len(chunk)
+    if fresh:
+        counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, staged)
+    else:
+        written = _merge_staging_rows(conn, staged, replay)
+        counts.staged += written
+        counts.already_staged += len(staged) - written
+        if replay:
+            _resolve_parse_quarantine(conn, batch_id, [row[1] for row in staged])
+    if rejected:
+        counts.quarantined += _quarantine_rows(conn, rejected, replay)
+
+
+def _close_batch(conn: Connection, batch_id: str, counts: StagingCounts) -> None:
+    """Record in the ledger how many records the batch had and how many could not be parsed."""
+    conn.execute(
+        update(raw_batches)
+        .where(raw_batches.c.batch_id == batch_id)
+        .values(
+            record_count=counts.records,
+            quarantined_count=_parse_quarantine_count(conn, batch_id),
+            staged_at=func.now(),
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -158,41 +178,10 @@ def stage_batch(
     not at all. Staging the same batch id again adds only records it did not have.
     """
     counts = StagingCounts()
-    chunk = list(records)
     with engine.begin() as conn:
-        fresh = (
-            conn.execute(
-                pg_insert(raw_batches)
-                .values(
-                    batch_id=entry.batch_id,
-                    source=entry.source,
-                    source_uri=entry.source_uri,
-                    archive_key=entry.archive_key,
-                    sha256=entry.sha256,
-                    byte_count=entry.byte_count,
-                )
-                .on_conflict_do_nothing(index_elements=["batch_id"])
-            ).rowcount
-            == 1
-        )
-        staged, rejected = _split(chunk, entry.batch_id, entry.source, accepted, counts)
-        counts.records = len(chunk)
-        if fresh:
-            counts.staged = copy_rows(conn, staging_events.name, STAGING_COLUMNS, staged)
-        else:
-            counts.staged = _merge_staging_rows(conn, staged, replay=False)
-            counts.already_staged = len(staged) - counts.staged
-        if rejected:
-            counts.quarantined = _quarantine_rows(conn, rejected, replay=False)
-        conn.execute(
-            update(raw_batches)
-            .where(raw_batches.c.batch_id == entry.batch_id)
-            .values(
-                record_count=counts.records,
-                quarantined_count=_parse_quarantine_count(conn, entry.batch_id),
-                staged_at=func.now(),
-            )
-        )
+        fresh = _enter_batch(conn, entry)
+        _stage_chunk(conn, list(records), entry.batch_id, entry.source, accepted, counts, fresh=fresh, replay=False)
+        _close_batch(conn, entry.batch_id, counts)
         if before_commit is not None:
             before_commit(conn)
     return counts
@@ -264,20 +253,25 @@ def record_batch(
     byte_count: int,
 ) -> bool:
     """Enter a batch into the ``raw_batches`` ledger; False when it was there already (same id, same bytes)."""
+    entry = BatchEntry(batch_id, source, source_uri, archive_key, sha256, byte_count)
     with engine.begin() as conn:
-        result = conn.execute(
-            pg_insert(raw_batches)
-            .values(
-                batch_id=batch_id,
-                source=source,
-                source_uri=source_uri,
-                archive_key=archive_key,
-                sha256=sha256,
-                byte_count=byte_count,
-            )
-            .on_conflict_do_nothing(index_elements=["batch_id"])
+        return _enter_batch(conn, entry)
+
+
+def _enter_batch(conn: Connection, entry: BatchEntry) -> bool:
+    result = conn.execute(
+        pg_insert(raw_batches)
+        .values(
+            batch_id=entry.batch_id,
+            source=entry.source,
+            source_uri=entry.source_uri,
+            archive_key=entry.archive_key,
+            sha256=entry.sha256,
+            byte_count=entry.byte_count,
         )
-        return result.rowcount == 1
+        .on_conflict_do_nothing(index_elements=["batch_id"])
+    )
+    return result.rowcount == 1
 
 
 def find_batch(engine: Engine, batch_id: str) -> dict[str, Any] | None:
