@@ -103,6 +103,72 @@ VARIABLES: tuple[Variable, ...] = (
         "60",
         "How often the S3 sensor sweeps the whole prefix for re-uploaded or out-of-order keys (0: never).",
     ),
+    Variable(
+        "ETL_QUALITY_MAX_REJECTED_SHARE",
+        "0.05",
+        "Share of a day's staged rows the transform may reject (each reason on its own) before the staging check "
+        "fails with ERROR and holds the day back; below it, rejected rows are quarantined and the check warns.",
+    ),
+    Variable(
+        "ETL_QUALITY_MIN_ROWS",
+        "100",
+        "Rows a share-based rule (rejected share, null share, missing currency) needs before it can fail: on fewer "
+        "rows a share means little, so breaking it only warns.",
+    ),
+    Variable(
+        "ETL_QUALITY_MAX_NULL_SHARE",
+        "0.5",
+        "Share of a day's events a nullable column (session, product on product events, page URL on page views) "
+        "may leave empty before its check warns.",
+    ),
+    Variable(
+        "ETL_QUALITY_MAX_CURRENCY_MISSING_SHARE",
+        "0.01",
+        "Share of a day's priced purchases that may lack an ISO 4217 currency: above it the events check fails "
+        "with ERROR (blocking enrichment), at or below it warns.",
+    ),
+    Variable(
+        "ETL_QUALITY_FUTURE_SKEW_MINUTES",
+        "5",
+        "How far in the future of the check's clock an event's time may be before the events check warns.",
+    ),
+    Variable(
+        "ETL_QUALITY_CHUNK_ROWS",
+        "50000",
+        "Rows a data check holds in memory at once; a larger day is read and checked chunk by chunk.",
+    ),
+    Variable(
+        "ETL_QUALITY_SAMPLE_ROWS",
+        "200000",
+        "Staged rows the staging check runs through the transform per day; a larger day is checked on an even "
+        "sample of that size (the check says so).",
+    ),
+    Variable(
+        "ETL_FRESHNESS_WARN_MINUTES",
+        "30",
+        "A source silent this long, or events and the daily tables not updated for this long, warn.",
+    ),
+    Variable(
+        "ETL_FRESHNESS_FAIL_MINUTES",
+        "120",
+        "A source silent this long fails its freshness check; events and the daily tables turn stale (fail).",
+    ),
+    Variable(
+        "ETL_DRIFT_MIN_ROWS",
+        "20",
+        "Rows a source must have sent in a day before a field it stopped sending is reported as vanished.",
+    ),
+    Variable(
+        "ETL_ALERT_WEBHOOK_URL",
+        None,
+        "Incoming-webhook URL (Slack's JSON shape) that failed checks and failed runs are posted to (a secret, "
+        "read when the alert sensor runs). Unset: no alert is sent, and the sensor's log says so once.",
+    ),
+    Variable(
+        "ETL_UI_URL",
+        None,
+        "Base URL of the Dagster UI used for links in alerts. Unset: http://127.0.0.1:ETL_UI_PORT.",
+    ),
 )
 
 _LOCAL_S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
@@ -129,6 +195,19 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return _integer(env, name, default, minimum=0, maximum=10_000, kind="a whole number")
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}={raw!r} is not a share: set it to a number between 0 and 1, like 0.05")
+    return value
 
 
 def _day(env: Mapping[str, str], name: str, default: date) -> date:
@@ -213,6 +292,43 @@ def displayed(name: str, raw: str) -> str:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    """Thresholds of the data checks (see ``etl_assets.warehouse.quality``)."""
+
+    max_rejected_share: float = 0.05
+    min_rows: int = 100
+    max_null_share: float = 0.5
+    max_currency_missing_share: float = 0.01
+    future_skew_minutes: int = 5
+    chunk_rows: int = 50_000
+    sample_rows: int = 200_000
+    drift_min_rows: int = 20
+
+
+def _freshness(env: Mapping[str, str]) -> tuple[int, int]:
+    kind = "a number of minutes"
+    warn = _integer(env, "ETL_FRESHNESS_WARN_MINUTES", 30, minimum=1, maximum=60 * 24 * 30, kind=kind)
+    fail = _integer(env, "ETL_FRESHNESS_FAIL_MINUTES", 120, minimum=1, maximum=60 * 24 * 30, kind=kind)
+    if warn >= fail:
+        raise ConfigError(
+            f"ETL_FRESHNESS_WARN_MINUTES={warn} is not below ETL_FRESHNESS_FAIL_MINUTES={fail}: warn before failing"
+        )
+    return warn, fail
+
+
+def alert_webhook_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The alert webhook URL (a secret: read when needed, never stored in config or shown, even when wrong)."""
+    raw = (os.environ if env is None else env).get("ETL_ALERT_WEBHOOK_URL")
+    if raw in (None, ""):
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigError(
+            "ETL_ALERT_WEBHOOK_URL is not a URL (its value is a secret and not shown): write it as https://host/path"
+        )
+    return raw
+
+
+@dataclass(frozen=True)
 class Settings:
     etl_home: Path
     database_url: URL | None
@@ -236,6 +352,11 @@ class Settings:
     events_api_port: int = 9100
     events_api_url: str | None = None
     events_api_sources_file: Path | None = None
+    quality: QualitySettings = QualitySettings()
+    freshness_warn_minutes: int = 30
+    freshness_fail_minutes: int = 120
+    alert_webhook_configured: bool = False
+    ui_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -292,7 +413,36 @@ class Settings:
             events_api_sources_file=Path(env["ETL_EVENTS_API_SOURCES"]).expanduser()
             if env.get("ETL_EVENTS_API_SOURCES")
             else None,
+            quality=QualitySettings(
+                max_rejected_share=_share(env, "ETL_QUALITY_MAX_REJECTED_SHARE", 0.05),
+                min_rows=_integer(
+                    env, "ETL_QUALITY_MIN_ROWS", 100, minimum=1, maximum=10_000_000, kind="a whole number"
+                ),
+                max_null_share=_share(env, "ETL_QUALITY_MAX_NULL_SHARE", 0.5),
+                max_currency_missing_share=_share(env, "ETL_QUALITY_MAX_CURRENCY_MISSING_SHARE", 0.01),
+                future_skew_minutes=_integer(
+                    env, "ETL_QUALITY_FUTURE_SKEW_MINUTES", 5, minimum=0, maximum=7 * 24 * 60, kind="a whole number"
+                ),
+                chunk_rows=_integer(
+                    env, "ETL_QUALITY_CHUNK_ROWS", 50_000, minimum=100, maximum=10_000_000, kind="a whole number"
+                ),
+                sample_rows=_integer(
+                    env, "ETL_QUALITY_SAMPLE_ROWS", 200_000, minimum=100, maximum=100_000_000, kind="a whole number"
+                ),
+                drift_min_rows=_integer(
+                    env, "ETL_DRIFT_MIN_ROWS", 20, minimum=1, maximum=10_000_000, kind="a whole number"
+                ),
+            ),
+            freshness_warn_minutes=_freshness(env)[0],
+            freshness_fail_minutes=_freshness(env)[1],
+            alert_webhook_configured=alert_webhook_url(env) is not None,
+            ui_url=_url(env, "ETL_UI_URL"),
         )
+
+    @property
+    def ui_base_url(self) -> str:
+        """Where links in alerts point: ETL_UI_URL, or the local UI."""
+        return (self.ui_url or f"http://127.0.0.1:{self.ui_port}").rstrip("/")
 
     @property
     def demo_events_api_url(self) -> str:

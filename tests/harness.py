@@ -63,6 +63,19 @@ class Pipeline:
         self.runs.extend(results)
         return results
 
+    def check_evaluations(self, check_name: str, job_to_run: str | None = None) -> list[dg.AssetCheckEvaluation]:
+        """The evaluations of ``check_name`` in the runs so far (after running ``job_to_run`` once, if given)."""
+        if job_to_run is not None:
+            result = self.definitions.resolve_job_def(job_to_run).execute_in_process(instance=self.instance)
+            assert result.success
+            self.runs.append(result)
+        return [
+            evaluation
+            for result in self.runs
+            for evaluation in result.get_asset_check_evaluations()
+            if evaluation.check_name == check_name
+        ]
+
     def tick_and_run(self, sensor_name: str, cursor: str | None = None) -> list[dg.ExecuteInProcessResult]:
         return self.execute(sensor_name, self.tick(sensor_name, cursor))
 

@@ -7,6 +7,7 @@ transaction, so a rebuild is atomic and a re-run gives the same rows.
 import dagster as dg
 from sqlalchemy import Select, Table
 
+from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import daily_partitions, single_run_backfill
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.warehouse import enrichment, schema
@@ -24,6 +25,7 @@ def _daily_table(table: Table, description: str):
         owners=OWNERS,
         kinds={"postgres"},
         metadata=table_metadata(table),
+        freshness_policy=warehouse_freshness_policy(),
         description=description,
     )
 

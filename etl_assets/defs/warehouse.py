@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, single_run_backfill
 from etl_assets.defs.run_status import IN_FLIGHT
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
@@ -25,6 +26,8 @@ from etl_assets.warehouse.staging import PendingDay, StagedRowsReader, pending_d
 class EventsConfig(dg.Config):
     reprocess_all: bool = False
     """Run every staging row of the day through the transform again, not only the pending ones."""
+    redrive_quarantined: bool = False
+    """Also run the day's quarantined rows through the (fixed) transform again; those that pass now load."""
 
 
 @dg.asset(
@@ -35,6 +38,7 @@ class EventsConfig(dg.Config):
     owners=OWNERS,
     kinds={"postgres"},
     metadata=table_metadata(events_table),
+    freshness_policy=warehouse_freshness_policy(),
     description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. A day's merge "
     "normalizes its pending staging rows (and those an older transform version processed) and merges them by "
     "event_id in one transaction: re-runs, replays and duplicates change nothing, a changed event updates its "
@@ -45,18 +49,30 @@ def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_even
     return StagedDays(
         days=days_of(context.partition_time_window),
         results_for=lambda day: normalize_staged(
-            staging_events.rows(day, TRANSFORM_VERSION, reprocess_all=config.reprocess_all), accepted
+            staging_events.rows(
+                day,
+                TRANSFORM_VERSION,
+                reprocess_all=config.reprocess_all,
+                include_failed=config.redrive_quarantined,
+            ),
+            accepted,
         ),
         transform_version=TRANSFORM_VERSION,
     )
 
 
+STAGING_DAY_CHECKS = dg.AssetSelection.checks(
+    dg.AssetCheckKey(dg.AssetKey("staging_events"), "staged_day_valid"),
+    dg.AssetCheckKey(dg.AssetKey("staging_events"), "schema_drift"),
+)
+
 daily_events_job = dg.define_asset_job(
     "daily_events_job",
-    selection=dg.AssetSelection.assets("events").downstream(),
+    selection=dg.AssetSelection.assets("events").downstream() | STAGING_DAY_CHECKS,
     partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
-    description="Merge a range of days into events and rebuild their enrichment tables (one run for the range). "
+    description="Check a range of days' staged rows, merge them into events, check the days and rebuild their "
+    "enrichment tables (one run for the range); a failed blocking check holds the days' later steps back. "
     "Its steps run one after another in the run's process: they are SQL the database does, so a process per "
     "step would only add seconds of start-up to every near-real-time run.",
 )

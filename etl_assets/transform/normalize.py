@@ -104,8 +104,22 @@ _EVENT_TYPE_NAMES: dict[str, str] = {
 }
 
 
+RULE_ACCEPTED_EVENT_TYPE = "accepted_event_type"
+RULE_PRICE_NOT_NEGATIVE = "price_not_negative"
+RULE_TIME_IN_RANGE = "occurred_at_in_range"
+RULE_IDENTITY_PRESENT = "identity_present"
+RULE_VALID_VALUES = "valid_values"
+
+
 class RecordRejected(ValueError):
-    """A record that cannot become an event; str(error) is the reason stored in quarantine."""
+    """A record that cannot become an event; str(error) is the reason stored in quarantine.
+
+    ``rule`` names the data rule the record breaks, so quality checks can count rejections by rule.
+    """
+
+    def __init__(self, reason: str, rule: str = RULE_VALID_VALUES) -> None:
+        super().__init__(reason)
+        self.rule = rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +182,7 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
     user_id = _id_text(_pick(record, _USER_ID, consumed), "user_id")
     anonymous_id = _id_text(_pick(record, _ANONYMOUS_ID, consumed), "anonymous_id")
     if user_id is None and anonymous_id is None:
-        raise RecordRejected("no user_id or anonymous_id")
+        raise RecordRejected("no user_id or anonymous_id", rule=RULE_IDENTITY_PRESENT)
     session_id = _id_text(_pick(record, _SESSION_ID, consumed), "session_id")
     product_id = _id_text(_pick(record, _PRODUCT_ID, consumed), "product_id")
     order_id = _id_text(_pick(record, _ORDER_ID, consumed), "order_id")
@@ -332,10 +346,10 @@ def _event_type(record: dict[str, Any], consumed: _Consumed) -> str:
             consumed[key] = True
             chosen = value
     if chosen is None:
-        raise RecordRejected("no event type")
+        raise RecordRejected("no event type", rule=RULE_ACCEPTED_EVENT_TYPE)
     event_type = _EVENT_TYPE_NAMES.get(_type_name(chosen)) if isinstance(chosen, str) else None
     if event_type is None:
-        raise RecordRejected(f"unknown event type {_shown(chosen)}")
+        raise RecordRejected(f"unknown event type {_shown(chosen)}", rule=RULE_ACCEPTED_EVENT_TYPE)
     return event_type
 
 
@@ -367,9 +381,13 @@ def _occurred_at(value: Any, accepted: AcceptedTimes) -> tuple[datetime, str | N
         elif occurred_at.tzinfo is not UTC:
             occurred_at = occurred_at.astimezone(UTC)
     except OverflowError as error:
-        raise RecordRejected(f"timestamp {_shown(value)} is outside {_accepted_range(accepted)}") from error
+        raise RecordRejected(
+            f"timestamp {_shown(value)} is outside {_accepted_range(accepted)}", rule=RULE_TIME_IN_RANGE
+        ) from error
     if not accepted.earliest <= occurred_at < accepted.latest:
-        raise RecordRejected(f"timestamp {occurred_at.isoformat()} is outside {_accepted_range(accepted)}")
+        raise RecordRejected(
+            f"timestamp {occurred_at.isoformat()} is outside {_accepted_range(accepted)}", rule=RULE_TIME_IN_RANGE
+        )
     return occurred_at, tag
 
 
@@ -465,7 +483,7 @@ def _price(value: Any) -> Decimal | None:
         return None
     number = _number(value, "price")
     if number < 0:
-        raise RecordRejected(f"negative price {number}")
+        raise RecordRejected(f"negative price {number}", rule=RULE_PRICE_NOT_NEGATIVE)
     if number >= _PRICE_LIMIT:
         raise RecordRejected(f"price {number} is too large (the limit is {_PRICE_LIMIT})")
     price = number.quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Text, cast, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, Text, cast, exists, false, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_key
@@ -289,6 +289,13 @@ class StagedRow:
     payload_json: str
 
 
+def waiting_to_merge(transform_version: str) -> ColumnElement[bool]:
+    """Staging rows the next merge of their day reads: pending, or processed by another transform version."""
+    return or_(
+        staging_events.c.status == "pending", staging_events.c.transform_version.is_distinct_from(transform_version)
+    )
+
+
 class StagedRowsReader:
     """Reads a day's staging rows with a server-side cursor, so a day of any size streams in bounded memory."""
 
@@ -296,9 +303,12 @@ class StagedRowsReader:
         self.engine = engine
         self.fetch_size = fetch_size
 
-    def rows(self, day: date, transform_version: str, *, reprocess_all: bool = False) -> Iterator[StagedRow]:
+    def rows(
+        self, day: date, transform_version: str, *, reprocess_all: bool = False, include_failed: bool = False
+    ) -> Iterator[StagedRow]:
         """The rows of ``day`` still to merge: pending ones and those a different transform version processed
-        (all of the day's rows with ``reprocess_all``), in arrival order."""
+        (with ``include_failed`` also those the transform rejected, to re-drive them from quarantine; all of
+        the day's rows with ``reprocess_all``), in arrival order."""
         query = (
             select(
                 staging_events.c.id,
@@ -311,12 +321,8 @@ class StagedRowsReader:
             .order_by(staging_events.c.id)
         )
         if not reprocess_all:
-            query = query.where(
-                or_(
-                    staging_events.c.status == "pending",
-                    staging_events.c.transform_version.is_distinct_from(transform_version),
-                )
-            )
+            redrive = staging_events.c.status == "failed" if include_failed else false()
+            query = query.where(or_(waiting_to_merge(transform_version), redrive))
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=self.fetch_size).execute(query)
             for row in result:

@@ -8,12 +8,15 @@ import resource
 import sys
 import time
 
+import dagster as dg
+
 from etl_assets.definitions import defs
 from etl_assets.sources.landing import LandingObject
 
 
 def main(key: str, etag: str, size: int, first_day: str, last_day: str) -> None:
     definitions = defs()
+    instance = dg.DagsterInstance.ephemeral()
     started = time.perf_counter()
     obj = LandingObject(key, etag, size)
     ingest = definitions.resolve_job_def("ingest_landing_file_job").execute_in_process(
@@ -21,6 +24,7 @@ def main(key: str, etag: str, size: int, first_day: str, last_day: str) -> None:
     )
     staged = time.perf_counter()
     merge = definitions.resolve_job_def("daily_events_job").execute_in_process(
+        instance=instance,
         tags={"dagster/asset_partition_range_start": first_day, "dagster/asset_partition_range_end": last_day}
     )
     finished = time.perf_counter()
@@ -31,6 +35,15 @@ def main(key: str, etag: str, size: int, first_day: str, last_day: str) -> None:
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "staging_seconds": round(staged - started, 1),
                 "merge_and_enrichment_seconds": round(finished - staged, 1),
+                "step_seconds": {
+                    stats.step_key: round(stats.end_time - stats.start_time, 1)
+                    for stats in instance.get_run_step_stats(merge.run_id)
+                    if stats.end_time and stats.start_time
+                },
+                "checks": {
+                    evaluation.check_name: "passed" if evaluation.passed else evaluation.severity.value
+                    for evaluation in merge.get_asset_check_evaluations()
+                },
             }
         )
     )

@@ -118,6 +118,14 @@ def test_three_files_become_exactly_the_expected_tables(definitions, s3, buckets
         duplicates = 2  # e6 in b.csv, e2 in c.jsonl.gz
         assert received == 16 == len(rows) + len(quarantined) + duplicates
         assert statuses == {"succeeded": 12, "failed": 1}
+
+        reconciled = run.check_evaluations("events_reconciled")
+        assert reconciled and all(evaluation.passed for evaluation in reconciled)
+        assert sum(e.metadata["records received"].value for e in reconciled) == 13  # the 16 less 3 never staged
+        assert sum(e.metadata["rows in events"].value for e in reconciled) == len(rows)
+        assert sum(e.metadata["duplicates skipped"].value for e in reconciled) == duplicates
+        assert sum(e.metadata["rows quarantined"].value for e in reconciled) == 1
+        assert all(evaluation.passed for evaluation in run.check_evaluations("batches_reconciled", "data_quality_job"))
         for key, sha256 in archived:
             head = s3.head_object(Bucket=buckets["archive"], Key=key)
             assert key.startswith("raw/source=s3/ingest_date=")

@@ -44,6 +44,10 @@ def test_with_driver_names_the_driver_dagster_storage_needs():
         ({"ETL_LANDING_BUCKET": "Bad_Bucket"}, "not a valid S3 bucket name"),
         ({"AWS_ENDPOINT_URL_S3": "localhost:9000"}, "is not a URL"),
         ({"ETL_DB_POOL_SIZE": "-1"}, "ETL_DB_POOL_SIZE=-1 is out of range"),
+        ({"ETL_QUALITY_MAX_REJECTED_SHARE": "5%"}, "ETL_QUALITY_MAX_REJECTED_SHARE='5%' is not a share"),
+        ({"ETL_QUALITY_MAX_NULL_SHARE": "1.5"}, "ETL_QUALITY_MAX_NULL_SHARE='1.5' is not a share"),
+        ({"ETL_FRESHNESS_WARN_MINUTES": "200"}, "is not below ETL_FRESHNESS_FAIL_MINUTES=120"),
+        ({"ETL_ALERT_WEBHOOK_URL": "hooks.slack.com/secret-path"}, "ETL_ALERT_WEBHOOK_URL is not a URL (its value"),
     ],
 )
 def test_bad_configuration_is_one_line_that_says_what_to_do(env, fragment):
@@ -73,3 +77,9 @@ def test_displayed_values_hide_database_passwords():
     assert displayed("DATABASE_URL", "postgresql://etl:s3cr3t@db/warehouse") == "postgresql://etl:***@db/warehouse"
     assert "s3cr3t" not in displayed("DAGSTER_PG_URL", "postgresql+psycopg2://etl:s3cr3t@db/dagster")
     assert displayed("ETL_UI_PORT", "3001") == "3001"
+
+
+def test_a_wrong_alert_webhook_url_is_reported_without_its_secret_value():
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"ETL_ALERT_WEBHOOK_URL": "hooks.slack.com/T000/B000/s3cr3t"})
+    assert "s3cr3t" not in str(error.value)

@@ -1,0 +1,262 @@
+"""Data checks: the tables' contracts (pandera) and reconciliation, per day, in the Dagster UI.
+
+- ``staged_day_valid`` (on ``staging_events``, blocking) runs in ``daily_events_job`` before the merge:
+  if too much of a day's staged data would be rejected, or rows sit in the wrong day, the day is
+  held back and neither ``events`` nor its enrichment materializes.
+- ``events_valid`` and ``events_reconciled`` (on ``events``, blocking) run after the merge and keep
+  the enrichment tables from being built on a failed day.
+- ``<table>_valid`` checks each enrichment table's day.
+
+The rules and thresholds live in ``etl_assets.warehouse.contracts``; how a day is read and checked
+in bounded memory in ``etl_assets.warehouse.quality``.
+"""
+
+from datetime import UTC, date, datetime
+
+import dagster as dg
+
+from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of
+from etl_assets.resources import WarehouseResource
+from etl_assets.settings import Settings
+from etl_assets.transform import TRANSFORM_VERSION
+from etl_assets.warehouse import schema
+from etl_assets.warehouse.contracts import Severity, enrichment_contracts, events_contract, staging_contract
+from etl_assets.warehouse.quality import (
+    ContractReport,
+    check_daily_table,
+    check_events_day,
+    check_staged_day,
+    failing_rows_markdown,
+    markdown_table,
+    rules_markdown,
+)
+from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
+from etl_assets.warehouse.staging import pending_days
+
+SEVERITIES = {Severity.ERROR: dg.AssetCheckSeverity.ERROR, Severity.WARN: dg.AssetCheckSeverity.WARN}
+BATCH_RECONCILIATION_DAYS = 7
+
+
+def contract_result(reports: list[ContractReport]) -> dg.AssetCheckResult:
+    """A check result from the reports of one or more days: counts by rule, the rules' table, failing rows."""
+    severities = {report.severity for report in reports} - {None}
+    severity = Severity.ERROR if Severity.ERROR in severities else Severity.WARN
+    failing_by_rule: dict[str, int] = {}
+    for report in reports:
+        for verdict in report.verdicts():
+            if verdict.failing:
+                failing_by_rule[verdict.rule.name] = failing_by_rule.get(verdict.rule.name, 0) + verdict.failing
+    readings = sorted({f"{report.reading}, {report.chunks} chunk(s)" for report in reports})
+    return dg.AssetCheckResult(
+        passed=not severities,
+        severity=SEVERITIES[severity],
+        description=None
+        if not severities
+        else f"{', '.join(sorted(failing_by_rule))} failed on {', '.join(report.day.isoformat() for report in reports if report.severity)}",
+        metadata={
+            "rows checked": dg.MetadataValue.int(sum(report.rows for report in reports)),
+            "days": dg.MetadataValue.text(", ".join(report.day.isoformat() for report in reports)),
+            "read": dg.MetadataValue.text("; ".join(readings)),
+            **{f"failing rows: {rule}": dg.MetadataValue.int(count) for rule, count in sorted(failing_by_rule.items())},
+            "rules": dg.MetadataValue.md(rules_markdown(reports)),
+            "first failing rows": dg.MetadataValue.md(failing_rows_markdown(reports)),
+        },
+    )
+
+
+def run_days(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> list[date]:
+    """The days of the run: its partition range, or (in an unpartitioned run) the days with rows waiting."""
+    if context.has_partition_key_range or context.has_partition_key:
+        return days_of(context.partition_time_window)
+    return [pending.day for pending in pending_days(warehouse.get_engine())]
+
+
+@dg.asset_check(
+    asset="staging_events",
+    blocking=True,
+    description="Before a day merges: the staged rows waiting for it keep the staging contract (ids, sources, "
+    "rows inside their day) and the transform would reject at most ETL_QUALITY_MAX_REJECTED_SHARE of them "
+    "for each reason. Above that the day is held back (ERROR): events and its enrichment do not materialize "
+    "until the data or the transform is fixed. Below it, rejected rows are quarantined and the check warns; "
+    "duplicate deliveries warn too.",
+)
+def staged_day_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    quality = Settings.from_env().quality
+    engine = warehouse.get_engine()
+    accepted = accepted_times()
+    reports = [
+        check_staged_day(engine, staging_contract(day, quality), day, TRANSFORM_VERSION, accepted, quality)
+        for day in run_days(context, warehouse)
+    ]
+    return contract_result(reports)
+
+
+@dg.asset_check(
+    asset="events",
+    partitions_def=daily_partitions,
+    blocking=True,
+    description="The day's events keep the events contract: unique event_id, accepted types, required fields, "
+    "no negative price or quantity, ISO 4217 currency on priced purchases, occurred_at inside the day (ERROR, "
+    "blocks enrichment); events from the future beyond ETL_QUALITY_FUTURE_SKEW_MINUTES and nullable columns "
+    "emptier than ETL_QUALITY_MAX_NULL_SHARE warn.",
+)
+def events_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    quality = Settings.from_env().quality
+    now = datetime.now(UTC)
+    reports = [
+        check_events_day(warehouse.get_engine(), events_contract(day, now, quality), day, quality)
+        for day in days_of(context.partition_time_window)
+    ]
+    return contract_result(reports)
+
+
+@dg.asset_check(
+    asset="events",
+    partitions_def=daily_partitions,
+    blocking=True,
+    description="Nothing lost, nothing doubled: for every batch and the whole day, records staged = rows in "
+    "events + rows quarantined + duplicates skipped (+ rows still waiting), and every row of the day's "
+    "partition is accounted for by a staged record. A mismatch is an ERROR with the numbers.",
+)
+def events_reconciled(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    engine = warehouse.get_engine()
+    days = [reconcile_day(engine, day) for day in days_of(context.partition_time_window)]
+    totals = {
+        name: sum(day.total(name) for day in days)
+        for name in ("received", "in_events", "quarantined", "duplicates", "pending")
+    }
+    mismatched = [(day, batch) for day in days for batch in day.mismatched_batches]
+    passed = all(day.balanced for day in days)
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=None
+        if passed
+        else "; ".join(
+            f"{day.day}: {day.unaccounted:+d} staged records unaccounted for, "
+            f"{day.events_without_record:+d} events rows without a staged record"
+            for day in days
+            if not day.balanced
+        ),
+        metadata={
+            "records received": dg.MetadataValue.int(totals["received"]),
+            "rows in events": dg.MetadataValue.int(totals["in_events"]),
+            "rows quarantined": dg.MetadataValue.int(totals["quarantined"]),
+            "duplicates skipped": dg.MetadataValue.int(totals["duplicates"]),
+            "rows waiting to merge": dg.MetadataValue.int(totals["pending"]),
+            "records unaccounted for": dg.MetadataValue.int(sum(day.unaccounted for day in days)),
+            "events rows without a record": dg.MetadataValue.int(sum(day.events_without_record for day in days)),
+            "batches": dg.MetadataValue.int(sum(len(day.batches) for day in days)),
+            "by day": dg.MetadataValue.md(
+                markdown_table(
+                    ("day", "received", "in events", "quarantined", "duplicates", "waiting", "events rows", "balanced"),
+                    (
+                        (
+                            day.day.isoformat(),
+                            day.total("received"),
+                            day.total("in_events"),
+                            day.total("quarantined"),
+                            day.total("duplicates"),
+                            day.total("pending"),
+                            day.events_rows,
+                            "yes" if day.balanced else "NO",
+                        )
+                        for day in days
+                    ),
+                )
+            ),
+            "mismatched batches": dg.MetadataValue.md(
+                markdown_table(
+                    ("day", "batch", "received", "in events", "quarantined", "duplicates", "waiting", "unaccounted"),
+                    (
+                        (
+                            day.day.isoformat(),
+                            batch.batch_id,
+                            batch.received,
+                            batch.in_events,
+                            batch.quarantined,
+                            batch.duplicates,
+                            batch.pending,
+                            batch.unaccounted,
+                        )
+                        for day, batch in mismatched[:50]
+                    ),
+                )
+                if mismatched
+                else "None."
+            ),
+        },
+    )
+
+
+def _enrichment_check(table_name: str) -> dg.AssetChecksDefinition:
+    table = schema.metadata.tables[table_name]
+
+    @dg.asset_check(
+        asset=table_name,
+        name=f"{table_name}_valid",
+        partitions_def=daily_partitions,
+        description=f"The day's {table_name} rows keep their contract (keys unique, counts not negative, "
+        "values in range; funnel rates between 0 and 1).",
+    )
+    def enrichment_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        quality = Settings.from_env().quality
+        reports = [
+            check_daily_table(warehouse.get_engine(), table, enrichment_contracts(day)[table_name], day, quality)
+            for day in days_of(context.partition_time_window)
+        ]
+        return contract_result(reports)
+
+    return enrichment_valid
+
+
+enrichment_checks = [_enrichment_check(table.name) for table in schema.DAILY_TABLES]
+
+
+@dg.asset_check(
+    asset="raw_payloads",
+    description=f"Every batch received in the last {BATCH_RECONCILIATION_DAYS} days is whole: the ledger's record "
+    "count equals its staged rows plus its records quarantined before staging.",
+)
+def batches_reconciled(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    batches = reconcile_batches(warehouse.get_engine(), BATCH_RECONCILIATION_DAYS)
+    mismatched = [batch for batch in batches if batch.unaccounted]
+    return dg.AssetCheckResult(
+        passed=not mismatched,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "batches": dg.MetadataValue.int(len(batches)),
+            "records": dg.MetadataValue.int(sum(batch.records for batch in batches)),
+            "batches mismatched": dg.MetadataValue.int(len(mismatched)),
+            "records unaccounted for": dg.MetadataValue.int(sum(batch.unaccounted for batch in mismatched)),
+            "mismatched batches": dg.MetadataValue.md(
+                markdown_table(
+                    ("batch", "source", "records", "staged", "quarantined at parse", "unaccounted"),
+                    (
+                        (b.batch_id, b.source, b.records, b.staged, b.parse_quarantined, b.unaccounted)
+                        for b in mismatched[:50]
+                    ),
+                )
+                if mismatched
+                else "None."
+            ),
+        },
+    )
+
+
+data_quality_job = dg.define_asset_job(
+    "data_quality_job",
+    selection=dg.AssetSelection.checks(
+        dg.AssetCheckKey(dg.AssetKey("raw_payloads"), "batches_reconciled"),
+        dg.AssetCheckKey(dg.AssetKey("raw_payloads"), "sources_fresh"),
+    ),
+    description="The checks that watch the platform as a whole rather than a day: every recent batch "
+    "reconciles, every source still sends.",
+)
+
+data_quality_schedule = dg.ScheduleDefinition(
+    job=data_quality_job,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every 15 minutes: batch reconciliation and source freshness (a quiet source shows up here).",
+)

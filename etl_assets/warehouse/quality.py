@@ -1,0 +1,318 @@
+"""Running the data contracts over a day of a table, in bounded memory.
+
+A day is read with a server-side cursor ordered by the contract's key and validated chunk by chunk
+(``chunk_rows`` rows at a time); chunks end only between keys, so uniqueness rules see every row of
+a key together and hold for the whole day. The staging check also runs the transform over each row
+(to learn what it would reject); on a day larger than ``sample_rows`` it reads an even sample (every
+k-th staging row) and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from itertools import groupby
+from typing import Any
+
+import orjson
+import pandas as pd
+import pandera.pandas as pa
+from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table, Text, cast, func, select
+
+from etl_assets.settings import QualitySettings
+from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, normalize
+from etl_assets.warehouse.contracts import Contract, Rule, Severity
+from etl_assets.warehouse.schema import events, staging_events
+from etl_assets.warehouse.staging import waiting_to_merge
+
+EXAMPLES_PER_RULE = 5
+
+
+@dataclass
+class RuleTally:
+    failing: int = 0
+    applicable: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RuleVerdict:
+    rule: Rule
+    failing: int
+    applicable: int
+    examples: list[dict[str, Any]]
+
+    @property
+    def share(self) -> float:
+        return self.failing / self.applicable if self.applicable else 0.0
+
+    @property
+    def breached(self) -> bool:
+        if self.rule.tolerance and self.applicable < self.rule.min_rows:
+            return False
+        return self.failing > 0 and self.share > self.rule.tolerance
+
+    @property
+    def outcome(self) -> str:
+        if self.breached:
+            return f"failed ({self.rule.severity})"
+        if self.failing and self.rule.tolerance and self.applicable < self.rule.min_rows:
+            return f"too few rows ({self.applicable:,} < {self.rule.min_rows:,}) for the share to fail; WARN"
+        if self.failing and self.rule.severity is Severity.ERROR:
+            return "tolerated (WARN)"
+        return "within tolerance" if self.failing else "passed"
+
+
+@dataclass
+class ContractReport:
+    """What checking one day of a table found, rule by rule."""
+
+    contract: Contract
+    day: date
+    rows: int = 0
+    chunks: int = 0
+    reading: str = "every row"
+    tallies: dict[str, RuleTally] = field(default_factory=dict)
+
+    def verdicts(self) -> list[RuleVerdict]:
+        return [
+            RuleVerdict(rule, tally.failing, tally.applicable, tally.examples)
+            for rule in self.contract.rules
+            for tally in [self.tallies.get(rule.name, RuleTally())]
+        ]
+
+    @property
+    def severity(self) -> Severity | None:
+        """ERROR when an ERROR rule is breached; WARN when a WARN rule is breached or an ERROR rule tolerated."""
+        verdicts = self.verdicts()
+        if any(verdict.breached and verdict.rule.severity is Severity.ERROR for verdict in verdicts):
+            return Severity.ERROR
+        if any(
+            verdict.breached or (verdict.failing and verdict.rule.severity is Severity.ERROR) for verdict in verdicts
+        ):
+            return Severity.WARN
+        return None
+
+    def add_frame(self, frame: pd.DataFrame) -> None:
+        """Validate one chunk with the contract's pandera schema and add its failures to the tallies."""
+        self.rows += len(frame)
+        self.chunks += 1
+        failing: dict[str, list[Any]] = {}
+        try:
+            self.contract.schema().validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as errors:
+            for name, cases in errors.failure_cases.groupby("check"):
+                failing[str(name)] = list(dict.fromkeys(cases["index"].dropna()))
+        for rule in self.contract.rules:
+            tally = self.tallies.setdefault(rule.name, RuleTally())
+            tally.applicable += int(rule.applicable(frame).sum())
+            rows = failing.get(rule.name, [])
+            tally.failing += len(rows)
+            room = EXAMPLES_PER_RULE - len(tally.examples)
+            if rows and room > 0:
+                shown = frame.loc[rows[:room], list(self.contract.shown_columns)]
+                tally.examples.extend(_plain(record) for record in shown.to_dict("records"))
+
+
+def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as JSON-friendly values, for check metadata."""
+    plain: dict[str, Any] = {}
+    for label, raw in record.items():
+        name = str(label)
+        value = raw.item() if hasattr(raw, "item") and not isinstance(raw, pd.Timestamp) else raw
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
+            plain[name] = None
+        elif isinstance(value, datetime | date | pd.Timestamp):
+            plain[name] = value.isoformat()
+        elif isinstance(value, int | float | str | bool):
+            plain[name] = value
+        else:
+            plain[name] = str(value)
+    return plain
+
+
+def key_aligned_chunks(rows: Iterable[Mapping[str, Any]], key: str, size: int) -> Iterator[list[Mapping[str, Any]]]:
+    """Chunks of about ``size`` rows from rows ordered by ``key``; rows sharing a key stay in one chunk."""
+    chunk: list[Mapping[str, Any]] = []
+    for _, group in groupby(rows, key=lambda row: row[key]):
+        chunk.extend(group)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _frame(rows: Sequence[Mapping[str, Any]], table: Table | None, columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    for name in columns:
+        kind = table.c[name].type if table is not None and name in table.c else None
+        if isinstance(kind, DateTime) or name == "occurred_at":
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+        elif isinstance(kind, Integer | Numeric | Float):
+            frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    return frame
+
+
+def _check_rows(report: ContractReport, query: Select, table: Table | None, engine: Engine, chunk_rows: int) -> None:
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
+        columns = list(result.keys())
+        for chunk in key_aligned_chunks(result.mappings(), report.contract.key, chunk_rows):
+            report.add_frame(_frame(chunk, table, columns))
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(), UTC)
+    return start, start + timedelta(days=1)
+
+
+def check_events_day(engine: Engine, contract: Contract, day: date, quality: QualitySettings) -> ContractReport:
+    start, end = day_bounds(day)
+    query = (
+        select(
+            *(
+                cast(column, Float).label(column.name) if isinstance(column.type, Numeric) else column
+                for column in events.c
+                if column.name not in ("properties", "quality_tags")
+            )
+        )
+        .where(events.c.occurred_at >= start, events.c.occurred_at < end)
+        .order_by(events.c.event_id)
+    )
+    report = ContractReport(contract, day)
+    _check_rows(report, query, events, engine, quality.chunk_rows)
+    return report
+
+
+def check_daily_table(
+    engine: Engine, table: Table, contract: Contract, day: date, quality: QualitySettings
+) -> ContractReport:
+    query = select(table).where(table.c.day == day).order_by(table.c[contract.key])
+    report = ContractReport(contract, day)
+    _check_rows(report, query, table, engine, quality.chunk_rows)
+    return report
+
+
+STAGING_CHECK_COLUMNS = (
+    "staging_id",
+    "batch_id",
+    "record_no",
+    "event_id",
+    "event_day",
+    "source",
+    "occurred_at",
+    "rejected_rule",
+    "rejection",
+)
+
+
+def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, waiting_only: bool) -> Select:
+    query = (
+        select(
+            staging_events.c.id,
+            staging_events.c.batch_id,
+            staging_events.c.record_no,
+            staging_events.c.event_id,
+            staging_events.c.event_day,
+            staging_events.c.source,
+            cast(staging_events.c.payload, Text),
+        )
+        .where(staging_events.c.event_day == day)
+        .order_by(staging_events.c.event_id, staging_events.c.id)
+    )
+    if waiting_only:
+        query = query.where(waiting_to_merge(transform_version))
+    if sample_every > 1:
+        query = query.where(staging_events.c.id % sample_every == 0)
+    return query
+
+
+def _judged(row: Sequence[Any], accepted: AcceptedTimes) -> dict[str, Any]:
+    staging_id, batch_id, record_no, event_id, event_day, source, payload = row
+    judged = {
+        "staging_id": staging_id,
+        "batch_id": batch_id,
+        "record_no": record_no,
+        "event_id": event_id,
+        "event_day": event_day,
+        "source": source,
+        "occurred_at": None,
+        "rejected_rule": None,
+        "rejection": None,
+    }
+    try:
+        judged["occurred_at"] = normalize(orjson.loads(payload), accepted).occurred_at
+    except RecordRejected as error:
+        judged["rejected_rule"], judged["rejection"] = error.rule, str(error)
+    return judged
+
+
+def check_staged_day(
+    engine: Engine,
+    contract: Contract,
+    day: date,
+    transform_version: str,
+    accepted: AcceptedTimes,
+    quality: QualitySettings,
+) -> ContractReport:
+    """Check the staged rows the next merge of ``day`` will read (the whole day when none wait)."""
+    count_of = select(func.count()).select_from(staging_events).where(staging_events.c.event_day == day)
+    with engine.connect() as conn:
+        waiting = conn.scalar(count_of.where(waiting_to_merge(transform_version)))
+        total = waiting or conn.scalar(count_of)
+    sample_every = math.ceil(total / quality.sample_rows) if total > quality.sample_rows else 1
+    report = ContractReport(contract, day)
+    scope = f"the {total:,} rows waiting to merge" if waiting else f"all {total:,} staged rows (none waiting)"
+    report.reading = scope if sample_every == 1 else f"a sample of every {sample_every}th row of {scope}"
+    query = _staged_rows_to_check(day, transform_version, sample_every, waiting_only=bool(waiting))
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=quality.chunk_rows).execute(query)
+        judged = (_judged(row, accepted) for row in result)
+        for chunk in key_aligned_chunks(judged, contract.key, quality.chunk_rows):
+            report.add_frame(_frame(chunk, None, STAGING_CHECK_COLUMNS))
+    return report
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
+    return "\n".join(lines)
+
+
+def rules_markdown(reports: Sequence[ContractReport]) -> str:
+    """One line per rule and day: severity, failing rows out of the rows it is about, tolerance, outcome."""
+    return markdown_table(
+        ("day", "rule", "severity", "failing", "of", "share", "tolerance", "outcome"),
+        (
+            (
+                report.day.isoformat(),
+                verdict.rule.name,
+                verdict.rule.severity,
+                f"{verdict.failing:,}",
+                f"{verdict.applicable:,}",
+                f"{verdict.share:.2%}",
+                f"{verdict.rule.tolerance:.2%}",
+                verdict.outcome,
+            )
+            for report in reports
+            for verdict in report.verdicts()
+        ),
+    )
+
+
+def failing_rows_markdown(reports: Sequence[ContractReport]) -> str:
+    """The first failing rows of every rule that some row fails."""
+    rows = [
+        (report.day.isoformat(), verdict.rule.name, verdict.rule.description, orjson.dumps(example).decode())
+        for report in reports
+        for verdict in report.verdicts()
+        for example in verdict.examples
+    ]
+    return markdown_table(("day", "rule", "what it asks", "row"), rows) if rows else "No failing rows."

@@ -1,0 +1,57 @@
+"""What quarantine holds: the figures the ``quarantine`` asset shows and the days a re-drive covers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import Engine, func, select
+
+from etl_assets.warehouse.schema import quarantine
+
+REASONS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class QuarantineSummary:
+    unresolved: int
+    resolved: int
+    by_reason: list[tuple[str, str, int]]
+    """(stage, reason, unresolved rows), largest first."""
+    by_source: list[tuple[str, int]]
+    redrivable_days: list[date]
+    """Days with unresolved rows the transform rejected: a re-drive of these days retries them."""
+
+
+def summarize_quarantine(engine: Engine) -> QuarantineSummary:
+    unresolved = quarantine.c.resolved_at.is_(None)
+    with engine.connect() as conn:
+        counts = conn.execute(
+            select(func.count().filter(unresolved), func.count().filter(quarantine.c.resolved_at.is_not(None)))
+        ).one()
+        by_reason = conn.execute(
+            select(quarantine.c.stage, quarantine.c.reason, func.count())
+            .where(unresolved)
+            .group_by(quarantine.c.stage, quarantine.c.reason)
+            .order_by(func.count().desc(), quarantine.c.reason)
+            .limit(REASONS_SHOWN)
+        ).all()
+        by_source = conn.execute(
+            select(quarantine.c.source, func.count())
+            .where(unresolved)
+            .group_by(quarantine.c.source)
+            .order_by(func.count().desc())
+        ).all()
+        days = conn.scalars(
+            select(quarantine.c.event_day)
+            .where(unresolved, quarantine.c.stage == "normalize", quarantine.c.event_day.is_not(None))
+            .distinct()
+            .order_by(quarantine.c.event_day)
+        ).all()
+    return QuarantineSummary(
+        unresolved=counts[0],
+        resolved=counts[1],
+        by_reason=[tuple(row) for row in by_reason],
+        by_source=[tuple(row) for row in by_source],
+        redrivable_days=list(days),
+    )

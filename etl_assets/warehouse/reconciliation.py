@@ -1,0 +1,128 @@
+"""Reconciliation: every record that entered is in ``events`` once, in quarantine, or a skipped duplicate.
+
+For a day, each staged record of the day is accounted for by exactly one of
+
+- **in events**: it is the version the ledger holds for its ``event_id`` and that row is in ``events``;
+- **duplicate skipped**: it merged, but another staged version of its ``event_id`` is the one kept;
+- **quarantined**: the transform rejected it and its quarantine row is there, unresolved;
+- **pending**: it waits for its day's merge (in flight, not a mismatch).
+
+What is left is *unaccounted* (a row deleted from ``events`` behind the platform's back, a lost
+quarantine row) and fails the check. The day's ``events`` partition is also counted on its own: a
+row there that no staged record accounts for (written behind the platform's back) fails it too.
+
+For a batch, the ledger's record count must equal its staged rows plus its records quarantined
+before staging (no id, no timestamp, unreadable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlalchemy import Engine, bindparam, text
+
+from etl_assets.warehouse.quality import day_bounds
+
+RECONCILE_DAY_BY_BATCH = text(
+    """
+    SELECT s.batch_id,
+           count(*) AS received,
+           count(*) FILTER (WHERE s.status = 'pending') AS pending,
+           count(*) FILTER (WHERE s.status = 'failed' AND q.id IS NOT NULL) AS quarantined,
+           count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id = s.id AND e.event_id IS NOT NULL)
+               AS in_events,
+           count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id IS DISTINCT FROM s.id) AS duplicates
+    FROM staging_events s
+    LEFT JOIN LATERAL (
+        SELECT q.id FROM quarantine q
+        WHERE q.staging_id = s.id AND q.stage = 'normalize' AND q.resolved_at IS NULL
+        LIMIT 1
+    ) q ON true
+    LEFT JOIN event_ledger l ON l.event_id = s.event_id
+    LEFT JOIN events e ON e.event_id = l.event_id AND e.occurred_at = l.occurred_at
+    WHERE s.event_day = :day
+    GROUP BY s.batch_id
+    ORDER BY s.batch_id
+    """
+)
+COUNT_EVENTS_OF_DAY = text("SELECT count(*) FROM events WHERE occurred_at >= :start AND occurred_at < :end")
+RECONCILE_BATCHES = text(
+    """
+    SELECT b.batch_id, b.source, b.record_count,
+           (SELECT count(*) FROM staging_events s WHERE s.batch_id = b.batch_id) AS staged,
+           (SELECT count(*) FROM quarantine q
+             WHERE q.batch_id = b.batch_id AND q.stage = 'parse' AND q.resolved_at IS NULL) AS parse_quarantined
+    FROM raw_batches b
+    WHERE b.staged_at IS NOT NULL AND b.received_at >= now() - make_interval(days => :days)
+    ORDER BY b.received_at
+    """
+).bindparams(bindparam("days"))
+
+
+@dataclass(frozen=True)
+class BatchOfDay:
+    batch_id: str
+    received: int
+    pending: int
+    quarantined: int
+    in_events: int
+    duplicates: int
+
+    @property
+    def unaccounted(self) -> int:
+        return self.received - self.pending - self.quarantined - self.in_events - self.duplicates
+
+
+@dataclass
+class DayReconciliation:
+    day: date
+    events_rows: int
+    batches: list[BatchOfDay] = field(default_factory=list)
+
+    def total(self, name: str) -> int:
+        return sum(getattr(batch, name) for batch in self.batches)
+
+    @property
+    def unaccounted(self) -> int:
+        return self.total("unaccounted")
+
+    @property
+    def events_without_record(self) -> int:
+        """Rows of the day's partition that no staged record accounts for (negative: records missing from it)."""
+        return self.events_rows - self.total("in_events")
+
+    @property
+    def balanced(self) -> bool:
+        return self.unaccounted == 0 and self.events_without_record == 0
+
+    @property
+    def mismatched_batches(self) -> list[BatchOfDay]:
+        return [batch for batch in self.batches if batch.unaccounted]
+
+
+def reconcile_day(engine: Engine, day: date) -> DayReconciliation:
+    start, end = day_bounds(day)
+    with engine.connect() as conn:
+        batches = [BatchOfDay(*row) for row in conn.execute(RECONCILE_DAY_BY_BATCH, {"day": day})]
+        events_rows = conn.scalar(COUNT_EVENTS_OF_DAY, {"start": start, "end": end})
+    return DayReconciliation(day, events_rows, batches)
+
+
+@dataclass(frozen=True)
+class BatchReconciliation:
+    batch_id: str
+    source: str
+    records: int
+    staged: int
+    parse_quarantined: int
+
+    @property
+    def unaccounted(self) -> int:
+        return self.records - self.staged - self.parse_quarantined
+
+
+def reconcile_batches(engine: Engine, within_days: int) -> list[BatchReconciliation]:
+    """Every staged batch received in the last ``within_days`` days, with its ledger count and what holds it."""
+    with engine.connect() as conn:
+        return [BatchReconciliation(*row) for row in conn.execute(RECONCILE_BATCHES, {"days": within_days})]
