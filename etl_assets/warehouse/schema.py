@@ -180,6 +180,30 @@ source_cursors = Table(
     comment="Where each pull source resumes; moved only after the page it follows is staged.",
 )
 
+source_fields = Table(
+    "source_fields",
+    metadata,
+    Column("source", Text, nullable=False),
+    Column(
+        "field",
+        Text,
+        nullable=False,
+        comment="Dotted path in the staged payload: a top-level key, or one level into an object (properties.sku).",
+    ),
+    Column(
+        "json_types",
+        ARRAY(Text),
+        nullable=False,
+        comment="jsonb_typeof names the field has had (null left out), sorted.",
+    ),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("first_seen_day", Date, nullable=False, comment="Earliest profiled event day the field appeared on."),
+    Column("last_seen_day", Date, nullable=False, comment="Latest profiled event day the field appeared on."),
+    PrimaryKeyConstraint("source", "field"),
+    comment="The fields each source sends, as profiled from staging payloads: what schema drift compares against.",
+)
+
 user_daily_activity = Table(
     "user_daily_activity",
     metadata,
