@@ -134,7 +134,7 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "ETL_QUALITY_CHUNK_ROWS",
-        "50000",
+        "20000",
         "Rows a data check holds in memory at once; a larger day is read and checked chunk by chunk.",
     ),
     Variable(
@@ -300,7 +300,7 @@ class QualitySettings:
     max_null_share: float = 0.5
     max_currency_missing_share: float = 0.01
     future_skew_minutes: int = 5
-    chunk_rows: int = 50_000
+    chunk_rows: int = 20_000
     sample_rows: int = 200_000
     drift_min_rows: int = 20
 
@@ -424,7 +424,7 @@ class Settings:
                     env, "ETL_QUALITY_FUTURE_SKEW_MINUTES", 5, minimum=0, maximum=7 * 24 * 60, kind="a whole number"
                 ),
                 chunk_rows=_integer(
-                    env, "ETL_QUALITY_CHUNK_ROWS", 50_000, minimum=100, maximum=10_000_000, kind="a whole number"
+                    env, "ETL_QUALITY_CHUNK_ROWS", 20_000, minimum=100, maximum=10_000_000, kind="a whole number"
                 ),
                 sample_rows=_integer(
                     env, "ETL_QUALITY_SAMPLE_ROWS", 200_000, minimum=100, maximum=100_000_000, kind="a whole number"

@@ -10,10 +10,11 @@ k-th staging row) and the report says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from etl_assets.warehouse.schema import events, staging_events
 from etl_assets.warehouse.staging import waiting_to_merge
 
 EXAMPLES_PER_RULE = 5
+Row = Any
 
 
 @dataclass
@@ -133,10 +135,10 @@ def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
     return plain
 
 
-def key_aligned_chunks(rows: Iterable[Mapping[str, Any]], key: str, size: int) -> Iterator[list[Mapping[str, Any]]]:
+def key_aligned_chunks(rows: Iterable[Row], key: Callable[[Row], Any], size: int) -> Iterator[list[Row]]:
     """Chunks of about ``size`` rows from rows ordered by ``key``; rows sharing a key stay in one chunk."""
-    chunk: list[Mapping[str, Any]] = []
-    for _, group in groupby(rows, key=lambda row: row[key]):
+    chunk: list[Row] = []
+    for _, group in groupby(rows, key=key):
         chunk.extend(group)
         if len(chunk) >= size:
             yield chunk
@@ -145,8 +147,8 @@ def key_aligned_chunks(rows: Iterable[Mapping[str, Any]], key: str, size: int) -
         yield chunk
 
 
-def _frame(rows: Sequence[Mapping[str, Any]], table: Table | None, columns: Sequence[str]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
+def _frame(rows: Sequence[Sequence[Any]], table: Table | None, columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(rows, columns=list(columns))
     for name in columns:
         kind = table.c[name].type if table is not None and name in table.c else None
         if isinstance(kind, DateTime) or name == "occurred_at":
@@ -160,13 +162,35 @@ def _check_rows(report: ContractReport, query: Select, table: Table | None, engi
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         columns = list(result.keys())
-        for chunk in key_aligned_chunks(result.mappings(), report.contract.key, chunk_rows):
+        key = itemgetter(columns.index(report.contract.key))
+        for chunk in key_aligned_chunks(result.tuples(), key, chunk_rows):
             report.add_frame(_frame(chunk, table, columns))
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(), UTC)
     return start, start + timedelta(days=1)
+
+
+EVENTS_CHECKED_COLUMNS = frozenset(
+    (
+        "event_id",
+        "occurred_at",
+        "event_type",
+        "user_id",
+        "anonymous_id",
+        "session_id",
+        "product_id",
+        "quantity",
+        "price",
+        "currency",
+        "page_url",
+        "source",
+        "batch_id",
+        "content_hash",
+    )
+)
+"""The columns the events contract reads (the free-form ``properties`` and the timestamps of loading stay out)."""
 
 
 def check_events_day(engine: Engine, contract: Contract, day: date, quality: QualitySettings) -> ContractReport:
@@ -176,7 +200,7 @@ def check_events_day(engine: Engine, contract: Contract, day: date, quality: Qua
             *(
                 cast(column, Float).label(column.name) if isinstance(column.type, Numeric) else column
                 for column in events.c
-                if column.name not in ("properties", "quality_tags")
+                if column.name in EVENTS_CHECKED_COLUMNS
             )
         )
         .where(events.c.occurred_at >= start, events.c.occurred_at < end)
@@ -230,24 +254,13 @@ def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, 
     return query
 
 
-def _judged(row: Sequence[Any], accepted: AcceptedTimes) -> dict[str, Any]:
-    staging_id, batch_id, record_no, event_id, event_day, source, payload = row
-    judged = {
-        "staging_id": staging_id,
-        "batch_id": batch_id,
-        "record_no": record_no,
-        "event_id": event_id,
-        "event_day": event_day,
-        "source": source,
-        "occurred_at": None,
-        "rejected_rule": None,
-        "rejection": None,
-    }
+def _judged(row: Sequence[Any], accepted: AcceptedTimes) -> tuple[Any, ...]:
+    """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order."""
+    *staged, payload = row
     try:
-        judged["occurred_at"] = normalize(orjson.loads(payload), accepted).occurred_at
+        return (*staged, normalize(orjson.loads(payload), accepted).occurred_at, None, None)
     except RecordRejected as error:
-        judged["rejected_rule"], judged["rejection"] = error.rule, str(error)
-    return judged
+        return (*staged, None, error.rule, str(error))
 
 
 def check_staged_day(
@@ -271,7 +284,8 @@ def check_staged_day(
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=quality.chunk_rows).execute(query)
         judged = (_judged(row, accepted) for row in result)
-        for chunk in key_aligned_chunks(judged, contract.key, quality.chunk_rows):
+        key = itemgetter(STAGING_CHECK_COLUMNS.index(contract.key))
+        for chunk in key_aligned_chunks(judged, key, quality.chunk_rows):
             report.add_frame(_frame(chunk, None, STAGING_CHECK_COLUMNS))
     return report
 

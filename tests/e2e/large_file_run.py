@@ -25,7 +25,7 @@ def main(key: str, etag: str, size: int, first_day: str, last_day: str) -> None:
     staged = time.perf_counter()
     merge = definitions.resolve_job_def("daily_events_job").execute_in_process(
         instance=instance,
-        tags={"dagster/asset_partition_range_start": first_day, "dagster/asset_partition_range_end": last_day}
+        tags={"dagster/asset_partition_range_start": first_day, "dagster/asset_partition_range_end": last_day},
     )
     finished = time.perf_counter()
     print(

@@ -266,3 +266,18 @@ def test_the_quarantine_asset_reports_reasons_and_days_to_redrive(definitions, w
     assert summary["unresolved rows"].value == 1
     assert "unknown event type" in summary["by reason"].value
     assert summary["days to re-drive"].value == DAY.isoformat()
+
+
+def test_events_and_the_daily_tables_go_stale_after_the_configured_windows(monkeypatch, pipeline_env):
+    monkeypatch.setenv("ETL_FRESHNESS_WARN_MINUTES", "15")
+    monkeypatch.setenv("ETL_FRESHNESS_FAIL_MINUTES", "45")
+    from etl_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    for name in ("events", *ENRICHMENT):
+        policy = graph.get(dg.AssetKey(name)).freshness_policy
+        assert isinstance(policy, dg.FreshnessPolicy), name
+        assert (policy.warn_window.to_timedelta(), policy.fail_window.to_timedelta()) == (
+            timedelta(minutes=15),
+            timedelta(minutes=45),
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, date, datetime, timedelta
+from operator import itemgetter
 
 import pandas as pd
 import pytest
@@ -205,7 +206,7 @@ def test_funnel_rates_outside_0_and_1_fail():
 
 def test_chunks_never_split_a_key():
     rows = [{"k": key} for key in "aabbbbcdddde"]
-    chunks = list(key_aligned_chunks(rows, "k", 3))
+    chunks = list(key_aligned_chunks(rows, itemgetter("k"), 3))
     assert [len(chunk) for chunk in chunks] == [6, 5, 1]
     assert [row["k"] for chunk in chunks for row in chunk] == list("aabbbbcdddde")
     for first, second in itertools.pairwise(chunks):
@@ -216,7 +217,7 @@ def test_uniqueness_holds_across_chunks_when_they_follow_the_key():
     rows = [_event(n) for n in range(10)] + [_event(4, occurred_at=NOON + timedelta(hours=5))]
     rows.sort(key=lambda row: row["event_id"])
     report = ContractReport(events_contract(DAY, NOW, QUALITY), DAY)
-    for chunk in key_aligned_chunks(rows, "event_id", 2):
+    for chunk in key_aligned_chunks(rows, itemgetter("event_id"), 2):
         frame = pd.DataFrame.from_records(chunk)
         frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
         for column in ("price", "quantity"):
