@@ -7,11 +7,13 @@ time and never logged, stored in the cursor or shown in an error.
 """
 
 import json
+import logging
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import dagster as dg
 import requests
@@ -194,6 +196,33 @@ def webhook_session() -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+class HideWebhookUrl(logging.Filter):
+    """urllib3 logs the path of every request (at DEBUG) and of every retry after a broken connection (at
+    WARNING); the webhook's path is its secret, so its records show the variable's name in its place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        url = os.environ.get(WEBHOOK_VARIABLE, "")
+        parts = urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        secrets = [value for value in (url, path) if value not in ("", "/")]
+        if not secrets:
+            return True
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        if any(secret in text for secret in secrets):
+            for secret in secrets:
+                text = text.replace(secret, f"<{WEBHOOK_VARIABLE}>")
+            record.msg, record.args = text, None
+        return True
+
+
+_HIDE_WEBHOOK_URL = HideWebhookUrl()
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager"):
+    logging.getLogger(_name).addFilter(_HIDE_WEBHOOK_URL)
 
 
 def post_message(session: requests.Session, url: str, message: dict) -> None:

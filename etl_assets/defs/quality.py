@@ -30,7 +30,7 @@ from etl_assets.warehouse.quality import (
     markdown_table,
     rules_markdown,
 )
-from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
+from etl_assets.warehouse.reconciliation import DayReconciliation, reconcile_batches, reconcile_day
 from etl_assets.warehouse.staging import pending_days
 
 SEVERITIES = {Severity.ERROR: dg.AssetCheckSeverity.ERROR, Severity.WARN: dg.AssetCheckSeverity.WARN}
@@ -62,6 +62,40 @@ def contract_result(reports: list[ContractReport]) -> dg.AssetCheckResult:
             "first failing rows": dg.MetadataValue.md(failing_rows_markdown(reports)),
         },
     )
+
+
+def result_per_day(
+    context: dg.AssetCheckExecutionContext,
+    check_key: dg.AssetCheckKey,
+    by_day: dict[date, dg.AssetCheckResult],
+    overall: dg.AssetCheckResult,
+) -> dg.AssetCheckResult:
+    """The overall result of a partitioned check, after recording each day's own result on its partition.
+
+    Dagster attributes a check's result to a partition only in a single-partition run; a run over a range
+    of days (the sensor's, a backfill) would leave every day's check "planned" in the UI.
+    """
+    if len(by_day) > 1:
+        for day, result in by_day.items():
+            context.op_execution_context.log_event(
+                dg.AssetCheckEvaluation(
+                    asset_key=check_key.asset_key,
+                    check_name=check_key.name,
+                    passed=result.passed,
+                    severity=result.severity,
+                    description=result.description,
+                    metadata=result.metadata,
+                    partition=day.isoformat(),
+                )
+            )
+    return overall
+
+
+def contract_result_per_day(
+    context: dg.AssetCheckExecutionContext, check_key: dg.AssetCheckKey, reports: list[ContractReport]
+) -> dg.AssetCheckResult:
+    by_day = {report.day: contract_result([report]) for report in reports}
+    return result_per_day(context, check_key, by_day, contract_result(reports))
 
 
 def run_days(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> list[date]:
@@ -107,7 +141,7 @@ def events_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
         check_events_day(warehouse.get_engine(), events_contract(day, now, quality), day, quality)
         for day in days_of(context.partition_time_window)
     ]
-    return contract_result(reports)
+    return contract_result_per_day(context, dg.AssetCheckKey(dg.AssetKey("events"), "events_valid"), reports)
 
 
 @dg.asset_check(
@@ -120,7 +154,17 @@ def events_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
 )
 def events_reconciled(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     engine = warehouse.get_engine()
-    days = [reconcile_day(engine, day) for day in days_of(context.partition_time_window)]
+    by_day = {day: reconcile_day(engine, day) for day in days_of(context.partition_time_window)}
+    return result_per_day(
+        context,
+        dg.AssetCheckKey(dg.AssetKey("events"), "events_reconciled"),
+        {day: reconciliation_result([reconciled]) for day, reconciled in by_day.items()},
+        reconciliation_result(list(by_day.values())),
+    )
+
+
+def reconciliation_result(days: list[DayReconciliation]) -> dg.AssetCheckResult:
+    """A check result from the reconciliation of one or more days: the totals, a line per day, mismatched batches."""
     totals = {
         name: sum(day.total(name) for day in days)
         for name in ("received", "in_events", "quarantined", "duplicates", "pending")
@@ -205,7 +249,8 @@ def _enrichment_check(table_name: str) -> dg.AssetChecksDefinition:
             check_daily_table(warehouse.get_engine(), table, enrichment_contracts(day)[table_name], day, quality)
             for day in days_of(context.partition_time_window)
         ]
-        return contract_result(reports)
+        check_key = dg.AssetCheckKey(dg.AssetKey(table_name), f"{table_name}_valid")
+        return contract_result_per_day(context, check_key, reports)
 
     return enrichment_valid
 

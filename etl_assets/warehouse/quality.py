@@ -163,7 +163,7 @@ def _check_rows(report: ContractReport, query: Select, table: Table | None, engi
         result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         columns = list(result.keys())
         key = itemgetter(columns.index(report.contract.key))
-        for chunk in key_aligned_chunks(result.tuples(), key, chunk_rows):
+        for chunk in key_aligned_chunks(result, key, chunk_rows):
             report.add_frame(_frame(chunk, table, columns))
 
 

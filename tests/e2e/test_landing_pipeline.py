@@ -119,8 +119,9 @@ def test_three_files_become_exactly_the_expected_tables(definitions, s3, buckets
         assert received == 16 == len(rows) + len(quarantined) + duplicates
         assert statuses == {"succeeded": 12, "failed": 1}
 
-        reconciled = run.check_evaluations("events_reconciled")
-        assert reconciled and all(evaluation.passed for evaluation in reconciled)
+        reconciled = [e for e in run.check_evaluations("events_reconciled") if e.partition is not None]
+        assert sorted(e.partition for e in reconciled) == [day.isoformat() for day in sorted(EXPECTED_DAYS)]
+        assert all(evaluation.passed for evaluation in reconciled)
         assert sum(e.metadata["records received"].value for e in reconciled) == 13  # the 16 less 3 never staged
         assert sum(e.metadata["rows in events"].value for e in reconciled) == len(rows)
         assert sum(e.metadata["duplicates skipped"].value for e in reconciled) == duplicates

@@ -295,3 +295,24 @@ def test_events_and_the_daily_tables_go_stale_after_the_configured_windows(pipel
     assert finished.returncode == 0, finished.stderr[-2000:]
     windows = {line.split()[0]: tuple(line.split()[1:]) for line in finished.stdout.splitlines()}
     assert windows == dict.fromkeys(("events", *ENRICHMENT), ("900.0", "2700.0"))
+
+
+def test_a_run_over_a_range_of_days_records_each_days_check_result_on_its_partition(
+    definitions, warehouse_engine, instance
+):
+    next_day = [_event(n, timestamp=(NOON + timedelta(days=1, seconds=n)).isoformat()) for n in range(100, 110)]
+    stage_payloads(warehouse_engine, "two-days", [_event(n) for n in range(10)] + next_day)
+    result = definitions.resolve_job_def("daily_events_job").execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": "2025-03-01", "dagster/asset_partition_range_end": "2025-03-02"},
+    )
+    assert result.success
+    for check in ("events_valid", "events_reconciled", "sessions_valid"):
+        asset = "sessions" if check == "sessions_valid" else "events"
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(asset), check), limit=10
+        )
+        by_partition = {record.partition: record.status.value for record in history if record.partition}
+        assert by_partition == {"2025-03-01": "SUCCEEDED", "2025-03-02": "SUCCEEDED"}, check
+    per_day = [e for e in result.get_asset_check_evaluations() if e.check_name == "events_reconciled" and e.partition]
+    assert {e.partition: e.metadata["rows in events"].value for e in per_day} == {"2025-03-01": 10, "2025-03-02": 10}
