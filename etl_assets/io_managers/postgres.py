@@ -14,6 +14,9 @@ partitioned table's day column is ``etl/partition_column`` (``day`` by default).
 
 ``load_input`` hands downstream assets lazy handles: ``events`` as a ``Select`` of the partition
 window, ``staging_events`` as a reader of the staged rows of a day.
+
+Each of these transactions is run again from the start, on a new connection, when a transient error
+(serialization failure, deadlock, lost connection) ends it (``etl_assets.warehouse.retries``).
 """
 
 import time as clock
@@ -23,10 +26,11 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import Select, delete, insert, select, text
+from sqlalchemy import Connection, Select, delete, insert, select, text
 
 from etl_assets.resources.warehouse import WarehouseResource
 from etl_assets.warehouse.merge import MergeCounts, StagedResult, merge_staged_results
+from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import events, metadata
 from etl_assets.warehouse.staging import StagedRowsReader
 
@@ -72,6 +76,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
                 "rows written": dg.MetadataValue.int(rows),
                 "rows per second": dg.MetadataValue.float(round(rows / seconds, 1) if seconds else 0.0),
                 "seconds": dg.MetadataValue.float(round(seconds, 3)),
+                "succeeded at": dg.MetadataValue.timestamp(clock.time()),
                 **summary,
             }
         )
@@ -87,15 +92,18 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         table_name, partition_column = self._target(context)
         table = metadata.tables[table_name]
         days = _window_days(context)
-        with self.warehouse.get_engine().begin() as conn:
+        removal = delete(table)
+        if days is not None:
+            column = table.c[partition_column]
+            removal = removal.where(column >= days[0], column < days[1])
+        labels = [column.key for column in query.selected_columns]
+
+        def rebuild(conn: Connection) -> tuple[int, int]:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"rebuild:{table_name}"})
-            removal = delete(table)
-            if days is not None:
-                column = table.c[partition_column]
-                removal = removal.where(column >= days[0], column < days[1])
             removed = conn.execute(removal).rowcount
-            labels = [column.key for column in query.selected_columns]
-            written = conn.execute(insert(table).from_select(labels, query)).rowcount
+            return removed, conn.execute(insert(table).from_select(labels, query)).rowcount
+
+        removed, written = in_transaction(self.warehouse.get_engine(), rebuild, what=f"rebuilding {table_name}")
         summary: dict[str, Any] = {"rows written": written, "rows replaced": dg.MetadataValue.int(removed)}
         if days is not None:
             summary["days"] = dg.MetadataValue.int((days[1] - days[0]).days)
@@ -105,8 +113,18 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         total = MergeCounts()
         engine = self.warehouse.get_engine()
         for day in output.days:
-            with engine.begin() as conn:
-                total.add(merge_staged_results(conn, output.results_for(day), output.transform_version))
+
+            def merge_day(conn: Connection, day: date = day) -> MergeCounts:
+                # Asked again on every attempt: the rows a failed attempt consumed cannot be read twice.
+                results = output.results_for(day)
+                try:
+                    return merge_staged_results(conn, results, output.transform_version)
+                finally:
+                    close = getattr(results, "close", None)
+                    if callable(close):
+                        close()  # a generator left half-read gives its reader's connection back now
+
+            total.add(in_transaction(engine, merge_day, what=f"merging events of {day.isoformat()}"))
         return {
             "rows written": total.inserted + total.updated,
             "staged rows read": dg.MetadataValue.int(total.received),
@@ -116,6 +134,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             "duplicates skipped": dg.MetadataValue.int(total.duplicates + total.superseded),
             "moved between days": dg.MetadataValue.int(total.moved),
             "rows quarantined": dg.MetadataValue.int(total.rejected),
+            "errors": dg.MetadataValue.int(total.rejected),
             "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in sorted(total.days)) or "none"),
         }
 

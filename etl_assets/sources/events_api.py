@@ -4,7 +4,9 @@ Retries are urllib3's ``Retry`` mounted on a requests session: exponential backo
 and 5xx (and on connection errors), ``Retry-After`` honoured, only for GET. Each page is archived, then
 staged in one transaction together with the source's new cursor in ``source_cursors``: a crash before
 that commit leaves the old cursor and the next run fetches the same page again (same bytes, same batch
-id, nothing staged twice); after it, the run resumes at the next page.
+id, nothing staged twice); after it, the run resumes at the next page. A transient database error (a
+serialization failure, a deadlock, a lost connection) runs that transaction again from the start
+(``stage_batch`` retries it: the page's records are a list and the cursor's upsert is idempotent).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from etl_assets.settings import ConfigError
 from etl_assets.sources.archive import archive_body, body_key
 from etl_assets.transform.api_pages import Page, parse_page
 from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import source_cursors
 from etl_assets.warehouse.staging import BatchEntry, StagingCounts, stage_batch
 
@@ -222,8 +225,11 @@ def poll_source(
         following = page.next_cursor or cursor
         if not page.records:
             if following != cursor:
-                with engine.begin() as conn:
-                    save_cursor(conn, source.source, following)
+                in_transaction(
+                    engine,
+                    lambda conn, following=following: save_cursor(conn, source.source, following),
+                    what=f"saving the cursor of {source.source}",
+                )
                 cursor = report.end_cursor = following
                 continue
             report.caught_up = True

@@ -5,6 +5,11 @@ crash loses at most the chunk in flight and memory holds one chunk. A batch seen
 is COPYed straight into staging (the fast path); a batch that already has rows (a re-run after a
 crash, a replay) goes through a temporary table and ``ON CONFLICT (batch_id, record_no)``, so a
 record is staged once however often its batch is read.
+
+A transaction that a transient error ends (a serialization failure, a deadlock, a lost connection) is
+run again from the start on a new connection (``etl_assets.warehouse.retries``): a chunk is a list, so
+it can be staged again, and a retried chunk goes through ``ON CONFLICT`` in case its first commit did
+reach the server before the connection was lost.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_key
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
 from etl_assets.warehouse.copy import copy_rows, create_temp_table
+from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import quarantine, raw_batches, staging_events
 
 STAGING_COLUMNS = ("batch_id", "record_no", "event_id", "event_day", "source", "payload")
@@ -42,6 +48,13 @@ class StagingCounts:
     @property
     def days_touched(self) -> list[date]:
         return sorted(self.days)
+
+    def add(self, other: StagingCounts) -> None:
+        self.records += other.records
+        self.staged += other.staged
+        self.quarantined += other.quarantined
+        self.already_staged += other.already_staged
+        self.days.update(other.days)
 
 
 def _chunks(records: Iterable[ParsedRecord | RejectedRecord], size: int) -> Iterator[list]:
@@ -102,14 +115,40 @@ def stage_records(
     ``ingested_at`` (so the sensor sees new work); parse rejections that now parse are marked resolved.
     """
     counts = StagingCounts()
-    with engine.connect() as conn:
-        fresh = not conn.scalar(select(exists().where(staging_events.c.batch_id == batch_id)))
+    fresh = in_transaction(
+        engine,
+        lambda conn: not conn.scalar(select(exists().where(staging_events.c.batch_id == batch_id))),
+        what=f"looking up batch {batch_id}",
+    )
     for chunk in _chunks(records, chunk_size):
-        with engine.begin() as conn:
-            _stage_chunk(conn, chunk, batch_id, source, accepted, counts, fresh=fresh, replay=replay)
-    with engine.begin() as conn:
-        _close_batch(conn, batch_id, counts)
+        counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, accepted, fresh=fresh, replay=replay))
+    in_transaction(engine, lambda conn: _close_batch(conn, batch_id, counts), what=f"closing batch {batch_id}")
     return counts
+
+
+def _stage_chunk_retrying(
+    engine: Engine,
+    chunk: list[ParsedRecord | RejectedRecord],
+    batch_id: str,
+    source: str,
+    accepted: AcceptedTimes,
+    *,
+    fresh: bool,
+    replay: bool,
+) -> StagingCounts:
+    """Stage one chunk in a transaction of its own, run again from the start after a transient error."""
+    attempts = 0
+
+    def attempt(conn: Connection) -> StagingCounts:
+        nonlocal attempts
+        attempts += 1
+        counts = StagingCounts()
+        # A retry may follow a commit that reached the server though its acknowledgement was lost with the
+        # connection: it goes through ON CONFLICT, never a second COPY of the same records.
+        _stage_chunk(conn, chunk, batch_id, source, accepted, counts, fresh=fresh and attempts == 1, replay=replay)
+        return counts
+
+    return in_transaction(engine, attempt, what=f"staging a chunk of batch {batch_id}")
 
 
 def _stage_chunk(
@@ -175,16 +214,21 @@ def stage_batch(
 
     All or nothing: the ledger row, the staging rows, the parse quarantine and whatever ``before_commit``
     writes (a pull source's cursor) commit together, so a crash leaves the batch either wholly staged or
-    not at all. Staging the same batch id again adds only records it did not have.
+    not at all. Staging the same batch id again adds only records it did not have. A transient error runs
+    the whole transaction again (``before_commit`` included, so it must be idempotent).
     """
-    counts = StagingCounts()
-    with engine.begin() as conn:
+    chunk = list(records)  # materialized: a retried transaction stages the same records again
+
+    def attempt(conn: Connection) -> StagingCounts:
+        counts = StagingCounts()
         fresh = _enter_batch(conn, entry)
-        _stage_chunk(conn, list(records), entry.batch_id, entry.source, accepted, counts, fresh=fresh, replay=False)
+        _stage_chunk(conn, chunk, entry.batch_id, entry.source, accepted, counts, fresh=fresh, replay=False)
         _close_batch(conn, entry.batch_id, counts)
         if before_commit is not None:
             before_commit(conn)
-    return counts
+        return counts
+
+    return in_transaction(engine, attempt, what=f"staging batch {entry.batch_id}")
 
 
 def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
