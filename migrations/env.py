@@ -38,7 +38,7 @@ def run_migrations_online() -> None:
         raise SystemExit(
             "DATABASE_URL is not set: point it at the warehouse, or use `etl migrate` with `etl dev` running"
         )
-    engine = create_warehouse_engine(settings.database_url)
+    engine = create_warehouse_engine(settings.database_url, ssl=settings.db_ssl_params)
     with engine.connect() as conn:
         run_with(conn)
         conn.commit()

@@ -6,12 +6,14 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 from sqlalchemy import Engine
 
+from etl_assets.settings import Settings
 from etl_assets.warehouse.engine import create_warehouse_engine
 
 
 class WarehouseResource(ConfigurableResource):
     """The PostgreSQL warehouse. The URL comes from the environment (``EnvVar("DATABASE_URL")``) so no
-    secret is written into run config or shown in the UI."""
+    secret is written into run config or shown in the UI. TLS to the server (ETL_DB_SSLMODE,
+    ETL_DB_SSLROOTCERT) is read from the environment when the engine is built, like the URL."""
 
     database_url: str = Field(description="SQLAlchemy URL of the warehouse database.")
     pool_size: int = Field(default=5, description="Connections kept open per process.")
@@ -21,7 +23,12 @@ class WarehouseResource(ConfigurableResource):
 
     def get_engine(self) -> Engine:
         if self._engine is None:
+            settings = Settings.from_env()
             self._engine = create_warehouse_engine(
-                self.database_url, pool_size=self.pool_size, max_overflow=self.max_overflow
+                self.database_url,
+                pool_size=self.pool_size,
+                max_overflow=self.max_overflow,
+                ssl=settings.db_ssl_params,
+                pgbouncer=settings.db_pgbouncer,
             )
         return self._engine
