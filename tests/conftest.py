@@ -24,6 +24,7 @@ from etl_assets.warehouse.engine import create_warehouse_engine
 
 TEMPLATE_DB = "etl_template"
 S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+TEST_PII_KEY = "test-pii-key-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +123,7 @@ def pipeline_env(
         "ETL_LANDING_BUCKET": buckets["landing"],
         "ETL_ARCHIVE_BUCKET": buckets["archive"],
         "ETL_LANDING_PREFIX": "landing/",
+        "ETL_PII_KEY": TEST_PII_KEY,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

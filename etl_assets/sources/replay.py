@@ -14,11 +14,12 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
 from sqlalchemy import Engine, select
 
 from etl_assets.sources.events_api import ApiSource
 from etl_assets.sources.landing import SOURCE as S3_SOURCE
-from etl_assets.sources.landing import download
+from etl_assets.sources.landing import DownloadedObject, download
 from etl_assets.sources.landing_ingest import stage_file
 from etl_assets.transform.api_pages import parse_page
 from etl_assets.transform.inbound import InboundRequest, request_records
@@ -30,6 +31,14 @@ from etl_assets.warehouse.staging import StagingCounts, stage_records
 
 class CannotReplay(ValueError):
     """A batch's archive cannot be read back; the message says which and why."""
+
+
+def pruned_message(batch: Mapping[str, Any]) -> str:
+    pruned_at = batch["archive_pruned_at"]
+    return (
+        f"batch {batch['batch_id']}: archive pruned by the retention job on {pruned_at:%Y-%m-%d} (older than "
+        "ETL_RETENTION_DAYS), so it cannot be replayed; its events stay in the warehouse as they are"
+    )
 
 
 def archived_batches(engine: Engine, first_day: date, last_day: date) -> list[dict[str, Any]]:
@@ -55,23 +64,43 @@ def replay_batch(
     accepted: AcceptedTimes,
     api_sources: Mapping[str, ApiSource],
 ) -> StagingCounts:
+    if batch.get("archive_pruned_at") is not None:
+        raise CannotReplay(pruned_message(batch))
+    try:
+        with download(client, archive_bucket, batch["archive_key"]) as local:
+            return _replay_downloaded(engine, batch, local, accepted, api_sources)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise
+        raise CannotReplay(
+            f"batch {batch['batch_id']}: its archived object s3://{archive_bucket}/{batch['archive_key']} is "
+            "missing (deleted outside the platform?), so it cannot be replayed"
+        ) from None
+
+
+def _replay_downloaded(
+    engine: Engine,
+    batch: Mapping[str, Any],
+    local: DownloadedObject,
+    accepted: AcceptedTimes,
+    api_sources: Mapping[str, ApiSource],
+) -> StagingCounts:
     source = batch["source"]
-    with download(client, archive_bucket, batch["archive_key"]) as local:
-        if local.sha256 != batch["sha256"]:
-            raise CannotReplay(
-                f"archived object {batch['archive_key']} has SHA-256 {local.sha256}, the ledger says {batch['sha256']}"
-            )
-        if source == S3_SOURCE:
-            name = batch["source_uri"].rsplit("/", 1)[-1]
-            return stage_file(engine, batch["batch_id"], name, local.path, accepted, replay=True)
-        if source.startswith("api:"):
-            api = api_sources.get(source)
-            if api is None:
-                raise CannotReplay(f"batch {batch['batch_id']} came from {source}, which is no longer configured")
-            records: Iterator[ParsedRecord | RejectedRecord] = iter(
-                parse_page(local.path.read_bytes(), api.records_field, None).records
-            )
-            return stage_records(engine, batch["batch_id"], source, records, accepted, replay=True)
-        with gzip.open(local.path, "rb") as lines:
-            requests = (InboundRequest.from_json_line(line) for line in lines if line.strip())
-            return stage_records(engine, batch["batch_id"], source, request_records(requests), accepted, replay=True)
+    if local.sha256 != batch["sha256"]:
+        raise CannotReplay(
+            f"archived object {batch['archive_key']} has SHA-256 {local.sha256}, the ledger says {batch['sha256']}"
+        )
+    if source == S3_SOURCE:
+        name = batch["source_uri"].rsplit("/", 1)[-1]
+        return stage_file(engine, batch["batch_id"], name, local.path, accepted, replay=True)
+    if source.startswith("api:"):
+        api = api_sources.get(source)
+        if api is None:
+            raise CannotReplay(f"batch {batch['batch_id']} came from {source}, which is no longer configured")
+        records: Iterator[ParsedRecord | RejectedRecord] = iter(
+            parse_page(local.path.read_bytes(), api.records_field, None).records
+        )
+        return stage_records(engine, batch["batch_id"], source, records, accepted, replay=True)
+    with gzip.open(local.path, "rb") as lines:
+        requests = (InboundRequest.from_json_line(line) for line in lines if line.strip())
+        return stage_records(engine, batch["batch_id"], source, request_records(requests), accepted, replay=True)

@@ -3,7 +3,9 @@
 Input in, output out, deterministic; unit-tested as pure functions.
 """
 
-TRANSFORM_VERSION = "1"
+TRANSFORM_VERSION = "2"
 """Version of what ``normalize`` makes of a record. Bump it when its output changes: it is the
 ``code_version`` of ``events``, so the UI shows every day as stale, and a day's next merge reprocesses
-the staging rows an older version processed."""
+the staging rows an older version processed.
+
+History: 1, the first normalize; 2, PII pseudonymized before normalize (``transform.pii``)."""

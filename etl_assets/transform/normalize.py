@@ -66,6 +66,9 @@ _ORDER_ID = _Aliases("order_id", "orderId", "order.id", "properties.order_id")
 _PAGE_URL = _Aliases("page_url", "url", "page.url", "context.page.url", "properties.url")
 _REFERRER = _Aliases("referrer", "page.referrer", "context.page.referrer", "properties.referrer")
 
+IDENTITY_KEYS = _EVENT_ID.first_keys | _EVENT_TYPE.first_keys | _TIMESTAMP.first_keys
+"""Top-level keys an event's id, type and timestamp are read from: what staging keys a record by."""
+
 # A path that is both an alias and the container of another alias (``user`` and ``user.id``) names the
 # field only when it holds a plain value; an object there is left to the nested alias.
 _CONTAINER_PATHS = frozenset(

@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, text
 
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
+from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.copy import copy_rows
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.schema import events
@@ -184,11 +185,16 @@ def merge_staged_results(conn: Connection, results: Iterable[StagedResult], tran
     return counts
 
 
-def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes) -> Iterator[StagedResult]:
-    """Run the pure transform over staged rows; a rejection carries its reason instead of an event."""
+def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes, *, pii: PiiPolicy) -> Iterator[StagedResult]:
+    """Run the pure transform over staged rows; a rejection carries its reason instead of an event.
+
+    Every payload is pseudonymized (``pii``) before ``normalize`` sees it, so no PII value reaches any column
+    of ``events`` (nor a rejection reason); a row holding PII without a key raises ``PiiKeyMissing``, which
+    fails the day's merge (its transaction rolls back) rather than load anything in clear.
+    """
     for row in rows:
         try:
-            event = normalize(orjson.loads(row.payload_json), accepted)
+            event = normalize(pseudonymize_payload(orjson.loads(row.payload_json), pii), accepted)
         except RecordRejected as error:
             yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
         else:

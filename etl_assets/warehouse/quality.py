@@ -24,6 +24,7 @@ from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table,
 
 from etl_assets.settings import QualitySettings
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, normalize
+from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.contracts import Contract, Rule, Severity
 from etl_assets.warehouse.schema import events, staging_events
 from etl_assets.warehouse.staging import waiting_to_merge
@@ -254,11 +255,15 @@ def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, 
     return query
 
 
-def _judged(row: Sequence[Any], accepted: AcceptedTimes) -> tuple[Any, ...]:
-    """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order."""
+def _judged(row: Sequence[Any], accepted: AcceptedTimes, pii: PiiPolicy | None) -> tuple[Any, ...]:
+    """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order (PII pseudonymized first, as
+    the merge does, so the verdicts are the merge's and no rejection reason shows a PII value)."""
     *staged, payload = row
+    record = orjson.loads(payload)
     try:
-        return (*staged, normalize(orjson.loads(payload), accepted).occurred_at, None, None)
+        if pii is not None:
+            record = pseudonymize_payload(record, pii)
+        return (*staged, normalize(record, accepted).occurred_at, None, None)
     except RecordRejected as error:
         return (*staged, None, error.rule, str(error))
 
@@ -270,6 +275,7 @@ def check_staged_day(
     transform_version: str,
     accepted: AcceptedTimes,
     quality: QualitySettings,
+    pii: PiiPolicy | None = None,
 ) -> ContractReport:
     """Check the staged rows the next merge of ``day`` will read (the whole day when none wait)."""
     count_of = select(func.count()).select_from(staging_events).where(staging_events.c.event_day == day)
@@ -283,7 +289,7 @@ def check_staged_day(
     query = _staged_rows_to_check(day, transform_version, sample_every, waiting_only=bool(waiting))
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=quality.chunk_rows).execute(query)
-        judged = (_judged(row, accepted) for row in result)
+        judged = (_judged(row, accepted, pii) for row in result)
         key = itemgetter(STAGING_CHECK_COLUMNS.index(contract.key))
         for chunk in key_aligned_chunks(judged, key, quality.chunk_rows):
             report.add_frame(_frame(chunk, None, STAGING_CHECK_COLUMNS))

@@ -11,6 +11,11 @@ What is left is *unaccounted* (a row deleted from ``events`` behind the platform
 quarantine row) and fails the check. The day's ``events`` partition is also counted on its own: a
 row there that no staged record accounts for (written behind the platform's back) fails it too.
 
+On a day the retention job pruned (``retention_log``), an ``events`` row whose ledger entry points at a
+staging row that is gone is accounted for as *pruned*; every remaining staged record must still balance,
+and a row with no ledger entry at all still fails. Batches that lost staging rows to retention are left out
+of the batch reconciliation (their staged count no longer adds up to the ledger's, by design).
+
 For a batch, the ledger's record count must equal its staged rows plus its records quarantined
 before staging (no id, no timestamp, unreadable).
 """
@@ -47,6 +52,15 @@ RECONCILE_DAY_BY_BATCH = text(
     """
 )
 COUNT_EVENTS_OF_DAY = text("SELECT count(*) FROM events WHERE occurred_at >= :start AND occurred_at < :end")
+DAY_WAS_PRUNED = text("SELECT EXISTS (SELECT 1 FROM retention_log WHERE day = :day)")
+COUNT_EVENTS_WITH_PRUNED_RECORD = text(
+    """
+    SELECT count(*) FROM events e
+    JOIN event_ledger l ON l.event_id = e.event_id AND l.occurred_at = e.occurred_at
+    WHERE e.occurred_at >= :start AND e.occurred_at < :end
+      AND NOT EXISTS (SELECT 1 FROM staging_events s WHERE s.id = l.staging_id)
+    """
+)
 RECONCILE_BATCHES = text(
     """
     SELECT b.batch_id, b.source, b.record_count,
@@ -54,7 +68,8 @@ RECONCILE_BATCHES = text(
            (SELECT count(*) FROM quarantine q
              WHERE q.batch_id = b.batch_id AND q.stage = 'parse' AND q.resolved_at IS NULL) AS parse_quarantined
     FROM raw_batches b
-    WHERE b.staged_at IS NOT NULL AND b.received_at >= now() - make_interval(days => :days)
+    WHERE b.staged_at IS NOT NULL AND b.staging_pruned_at IS NULL
+      AND b.received_at >= now() - make_interval(days => :days)
     ORDER BY b.received_at
     """
 ).bindparams(bindparam("days"))
@@ -79,6 +94,8 @@ class DayReconciliation:
     day: date
     events_rows: int
     batches: list[BatchOfDay] = field(default_factory=list)
+    pruned_records: int = 0
+    """Rows of the day's partition whose staged record the retention job deleted (0 on a day never pruned)."""
 
     def total(self, name: str) -> int:
         return sum(getattr(batch, name) for batch in self.batches)
@@ -90,7 +107,7 @@ class DayReconciliation:
     @property
     def events_without_record(self) -> int:
         """Rows of the day's partition that no staged record accounts for (negative: records missing from it)."""
-        return self.events_rows - self.total("in_events")
+        return self.events_rows - self.total("in_events") - self.pruned_records
 
     @property
     def balanced(self) -> bool:
@@ -106,7 +123,12 @@ def reconcile_day(engine: Engine, day: date) -> DayReconciliation:
     with engine.connect() as conn:
         batches = [BatchOfDay(*row) for row in conn.execute(RECONCILE_DAY_BY_BATCH, {"day": day})]
         events_rows = conn.scalar(COUNT_EVENTS_OF_DAY, {"start": start, "end": end})
-    return DayReconciliation(day, events_rows, batches)
+        pruned = (
+            conn.scalar(COUNT_EVENTS_WITH_PRUNED_RECORD, {"start": start, "end": end})
+            if conn.scalar(DAY_WAS_PRUNED, {"day": day})
+            else 0
+        )
+    return DayReconciliation(day, events_rows, batches, pruned)
 
 
 @dataclass(frozen=True)

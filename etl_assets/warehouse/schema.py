@@ -66,6 +66,18 @@ raw_batches = Table(
     Column("quarantined_count", Integer, nullable=True, comment="Records that could not be parsed."),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("staged_at", DateTime(timezone=True), nullable=True),
+    Column(
+        "archive_pruned_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="When the retention job deleted the archived bytes: the batch can no longer be replayed.",
+    ),
+    Column(
+        "staging_pruned_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="When the retention job first deleted merged staging rows of the batch: it no longer reconciles.",
+    ),
     comment="Ledger of every batch that entered, with its checksum; the unit of reconciliation.",
 )
 
@@ -202,6 +214,17 @@ source_fields = Table(
     Column("last_seen_day", Date, nullable=False, comment="Latest profiled event day the field appeared on."),
     PrimaryKeyConstraint("source", "field"),
     comment="The fields each source sends, as profiled from staging payloads: what schema drift compares against.",
+)
+
+retention_log = Table(
+    "retention_log",
+    metadata,
+    Column("day", Date, primary_key=True, comment="Event day (staging_events.event_day) of the pruned rows."),
+    Column("staging_rows", BigInteger, nullable=False, comment="Merged staging rows of the day deleted so far."),
+    Column("first_pruned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_pruned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="Days whose merged staging rows the retention job deleted: their events rows may have no staged "
+    "record left, which reconciliation then accepts.",
 )
 
 user_daily_activity = Table(

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import text
 
+from etl_assets.transform.pii import PiiPolicy
 from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
 from etl_assets.warehouse.staging import StagedRowsReader
 from tests.harness import ACCEPTED, stage_payloads
@@ -19,7 +20,7 @@ def stage(engine, batch_id: str, *payloads: dict) -> None:
 def merge_day(engine, day: date, *, reprocess_all: bool = False):
     rows = StagedRowsReader(engine).rows(day, VERSION, reprocess_all=reprocess_all)
     with engine.begin() as conn:
-        return merge_staged_results(conn, normalize_staged(rows, ACCEPTED), VERSION)
+        return merge_staged_results(conn, normalize_staged(rows, ACCEPTED, pii=PiiPolicy()), VERSION)
 
 
 def purchase(event_id: str, timestamp: str, price: str = "10.00") -> dict:

@@ -1,0 +1,239 @@
+"""Pseudonymization of personal data (PII) in a raw payload, before ``normalize`` builds an event from it.
+
+A PII value is replaced by ``pii:`` and the first 32 hex digits of its keyed HMAC-SHA256: the same value
+always gives the same pseudonym under one key (analysts still count distinct users and join on it), another
+key gives another, and nobody without the key can tell which value it stands for.
+
+**Which values are PII** (``PiiPolicy.fields``, e.g. ``email, ip, phone``):
+
+- *by key*, at any depth: a key is compared in snake_case, lower case (``emailAddress``, ``Email-Address``
+  and ``email_address`` all read ``email_address``); it matches a field name when it **equals** it,
+  **starts with** ``<name>_`` or **ends with** ``_<name>``. So ``email`` matches ``email``, ``Email``,
+  ``email_address``, ``user_email``, ``traits.email``; ``ip`` matches ``ip``, ``context.ip``, ``ip_address``,
+  ``client_ip``; ``phone`` matches ``phone_number``, ``mobile_phone``. Whole words only: ``zip``, ``tip`` or
+  ``telephone`` are not ``ip`` or ``phone``. Everything under a matching key is PII: a string or a number is
+  replaced, each value of an object or a list under it too; ``null``, booleans and blank strings stay.
+- *by value*, anywhere, whatever the key: with ``email`` configured, every email address inside any string
+  (a user id that is an email, ``?email=ann%40example.com`` in a URL); with ``ip`` configured, a string that
+  is an IP address. Phone numbers are too ambiguous to find by value: only their keys mark them.
+
+The top-level keys an event's identity is read from (its id, type and timestamp, under every alias) are never
+changed: staging keyed the record by them before this runs, and they are not personal data.
+
+**Canonical form before hashing**, so one person gives one pseudonym: surrounding blanks are dropped; an
+email address is lower-cased (``%40`` read as ``@``); an IP address takes its standard text (``0:0::A`` →
+``::a``; an IPv4-mapped ``::ffff:10.0.0.1`` → ``10.0.0.1``); a phone number keeps its digits and a leading ``+``.
+
+The transform runs on raw staged payloads only (the archive and staging keep what was received), so a value
+is never pseudonymized twice; ``pseudonymize`` is deliberately not idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from etl_assets.transform.normalize import IDENTITY_KEYS, RecordRejected
+
+PREFIX = "pii:"
+DIGEST_CHARS = 32
+DEFAULT_FIELDS = ("email", "ip", "phone")
+MAX_DEPTH = 256  # orjson writes 254 levels at most: a deeper record is rejected by normalize anyway
+
+_CAMEL_LOWER_UPPER = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_CAMEL_ACRONYM = re.compile(r"(?<=[A-Z])(?=[A-Z][a-z])")
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
+# Bounded (RFC 5321 lengths) so that a long hostile string costs linear time, not quadratic.
+_EMAIL = re.compile(
+    r"[A-Za-z0-9._%+-]{1,64}?(?:@|%40)[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+)
+_IP_CHARS = frozenset("0123456789abcdefABCDEF.:")
+_PHONE = re.compile(r"\+?[0-9 ().\-/]+")
+_MIN_PHONE_DIGITS = 6
+
+
+class PiiKeyMissing(Exception):
+    """A record holds PII and no key was given to pseudonymize it: nothing may be loaded in clear."""
+
+    def __init__(self, path: list[str]) -> None:
+        super().__init__()
+        self.path = path
+
+    @property
+    def where(self) -> str:
+        return ".".join(self.path) or "a value"
+
+    def __str__(self) -> str:
+        return f"a record holds PII in {self.where!r} and no pseudonymization key was given"
+
+
+def snake_name(name: str) -> str:
+    """``emailAddress``, ``IPAddress``, ``Email-Address`` → ``email_address``, ``ip_address``, ``email_address``."""
+    spaced = _CAMEL_ACRONYM.sub("_", _CAMEL_LOWER_UPPER.sub("_", name))
+    return _NOT_WORD.sub("_", spaced.lower()).strip("_")
+
+
+def key_matches(key: str, fields: Iterable[str]) -> bool:
+    """Whether ``key`` names one of ``fields`` (snake_case names): equal, ``<name>_…`` or ``…_<name>``."""
+    snake = snake_name(key)
+    return any(snake == name or snake.startswith(f"{name}_") or snake.endswith(f"_{name}") for name in fields)
+
+
+def canonical(value: str) -> str:
+    """The form a PII value is hashed in, so spellings of one email, IP or phone number give one pseudonym."""
+    text = value.strip()
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    if "@" in text or "%40" in text:
+        return text.replace("%40", "@").lower()
+    if _looks_like_ip(text):
+        address = ipaddress.ip_address(text)
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        return str(mapped or address)
+    if _PHONE.fullmatch(text):
+        digits = "".join(char for char in text if char.isdigit())
+        if len(digits) >= _MIN_PHONE_DIGITS:
+            return ("+" if text.startswith("+") else "") + digits
+    return text
+
+
+def pseudonymize(value: str, key: bytes) -> str:
+    """``pii:`` + the first 32 hex digits of HMAC-SHA256(key, canonical value): stable, keyed, one-way."""
+    digest = hmac.new(key, canonical(value).encode(), hashlib.sha256).hexdigest()
+    return PREFIX + digest[:DIGEST_CHARS]
+
+
+def _looks_like_ip(text: str) -> bool:
+    if not 2 <= len(text) <= 45 or not _IP_CHARS.issuperset(text) or ("." not in text and ":" not in text):
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _matches(key: str, fields: tuple[str, ...]) -> bool:
+    return key_matches(key, fields)
+
+
+@dataclass(frozen=True)
+class PiiPolicy:
+    """What counts as PII and the key that pseudonymizes it (``None``: a record holding PII fails).
+
+    The key never shows in ``repr`` (nor therefore in logs or run metadata)."""
+
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    key: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(dict.fromkeys(snake_name(name) for name in self.fields if name)))
+
+    @property
+    def finds_emails(self) -> bool:
+        return "email" in self.fields
+
+    @property
+    def finds_ips(self) -> bool:
+        return "ip" in self.fields
+
+
+def pseudonymize_payload(payload: Any, policy: PiiPolicy) -> Any:
+    """``payload`` with every PII value replaced by its pseudonym (a new object; the input is left as it was).
+
+    Raises ``PiiKeyMissing`` when it holds PII and ``policy.key`` is ``None``. Anything not an object is
+    returned as it is (``normalize`` rejects it).
+    """
+    if not isinstance(payload, Mapping) or not policy.fields:
+        return payload
+    walker = _Walker(policy)
+    changed: dict[str, Any] | None = None
+    for key, value in payload.items():
+        if key in IDENTITY_KEYS:
+            continue
+        try:
+            new = walker.walk(value, _matches(key, policy.fields) if isinstance(key, str) else False, 1)
+        except PiiKeyMissing as missing:
+            missing.path.insert(0, str(key))
+            raise
+        if new is not value:
+            if changed is None:
+                changed = dict(payload)
+            changed[key] = new
+    return payload if changed is None else changed
+
+
+class _Walker:
+    __slots__ = ("fields", "finds_emails", "finds_ips", "key")
+
+    def __init__(self, policy: PiiPolicy) -> None:
+        self.fields = policy.fields
+        self.key = policy.key
+        self.finds_emails = policy.finds_emails
+        self.finds_ips = policy.finds_ips
+
+    def _hidden(self, text: str) -> str:
+        if self.key is None:
+            raise PiiKeyMissing([])
+        return pseudonymize(text, self.key)
+
+    def walk(self, value: Any, inside: bool, depth: int) -> Any:
+        """``value`` with its PII replaced (``value`` itself when nothing changed); ``inside``: under a PII key."""
+        if isinstance(value, str):
+            if inside:
+                return value if not value or value.isspace() else self._hidden(value)
+            return self._found_in_text(value)
+        if isinstance(value, dict):
+            return self._walk_dict(value, inside, depth)
+        if isinstance(value, list):
+            return self._walk_list(value, inside, depth)
+        if inside and isinstance(value, int | float) and not isinstance(value, bool):
+            return self._hidden(str(value) if isinstance(value, int) else repr(value))
+        return value
+
+    def _walk_dict(self, value: dict, inside: bool, depth: int) -> Any:
+        if depth >= MAX_DEPTH:
+            raise RecordRejected(f"record cannot be stored as JSON: nested deeper than {MAX_DEPTH} levels")
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            marked = inside or (isinstance(key, str) and _matches(key, self.fields))
+            try:
+                new = self.walk(item, marked, depth + 1)
+            except PiiKeyMissing as missing:
+                missing.path.insert(0, str(key))
+                raise
+            if new is not item:
+                if changed is None:
+                    changed = dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+
+    def _walk_list(self, value: list, inside: bool, depth: int) -> Any:
+        if depth >= MAX_DEPTH:
+            raise RecordRejected(f"record cannot be stored as JSON: nested deeper than {MAX_DEPTH} levels")
+        changed: list[Any] | None = None
+        for index, item in enumerate(value):
+            new = self.walk(item, inside, depth + 1)
+            if new is not item:
+                if changed is None:
+                    changed = list(value)
+                changed[index] = new
+        return value if changed is None else changed
+
+    def _found_in_text(self, text: str) -> str:
+        """A string under no PII key: the email addresses inside it, or the whole of it if it is an IP address."""
+        if self.finds_emails and ("@" in text or "%40" in text):
+            replaced = _EMAIL.sub(lambda match: self._hidden(match.group()), text)
+            if replaced != text:
+                return replaced
+        if self.finds_ips and _looks_like_ip(text.strip()):
+            return self._hidden(text)
+        return text
