@@ -23,10 +23,12 @@ from etl_assets.warehouse.engine import create_warehouse_engine
 
 def build_app(settings: Settings) -> Starlette:
     engine = create_warehouse_engine(
-        settings.warehouse_url,
+        settings.ingest_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         connect_timeout=3,
+        ssl=settings.db_ssl_params,
+        pgbouncer=settings.db_pgbouncer,
     )
     s3 = s3_client(settings.s3_endpoint_url, settings.aws_region)
     config = CollectorConfig(

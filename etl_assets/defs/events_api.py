@@ -5,9 +5,12 @@ and staged together with the cursor that follows it, so a failed or killed run r
 it did not commit. The run reports pages, rows and retries on ``raw_payloads`` and ``staging_events``.
 """
 
+import time
+
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
 from etl_assets.defs.run_status import IN_FLIGHT
 from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.events_api import PollReport, poll_source
@@ -24,14 +27,16 @@ class ApiPollConfig(dg.Config):
 
 
 @dg.op(
+    pool="warehouse",
+    retry_policy=OUTSIDE_RETRY_POLICY,
     description="Pull new pages from one events API source into the raw archive and staging_events, "
-    "moving its cursor in source_cursors with each page."
+    "moving its cursor in source_cursors with each page.",
 )
 def poll_events_api(
     context: dg.OpExecutionContext,
     config: ApiPollConfig,
     events_api: EventsApiResource,
-    warehouse: WarehouseResource,
+    ingest_warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
 ) -> None:
     client = events_api.client(config.source)
@@ -39,13 +44,14 @@ def poll_events_api(
     def log_page(report: PollReport, counts: StagingCounts) -> None:
         context.log.info(
             f"page {report.pages}: {counts.records} records, {counts.staged} staged, "
-            f"{counts.quarantined} quarantined; {report.retries} retries so far"
+            f"{counts.quarantined} quarantined; {report.retries} retries so far",
+            extra={"source": report.source, "rows": counts.staged},
         )
 
     try:
         report = poll_source(
             client,
-            warehouse.get_engine(),
+            ingest_warehouse.get_engine(),
             object_store.client(),
             object_store.archive_bucket,
             accepted_times(),
@@ -57,6 +63,9 @@ def poll_events_api(
     metadata = {
         "source": dg.MetadataValue.text(report.source),
         "pages": dg.MetadataValue.int(report.pages),
+        "batches": dg.MetadataValue.int(report.pages),
+        "errors": dg.MetadataValue.int(report.quarantined),
+        "succeeded at": dg.MetadataValue.timestamp(time.time()),
         "records": dg.MetadataValue.int(report.records),
         "rows written": dg.MetadataValue.int(report.staged),
         "rows already staged": dg.MetadataValue.int(report.already_staged),

@@ -11,6 +11,7 @@ import time
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import ObjectStoreResource, WarehouseResource
 from etl_assets.settings import Settings
@@ -28,6 +29,8 @@ class LandingFileConfig(dg.Config):
 
 @dg.multi_asset(
     name="ingest_landing_file",
+    pool="warehouse",
+    retry_policy=OUTSIDE_RETRY_POLICY,
     specs=[
         dg.AssetSpec(
             "raw_payloads",
@@ -56,12 +59,12 @@ def ingest_landing_file(
     context: dg.AssetExecutionContext,
     config: LandingFileConfig,
     object_store: ObjectStoreResource,
-    warehouse: WarehouseResource,
+    ingest_warehouse: WarehouseResource,
 ):
     obj = LandingObject(key=config.key, etag=config.etag, size=config.size)
     result = ingest_landing_object(
         object_store.client(),
-        warehouse.get_engine(),
+        ingest_warehouse.get_engine(),
         obj,
         landing_bucket=object_store.landing_bucket,
         archive_bucket=object_store.archive_bucket,
@@ -70,7 +73,8 @@ def ingest_landing_file(
     counts = result.counts
     context.log.info(
         f"{config.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
-        f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}"
+        f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}",
+        extra={"batch_id": result.batch_id, "source": "s3", "rows": counts.staged},
     )
     yield dg.MaterializeResult(
         asset_key="raw_payloads",
@@ -90,6 +94,9 @@ def ingest_landing_file(
             "rows written": dg.MetadataValue.int(counts.staged),
             "rows already staged": dg.MetadataValue.int(counts.already_staged),
             "rows quarantined": dg.MetadataValue.int(counts.quarantined),
+            "batches": dg.MetadataValue.int(1),
+            "errors": dg.MetadataValue.int(counts.quarantined),
+            "succeeded at": dg.MetadataValue.timestamp(time.time()),
             "rows per second": dg.MetadataValue.float(round(counts.records / result.seconds, 1)),
             "bytes": dg.MetadataValue.int(result.byte_count),
             "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in counts.days_touched) or "none"),
@@ -113,10 +120,10 @@ ingest_landing_file_job = dg.define_asset_job(
     "ETL_LANDING_SWEEP_MINUTES for re-uploaded files.",
 )
 def landing_files_sensor(
-    context: dg.SensorEvaluationContext, object_store: ObjectStoreResource, warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext, object_store: ObjectStoreResource, ingest_warehouse: WarehouseResource
 ) -> dg.SensorResult:
     settings = Settings.from_env()
-    engine = warehouse.get_engine()
+    engine = ingest_warehouse.get_engine()
 
     def unknown(objects: list[LandingObject]) -> list[LandingObject]:
         known = known_batch_ids(engine, [obj.batch_id for obj in objects])

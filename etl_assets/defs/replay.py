@@ -13,8 +13,9 @@ from datetime import date
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
 from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
-from etl_assets.sources.replay import archived_batches, replay_batch
+from etl_assets.sources.replay import CannotReplay, archived_batches, pruned_message, replay_batch
 
 
 class ReplayConfig(dg.Config):
@@ -24,26 +25,40 @@ class ReplayConfig(dg.Config):
     """Last day (UTC, YYYY-MM-DD, inclusive)."""
 
 
-@dg.op(description="Re-stage every archived batch received in the date range; its rows go back to pending.")
+@dg.op(
+    pool="warehouse",
+    retry_policy=OUTSIDE_RETRY_POLICY,
+    description="Re-stage every archived batch received in the date range; its rows go back to pending.",
+)
 def replay_archived_batches(
     context: dg.OpExecutionContext,
     config: ReplayConfig,
     object_store: ObjectStoreResource,
-    warehouse: WarehouseResource,
+    ingest_warehouse: WarehouseResource,
     events_api: EventsApiResource,
 ) -> None:
     first, last = date.fromisoformat(config.first_day), date.fromisoformat(config.last_day)
     if last < first:
         raise dg.Failure(f"last_day {last} is before first_day {first}: give the range in order")
-    engine = warehouse.get_engine()
+    engine = ingest_warehouse.get_engine()
     client = object_store.client()
     accepted = accepted_times()
     batches = archived_batches(engine, first, last)
+    pruned = [batch for batch in batches if batch["archive_pruned_at"] is not None]
+    if pruned:
+        raise dg.Failure(
+            f"{len(pruned)} of the {len(batches)} batches received {first}..{last} cannot be replayed, nothing was: "
+            f"{pruned_message(pruned[0])}; replay a range of days the retention job has not pruned",
+            allow_retries=False,
+        )
     api_sources = {source.source: source for source in events_api.sources()} if batches else {}
     days: Counter = Counter()
     records = 0
     for number, batch in enumerate(batches, start=1):
-        counts = replay_batch(client, engine, batch, object_store.archive_bucket, accepted, api_sources)
+        try:
+            counts = replay_batch(client, engine, batch, object_store.archive_bucket, accepted, api_sources)
+        except CannotReplay as error:
+            raise dg.Failure(str(error), allow_retries=False) from None
         records += counts.records
         days.update(counts.days)
         context.log.info(f"replayed {number}/{len(batches)} {batch['batch_id']}: {counts.records} records")

@@ -1,6 +1,8 @@
 """Resources bound for every asset, sensor and job of the code location.
 
-Values that are secrets (the database URL, AWS credentials) are read from the environment at run
+Each part connects as its own database role when the role URLs are configured: ingestion (the ingest
+runs, the S3 sensor, the API poller, replays) as ``ingest_warehouse``, everything downstream of staging
+as ``warehouse`` (see migration 0004). Values that are secrets (the database URLs, AWS credentials) are read from the environment at run
 time (``EnvVar`` / the AWS chain), never written into config, so they never reach the UI or a run's
 metadata. The rest comes from ``Settings`` and is cheap to read at load.
 """
@@ -15,14 +17,21 @@ from etl_assets.settings import Settings
 @dg.definitions
 def resources() -> dg.Definitions:
     settings = Settings.from_env()
-    warehouse = WarehouseResource(
-        database_url=dg.EnvVar("DATABASE_URL"),
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-    )
+
+    def warehouse_as(role_url_variable: str) -> WarehouseResource:
+        """The warehouse as one role: its own URL when configured, else DATABASE_URL (the owner)."""
+        variable = role_url_variable if role_url_variable in settings.role_urls else "DATABASE_URL"
+        return WarehouseResource(
+            database_url=dg.EnvVar(variable), pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+
+    warehouse = warehouse_as("ETL_TRANSFORM_DATABASE_URL")
     return dg.Definitions(
         resources={
             "warehouse": warehouse,
+            "ingest_warehouse": warehouse_as("ETL_INGEST_DATABASE_URL"),
+            # The owner (DATABASE_URL), for maintenance no role may do: the retention job's deletions.
+            "owner_warehouse": warehouse_as("DATABASE_URL"),
             "io_manager": WarehouseIOManager(warehouse=warehouse),
             "object_store": ObjectStoreResource(
                 endpoint_url=settings.s3_endpoint_url,

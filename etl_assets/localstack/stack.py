@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
+from psycopg import sql
 from sqlalchemy.engine import URL
 
 from etl_assets.demo.seeding import landing_is_empty, seed_landing
@@ -26,15 +27,23 @@ from etl_assets.localstack.http_service import HttpService
 from etl_assets.localstack.postgres import EmbeddedPostgres, ensure_database
 from etl_assets.localstack.s3 import LocalS3
 from etl_assets.resources.object_store import s3_client
-from etl_assets.settings import Settings, redact, with_driver
+from etl_assets.settings import Settings, redact, with_driver, with_ssl
 from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 
 DAGSTER_DB = "dagster"
+LOCAL_ROLE_USERS = {
+    "ETL_INGEST_DATABASE_URL": ("ingest", "etl_ingest"),
+    "ETL_TRANSFORM_DATABASE_URL": ("transform", "etl_transform"),
+    "ETL_READER_DATABASE_URL": ("reader", "etl_reader"),
+}
+"""Local login users ``etl dev`` creates on its embedded PostgreSQL, and the group role each belongs to."""
+
 LOCAL_DEMO_SECRETS = {
     "ETL_EVENTS_API_TOKEN": "local-demo-token",
     "ETL_SEGMENT_WRITE_KEYS": "local-write-key",
     "ETL_WEBHOOK_SECRETS": "demo-partner=local-webhook-secret",
+    "ETL_PII_KEY": "local-demo-pii-key-not-for-production",
 }
 """What ``etl dev`` uses for the local demo when these are unset (never a default outside ``etl dev``)."""
 
@@ -61,6 +70,7 @@ class DevStack:
         self.warehouse_url: URL | None = None
         self.dagster_url: URL | None = None
         self.s3_endpoint: str | None = None
+        self.role_urls: dict[str, URL] = {}
 
     # -- bring up ---------------------------------------------------------------------------------
 
@@ -70,6 +80,7 @@ class DevStack:
         self.logs.mkdir(exist_ok=True)
         self._start_postgres()
         self._migrate()
+        self._create_role_users()
         self._start_s3()
         self._start_events_api()
         self._start_collector()
@@ -122,9 +133,16 @@ class DevStack:
         for url, variable in ((self.warehouse_url, "DATABASE_URL"), (self.dagster_url, "DAGSTER_PG_URL")):
             self._ensure_database(url, variable)
 
-    @staticmethod
-    def _libpq(url: URL) -> str:
+    def _libpq(self, url: URL) -> str:
+        """A libpq URI for psycopg.connect, with ETL_DB_SSLMODE / ETL_DB_SSLROOTCERT unless the URL sets its own."""
+        url = with_ssl(url, self.settings.db_ssl_params)
         return with_driver(url, "psycopg").set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def dagster_storage_url(self) -> str:
+        """DAGSTER_PG_URL for ``dagster dev``: psycopg2 named, TLS parameters in the query unless it has its own."""
+        assert self.dagster_url is not None
+        url = with_ssl(with_driver(self.dagster_url, "psycopg2"), self.settings.db_ssl_params)
+        return url.render_as_string(hide_password=False)
 
     def _check_reachable(self, url: URL, variable: str, advice: str) -> None:
         try:
@@ -149,7 +167,9 @@ class DevStack:
 
     def _migrate(self) -> None:
         assert self.warehouse_url is not None
-        engine = create_warehouse_engine(self.warehouse_url, pool_size=1, max_overflow=0)
+        engine = create_warehouse_engine(
+            self.warehouse_url, pool_size=1, max_overflow=0, ssl=self.settings.db_ssl_params
+        )
         try:
             revision = migrate.upgrade(engine)
         except Exception as error:
@@ -157,6 +177,27 @@ class DevStack:
         finally:
             engine.dispose()
         self.say(f"warehouse  database {self.warehouse_url.database} at revision {revision} (alembic upgrade head)")
+
+    def _create_role_users(self) -> None:
+        """On the embedded PostgreSQL, login users for the roles of migration 0004, so each part runs as its own
+        role locally as it would in production (a configured ETL_*_DATABASE_URL is used as it is)."""
+        assert self.warehouse_url is not None
+        if self.settings.database_url is not None:
+            return
+        wanted = {name: user for name, user in LOCAL_ROLE_USERS.items() if name not in self.settings.role_urls}
+        with psycopg.connect(self._libpq(self.warehouse_url), autocommit=True) as conn:
+            for name, (user, group) in wanted.items():
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+                if not exists:
+                    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(user)))
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(user)))
+                self.role_urls[name] = self.warehouse_url.set(username=user, password=None)
+        if wanted:
+            reader = self.role_urls.get("ETL_READER_DATABASE_URL")
+            self.say(
+                "roles      ingest, transform and reader users, each with only its role's rights"
+                + (f"; query as an analyst with psql {self._libpq(reader)}" if reader else "")
+            )
 
     def _start_s3(self) -> None:
         settings = self.settings
@@ -221,7 +262,7 @@ class DevStack:
         env = dict(os.environ)
         env.update(
             DAGSTER_HOME=str(dagster_home(self.settings.etl_home)),
-            DAGSTER_PG_URL=with_driver(self.dagster_url, "psycopg2").render_as_string(hide_password=False),
+            DAGSTER_PG_URL=self.dagster_storage_url(),
             DATABASE_URL=self.warehouse_url.render_as_string(hide_password=False),
             AWS_REGION=self.settings.aws_region,
         )
@@ -230,6 +271,8 @@ class DevStack:
         for name, value in LOCAL_DEMO_SECRETS.items():
             if not env.get(name):
                 env[name] = value
+        for name, url in self.role_urls.items():
+            env.setdefault(name, url.render_as_string(hide_password=False))
         return env
 
     def _start_events_api(self) -> None:

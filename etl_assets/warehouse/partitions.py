@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date
 
 from sqlalchemy import Connection, text
 
 from etl_assets.warehouse.schema import events
+
+CREATE_EVENTS_PARTITION = text("SELECT etl_create_events_partition(:day)")
+"""Through a SECURITY DEFINER function (migration 0004): only the table's owner may add partitions to it,
+and the transform role that merges is not the owner."""
 
 PARTITION_NAME = re.compile(rf"^{events.name}_p\d{{8}}$")
 
@@ -29,12 +33,7 @@ def ensure_event_partitions(conn: Connection, days: Iterable[date]) -> list[str]
         name = event_partition_name(day)
         if name in existing:
             continue
-        conn.execute(
-            text(
-                f'CREATE TABLE IF NOT EXISTS "{name}" PARTITION OF "{events.name}" '
-                f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ('{(day + timedelta(days=1)).isoformat()} 00:00:00+00')"
-            )
-        )
+        conn.execute(CREATE_EVENTS_PARTITION, {"day": day})
         created.append(name)
     return created
 

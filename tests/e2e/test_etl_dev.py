@@ -107,7 +107,7 @@ def test_etl_dev_serves_the_ui_stops_clean_and_keeps_the_data(dev_env):
     assert requests.get(f"{ui}/server_info", timeout=5).json()["dagster_version"]
     statuses = location_statuses(ui)
     assert statuses and all(status.error is None for status in statuses), statuses
-    for part in ("postgres ", "warehouse ", "s3 ", "events api ", "collector ", "dagster "):
+    for part in ("postgres ", "warehouse ", "roles ", "s3 ", "events api ", "collector ", "dagster "):
         assert any(line.startswith(part) for line in run.lines), f"no line for {part.strip()}"
     assert any("new data in" in line for line in run.lines)
 
@@ -127,6 +127,17 @@ def test_etl_dev_serves_the_ui_stops_clean_and_keeps_the_data(dev_env):
     warehouse = f"postgresql://postgres@127.0.0.1:{dev_env['ETL_PG_PORT']}/warehouse"
     with psycopg.connect(warehouse) as conn:
         conn.execute("INSERT INTO source_cursors (source, cursor) VALUES ('marker', 'yesterday')")
+        connected_as = {
+            user for (user,) in conn.execute("SELECT usename FROM pg_stat_activity WHERE datname = 'warehouse'")
+        }
+        memberships = set(
+            conn.execute(
+                "SELECT u.rolname, g.rolname FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member "
+                "JOIN pg_roles g ON g.oid = m.roleid WHERE u.rolname IN ('ingest', 'transform', 'reader')"
+            ).fetchall()
+        )
+    assert memberships == {("ingest", "etl_ingest"), ("transform", "etl_transform"), ("reader", "etl_reader")}
+    assert "ingest" in connected_as  # the collector stored the track call as the ingestion role
 
     elapsed, survivors = _ctrl_c(run)
     assert run.process.returncode == 0, "\n".join(run.lines)
