@@ -83,7 +83,7 @@ def migrate() -> None:
     from etl_assets.warehouse.engine import create_warehouse_engine
 
     settings = load_settings()
-    engine = create_warehouse_engine(settings.warehouse_url, pool_size=1, max_overflow=0)
+    engine = create_warehouse_engine(settings.warehouse_url, pool_size=1, max_overflow=0, ssl=settings.db_ssl_params)
     try:
         revision = migrations.upgrade(engine)
     except sqlalchemy.exc.OperationalError as error:
@@ -112,6 +112,29 @@ def collector(
         serve(settings, host=host)
     except ConfigError as error:
         fail(str(error))
+
+
+@app.command()
+def metrics(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 in a container)."),
+    port: int = typer.Option(9300, min=1, max=65535, help="Port of the /metrics endpoint."),
+) -> None:
+    """Serve the pipeline's counters for Prometheus at /metrics: staging rows by status, quarantine, batches and
+    records per source, when each source last sent, when staging was last merged.
+
+    Reads the warehouse as ETL_TRANSFORM_DATABASE_URL (or DATABASE_URL) at each scrape.
+    """
+    import uvicorn
+
+    from etl_assets.observability.pipeline_metrics import metrics_app
+    from etl_assets.warehouse.engine import create_warehouse_engine
+
+    settings = load_settings()
+    url = settings.role_urls.get("ETL_TRANSFORM_DATABASE_URL") or settings.warehouse_url
+    engine = create_warehouse_engine(
+        url, pool_size=1, max_overflow=1, connect_timeout=5, ssl=settings.db_ssl_params, pgbouncer=settings.db_pgbouncer
+    )
+    uvicorn.run(metrics_app(engine), host=host, port=port, log_level="warning")
 
 
 @app.command()

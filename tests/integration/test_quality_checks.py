@@ -87,6 +87,13 @@ def test_a_clean_day_passes_every_check_and_builds_everything(definitions, wareh
     assert _count(checks["events_reconciled"], "records received") == 50
     assert _count(checks["events_reconciled"], "rows in events") == 50
     assert {"events", *ENRICHMENT} <= _materialized(result)
+    figures = next(
+        event.materialization.metadata
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == dg.AssetKey("events")
+    )
+    assert figures["rows written"].value == 50 and figures["errors"].value == 0
+    assert figures["rows per second"].value > 0 and figures["succeeded at"].value > 0
 
 
 def test_one_unknown_event_type_warns_and_the_day_still_loads(definitions, warehouse_engine, instance):

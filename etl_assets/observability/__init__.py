@@ -1,0 +1,1 @@
+"""What operators read: structured logs and the pipeline's counters."""
