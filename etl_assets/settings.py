@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -44,6 +44,26 @@ VARIABLES: tuple[Variable, ...] = (
         "Dagster's instance storage (runs, events, schedules). Unset: the `dagster` database on the "
         "warehouse's server.",
     ),
+    Variable(
+        "ETL_INGEST_DATABASE_URL",
+        None,
+        "URL of the ingestion role (member of `etl_ingest`: writes raw_batches, staging and quarantine, reads "
+        "nothing downstream) used by the ingest runs, the API poller and the collector. Unset: DATABASE_URL; "
+        "`etl dev` sets it to a local `ingest` user.",
+    ),
+    Variable(
+        "ETL_TRANSFORM_DATABASE_URL",
+        None,
+        "URL of the transform role (member of `etl_transform`: reads staging, writes events and the daily tables) "
+        "used by the merge, the enrichment and the checks. Unset: DATABASE_URL; `etl dev` sets it to a local "
+        "`transform` user.",
+    ),
+    Variable(
+        "ETL_READER_DATABASE_URL",
+        None,
+        "URL for analysts and dashboards (member of `etl_reader`: reads events and the daily tables only). The "
+        "platform does not use it; `etl dev` creates a local `reader` user and prints its URL.",
+    ),
     Variable("ETL_PG_PORT", "5433", "Port of the embedded PostgreSQL on 127.0.0.1 (only when DATABASE_URL is unset)."),
     Variable("ETL_UI_PORT", "3000", "Port of the Dagster UI on 127.0.0.1."),
     Variable("ETL_S3_PORT", "9000", "Port of the local S3 endpoint (moto) on 127.0.0.1."),
@@ -59,6 +79,24 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ETL_ARCHIVE_BUCKET", "events-archive", "Bucket of the raw archive (every byte that entered)."),
     Variable("ETL_DB_POOL_SIZE", "5", "SQLAlchemy connection pool size per process."),
     Variable("ETL_DB_MAX_OVERFLOW", "5", "Connections allowed beyond the pool size under load."),
+    Variable(
+        "ETL_DB_PGBOUNCER",
+        "false",
+        "true when the warehouse URLs point at PgBouncer in transaction pooling mode: psycopg then prepares no "
+        "server-side statements, which PgBouncer before 1.21 cannot track. Keep DAGSTER_PG_URL on PostgreSQL itself.",
+    ),
+    Variable(
+        "ETL_DB_SSLMODE",
+        None,
+        "TLS to PostgreSQL (warehouse and Dagster storage): disable, allow, prefer, require, verify-ca or "
+        "verify-full. Unset: libpq's default (prefer). An `sslmode` in the URL's query wins.",
+    ),
+    Variable(
+        "ETL_DB_SSLROOTCERT",
+        None,
+        "Path of the CA certificate that signed the server's certificate (PEM); needed by verify-ca and "
+        "verify-full. An `sslrootcert` in the URL's query wins.",
+    ),
     Variable(
         "ETL_FIRST_DAY",
         "2025-01-01",
@@ -102,6 +140,28 @@ VARIABLES: tuple[Variable, ...] = (
         "ETL_LANDING_SWEEP_MINUTES",
         "60",
         "How often the S3 sensor sweeps the whole prefix for re-uploaded or out-of-order keys (0: never).",
+    ),
+    Variable(
+        "ETL_PII_FIELDS",
+        "email,ip,phone",
+        "Comma-separated names of personal-data fields, pseudonymized (keyed HMAC) before anything reaches "
+        "`events`. A key at any depth matches a name when, in snake_case and any case, it equals it, starts with "
+        "`<name>_` or ends with `_<name>` (`email` matches `email_address`, `userEmail`, `traits.email`; `ip` "
+        "matches `context.ip`, `ip_address`; not `zip`). With `email` (`ip`) listed, email addresses inside any "
+        "string (IP addresses as whole strings) are pseudonymized too, whatever their key.",
+    ),
+    Variable(
+        "ETL_PII_KEY",
+        None,
+        "Secret HMAC key (16+ characters, e.g. `openssl rand -hex 32`) that pseudonymizes the ETL_PII_FIELDS; read "
+        "when a merge runs, never shown. Changing it changes every pseudonym. Unset: `etl dev` uses a local demo "
+        "key; elsewhere a merge that meets a PII value fails and loads nothing.",
+    ),
+    Variable(
+        "ETL_RETENTION_DAYS",
+        "90",
+        "Age in days past which `retention_job` deletes merged staging rows (never pending ones) and raw archive "
+        "objects; the batches stay in the ledger, marked pruned.",
     ),
     Variable(
         "ETL_QUALITY_MAX_REJECTED_SHARE",
@@ -197,6 +257,16 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return _integer(env, name, default, minimum=0, maximum=10_000, kind="a whole number")
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name}={raw!r} is not true or false: set it to true or false")
+    return value in ("true", "1", "yes")
+
+
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw in (None, ""):
@@ -281,13 +351,31 @@ def redact(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+ROLE_URL_VARIABLES = ("ETL_INGEST_DATABASE_URL", "ETL_TRANSFORM_DATABASE_URL", "ETL_READER_DATABASE_URL")
+DATABASE_URL_VARIABLES = ("DATABASE_URL", "DAGSTER_PG_URL", *ROLE_URL_VARIABLES)
+
+
+SECRET_VARIABLES = frozenset(
+    (
+        "ETL_PII_KEY",
+        "ETL_EVENTS_API_TOKEN",
+        "ETL_SEGMENT_WRITE_KEYS",
+        "ETL_WEBHOOK_SECRETS",
+        "ETL_ALERT_WEBHOOK_URL",
+        "AWS_SECRET_ACCESS_KEY",
+    )
+)
+
+
 def displayed(name: str, raw: str) -> str:
-    """A variable's value as it may be printed: database URLs without their password."""
-    if name in ("DATABASE_URL", "DAGSTER_PG_URL"):
+    """A variable's value as it may be printed: database URLs without their password, secrets not at all."""
+    if name in DATABASE_URL_VARIABLES:
         try:
             return redact(parse_database_url(raw, name))
         except ConfigError:
             return "(not a valid URL)"
+    if name in SECRET_VARIABLES:
+        return "(set; a secret, not shown)"
     return raw
 
 
@@ -303,6 +391,35 @@ class QualitySettings:
     chunk_rows: int = 20_000
     sample_rows: int = 200_000
     drift_min_rows: int = 20
+
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _database_tls(env: Mapping[str, str]) -> tuple[str | None, Path | None]:
+    """ETL_DB_SSLMODE and ETL_DB_SSLROOTCERT, checked together (a verifying mode needs the CA)."""
+    mode = env.get("ETL_DB_SSLMODE") or None
+    if mode is not None and mode not in SSL_MODES:
+        raise ConfigError(f"ETL_DB_SSLMODE={mode!r} is not an sslmode: set it to one of {', '.join(SSL_MODES)}")
+    raw = env.get("ETL_DB_SSLROOTCERT") or None
+    root_cert = Path(raw).expanduser().resolve() if raw else None
+    if root_cert is not None and not root_cert.is_file():
+        state = "is not a file" if root_cert.exists() else "does not exist"
+        raise ConfigError(
+            f"ETL_DB_SSLROOTCERT={raw!r} {state}: point it at the CA certificate (PEM) of the database server"
+        )
+    if mode in ("verify-ca", "verify-full") and root_cert is None:
+        raise ConfigError(
+            f"ETL_DB_SSLMODE={mode} needs ETL_DB_SSLROOTCERT: set it to the path of the CA certificate (PEM) "
+            "that signed the server's certificate"
+        )
+    return mode, root_cert
+
+
+def with_ssl(url: URL, params: Mapping[str, str]) -> URL:
+    """``url`` with the TLS parameters added to its query, except those the URL already names (the URL wins)."""
+    missing = {name: value for name, value in params.items() if name not in url.query}
+    return url.update_query_dict(missing) if missing else url
 
 
 def _freshness(env: Mapping[str, str]) -> tuple[int, int]:
@@ -328,6 +445,35 @@ def alert_webhook_url(env: Mapping[str, str] | None = None) -> str | None:
     return raw
 
 
+DEFAULT_PII_FIELDS = ("email", "ip", "phone")
+PII_KEY_MIN_CHARS = 16
+
+
+def _pii_fields(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("ETL_PII_FIELDS") or ""
+    names = tuple(dict.fromkeys(name.strip() for name in raw.split(",") if name.strip()))
+    for name in names:
+        if not name.replace("_", "").replace("-", "").isalnum() or not name.isascii() or not name[0].isalpha():
+            raise ConfigError(
+                f"ETL_PII_FIELDS names {name!r}, which is not a field name: list names like email,ip,phone "
+                "(each is matched at any depth, so write ip, not context.ip)"
+            )
+    return names or DEFAULT_PII_FIELDS
+
+
+def pii_key(env: Mapping[str, str] | None = None) -> bytes | None:
+    """The HMAC key that pseudonymizes PII (a secret: read when a run needs it, never stored in Settings or shown)."""
+    raw = (os.environ if env is None else env).get("ETL_PII_KEY")
+    if raw in (None, ""):
+        return None
+    if len(raw) < PII_KEY_MIN_CHARS:
+        raise ConfigError(
+            f"ETL_PII_KEY is shorter than {PII_KEY_MIN_CHARS} characters (its value is a secret and not shown): "
+            "set it to a long random secret, e.g. the output of `openssl rand -hex 32`"
+        )
+    return raw.encode()
+
+
 @dataclass(frozen=True)
 class Settings:
     etl_home: Path
@@ -347,6 +493,9 @@ class Settings:
     first_day: date = date(2025, 1, 1)
     sensor_max_runs: int = 25
     landing_sweep_minutes: int = 60
+    pii_fields: tuple[str, ...] = DEFAULT_PII_FIELDS
+    pii_key_configured: bool = False
+    retention_days: int = 90
     collector_port: int = 9200
     collector_max_body_bytes: int = 1_048_576
     events_api_port: int = 9100
@@ -356,7 +505,12 @@ class Settings:
     freshness_warn_minutes: int = 30
     freshness_fail_minutes: int = 120
     alert_webhook_configured: bool = False
+    db_pgbouncer: bool = False
+    role_urls: dict[str, URL] = field(default_factory=dict)
+    """The configured role URLs by variable name (ETL_INGEST_DATABASE_URL, …)."""
     ui_url: str | None = None
+    db_sslmode: str | None = None
+    db_sslrootcert: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -386,6 +540,7 @@ class Settings:
         prefix = env.get("ETL_LANDING_PREFIX", "landing/")
         if prefix and not prefix.endswith("/"):
             prefix += "/"
+        db_sslmode, db_sslrootcert = _database_tls(env)
         return cls(
             etl_home=home,
             database_url=database_url,
@@ -401,9 +556,14 @@ class Settings:
             archive_bucket=buckets["ETL_ARCHIVE_BUCKET"],
             db_pool_size=_count(env, "ETL_DB_POOL_SIZE", 5),
             db_max_overflow=_count(env, "ETL_DB_MAX_OVERFLOW", 5),
+            db_sslmode=db_sslmode,
+            db_sslrootcert=db_sslrootcert,
             first_day=_day(env, "ETL_FIRST_DAY", date(2025, 1, 1)),
             sensor_max_runs=_integer(env, "ETL_SENSOR_MAX_RUNS", 25, minimum=1, maximum=10_000, kind="a whole number"),
             landing_sweep_minutes=_count(env, "ETL_LANDING_SWEEP_MINUTES", 60),
+            pii_fields=_pii_fields(env),
+            pii_key_configured=pii_key(env) is not None,
+            retention_days=_integer(env, "ETL_RETENTION_DAYS", 90, minimum=1, maximum=36_500, kind="a number of days"),
             collector_port=_port(env, "ETL_COLLECTOR_PORT", 9200),
             collector_max_body_bytes=_integer(
                 env, "ETL_COLLECTOR_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=64 * 1024 * 1024, kind="a size"
@@ -436,8 +596,16 @@ class Settings:
             freshness_warn_minutes=_freshness(env)[0],
             freshness_fail_minutes=_freshness(env)[1],
             alert_webhook_configured=alert_webhook_url(env) is not None,
+            db_pgbouncer=_flag(env, "ETL_DB_PGBOUNCER", False),
+            role_urls={name: parse_database_url(env[name], name) for name in ROLE_URL_VARIABLES if env.get(name)},
             ui_url=_url(env, "ETL_UI_URL"),
         )
+
+    @property
+    def db_ssl_params(self) -> dict[str, str]:
+        """libpq's TLS parameters from ETL_DB_SSLMODE / ETL_DB_SSLROOTCERT: only those that are set."""
+        params = {"sslmode": self.db_sslmode, "sslrootcert": str(self.db_sslrootcert) if self.db_sslrootcert else None}
+        return {name: value for name, value in params.items() if value is not None}
 
     @property
     def ui_base_url(self) -> str:
@@ -447,6 +615,11 @@ class Settings:
     @property
     def demo_events_api_url(self) -> str:
         return f"http://127.0.0.1:{self.events_api_port}/events"
+
+    @property
+    def ingest_url(self) -> URL:
+        """Where ingestion writes: ETL_INGEST_DATABASE_URL, or the warehouse URL."""
+        return self.role_urls.get("ETL_INGEST_DATABASE_URL") or self.warehouse_url
 
     @property
     def warehouse_url(self) -> URL:

@@ -20,6 +20,7 @@ def _daily_table(table: Table, description: str):
         name=table.name,
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
+        pool="warehouse",
         code_version=ENRICHMENT_VERSION,
         group_name="enrichment",
         owners=OWNERS,

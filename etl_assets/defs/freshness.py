@@ -27,6 +27,7 @@ def warehouse_freshness_policy() -> dg.FreshnessPolicy:
 
 @dg.asset_check(
     asset="raw_payloads",
+    pool="warehouse",
     description="Every source that sent data in the last 7 days sent some recently: silent longer than "
     "ETL_FRESHNESS_WARN_MINUTES warns, longer than ETL_FRESHNESS_FAIL_MINUTES fails (ERROR).",
 )

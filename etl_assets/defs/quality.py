@@ -16,9 +16,11 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of
+from etl_assets.defs.privacy import missing_key_failure, pii_policy
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings
 from etl_assets.transform import TRANSFORM_VERSION
+from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse import schema
 from etl_assets.warehouse.contracts import Severity, enrichment_contracts, events_contract, staging_contract
 from etl_assets.warehouse.quality import (
@@ -107,6 +109,7 @@ def run_days(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResourc
 
 @dg.asset_check(
     asset="staging_events",
+    pool="warehouse",
     blocking=True,
     description="Before a day merges: the staged rows waiting for it keep the staging contract (ids, sources, "
     "rows inside their day) and the transform would reject at most ETL_QUALITY_MAX_REJECTED_SHARE of them "
@@ -118,15 +121,20 @@ def staged_day_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     quality = Settings.from_env().quality
     engine = warehouse.get_engine()
     accepted = accepted_times()
-    reports = [
-        check_staged_day(engine, staging_contract(day, quality), day, TRANSFORM_VERSION, accepted, quality)
-        for day in run_days(context, warehouse)
-    ]
+    pii = pii_policy()
+    try:
+        reports = [
+            check_staged_day(engine, staging_contract(day, quality), day, TRANSFORM_VERSION, accepted, quality, pii)
+            for day in run_days(context, warehouse)
+        ]
+    except PiiKeyMissing as error:
+        raise missing_key_failure(error) from None
     return contract_result(reports)
 
 
 @dg.asset_check(
     asset="events",
+    pool="warehouse",
     partitions_def=daily_partitions,
     blocking=True,
     description="The day's events keep the events contract: unique event_id, accepted types, required fields, "
@@ -146,6 +154,7 @@ def events_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
 
 @dg.asset_check(
     asset="events",
+    pool="warehouse",
     partitions_def=daily_partitions,
     blocking=True,
     description="Nothing lost, nothing doubled: for every batch and the whole day, records staged = rows in "
@@ -190,6 +199,7 @@ def reconciliation_result(days: list[DayReconciliation]) -> dg.AssetCheckResult:
             "rows waiting to merge": dg.MetadataValue.int(totals["pending"]),
             "records unaccounted for": dg.MetadataValue.int(sum(day.unaccounted for day in days)),
             "events rows without a record": dg.MetadataValue.int(sum(day.events_without_record for day in days)),
+            "events rows whose record retention pruned": dg.MetadataValue.int(sum(day.pruned_records for day in days)),
             "batches": dg.MetadataValue.int(sum(len(day.batches) for day in days)),
             "by day": dg.MetadataValue.md(
                 markdown_table(
@@ -238,6 +248,7 @@ def _enrichment_check(table_name: str) -> dg.AssetChecksDefinition:
 
     @dg.asset_check(
         asset=table_name,
+        pool="warehouse",
         name=f"{table_name}_valid",
         partitions_def=daily_partitions,
         description=f"The day's {table_name} rows keep their contract (keys unique, counts not negative, "
@@ -260,6 +271,7 @@ enrichment_checks = [_enrichment_check(table.name) for table in schema.DAILY_TAB
 
 @dg.asset_check(
     asset="raw_payloads",
+    pool="warehouse",
     description=f"Every batch received in the last {BATCH_RECONCILIATION_DAYS} days is whole: the ledger's record "
     "count equals its staged rows plus its records quarantined before staging.",
 )
@@ -300,6 +312,7 @@ data_quality_job = dg.define_asset_job(
 )
 
 data_quality_schedule = dg.ScheduleDefinition(
+    name="data_quality_schedule",
     job=data_quality_job,
     cron_schedule="*/15 * * * *",
     default_status=dg.DefaultScheduleStatus.STOPPED,

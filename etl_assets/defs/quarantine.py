@@ -20,6 +20,7 @@ from etl_assets.warehouse.schema import quarantine as quarantine_table
 
 @dg.asset(
     name="quarantine",
+    pool="warehouse",
     deps=["staging_events", "events"],
     group_name="quality",
     owners=OWNERS,

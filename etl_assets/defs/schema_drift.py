@@ -84,6 +84,7 @@ def changes_table(changes: list[tuple[date, FieldChange]], baselines: list[str])
 
 @dg.asset_check(
     asset="staging_events",
+    pool="warehouse",
     name="schema_drift",
     blocking=False,
     description="Warns when a source sends fields it never sent, stops sending a field it sent on its last "

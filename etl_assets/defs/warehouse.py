@@ -6,6 +6,7 @@ consecutive days, covering ``events`` and the day's enrichment tables, so every 
 """
 
 import hashlib
+from collections.abc import Iterator
 from datetime import date, timedelta
 
 import dagster as dg
@@ -13,12 +14,14 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, single_run_backfill
+from etl_assets.defs.privacy import missing_key_failure, pii_policy
 from etl_assets.defs.run_status import IN_FLIGHT
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.io_managers.postgres import StagedDays
 from etl_assets.resources import WarehouseResource
 from etl_assets.transform import TRANSFORM_VERSION
-from etl_assets.warehouse.merge import normalize_staged
+from etl_assets.transform.pii import PiiKeyMissing
+from etl_assets.warehouse.merge import StagedResult, normalize_staged
 from etl_assets.warehouse.schema import events as events_table
 from etl_assets.warehouse.staging import PendingDay, StagedRowsReader, pending_days
 
@@ -33,6 +36,7 @@ class EventsConfig(dg.Config):
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
+    pool="warehouse",
     code_version=TRANSFORM_VERSION,
     group_name="warehouse",
     owners=OWNERS,
@@ -42,22 +46,28 @@ class EventsConfig(dg.Config):
     description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. A day's merge "
     "normalizes its pending staging rows (and those an older transform version processed) and merges them by "
     "event_id in one transaction: re-runs, replays and duplicates change nothing, a changed event updates its "
-    "row, an event re-sent with another timestamp moves. Rows the transform rejects go to quarantine.",
+    "row, an event re-sent with another timestamp moves. Rows the transform rejects go to quarantine. PII "
+    "(ETL_PII_FIELDS) is pseudonymized with ETL_PII_KEY before normalizing: no column holds it in clear.",
 )
 def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_events: StagedRowsReader) -> StagedDays:
     accepted = accepted_times()
+    pii = pii_policy()
+
+    def results_for(day: date) -> Iterator[StagedResult]:
+        rows = staging_events.rows(
+            day, TRANSFORM_VERSION, reprocess_all=config.reprocess_all, include_failed=config.redrive_quarantined
+        )
+        try:
+            yield from normalize_staged(rows, accepted, pii=pii)
+        except PiiKeyMissing as error:
+            raise missing_key_failure(error) from None
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()  # the reader's connection goes back now, not when a failure's traceback is collected
+
     return StagedDays(
-        days=days_of(context.partition_time_window),
-        results_for=lambda day: normalize_staged(
-            staging_events.rows(
-                day,
-                TRANSFORM_VERSION,
-                reprocess_all=config.reprocess_all,
-                include_failed=config.redrive_quarantined,
-            ),
-            accepted,
-        ),
-        transform_version=TRANSFORM_VERSION,
+        days=days_of(context.partition_time_window), results_for=results_for, transform_version=TRANSFORM_VERSION
     )
 
 

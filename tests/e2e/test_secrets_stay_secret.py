@@ -1,7 +1,7 @@
 """Secrets never reach the UI, run metadata, the event log or logs.
 
 Every secret the platform reads (the warehouse password inside DATABASE_URL, AWS_SECRET_ACCESS_KEY,
-ETL_EVENTS_API_TOKEN, ETL_SEGMENT_WRITE_KEYS, ETL_WEBHOOK_SECRETS, ETL_ALERT_WEBHOOK_URL) is set to a unique
+ETL_EVENTS_API_TOKEN, ETL_SEGMENT_WRITE_KEYS, ETL_WEBHOOK_SECRETS, ETL_ALERT_WEBHOOK_URL, ETL_PII_KEY) is set to a unique
 marker string, and the real pipeline runs with them on a real Dagster instance whose storage lives under the
 test's folder: a landing file through the S3 sensor and its ingest run, Segment calls and a signed webhook
 through the collector, the events API through its sensor and poll run, the staged days through
@@ -54,6 +54,7 @@ from etl_assets.demo.events_api import create_app as create_events_api
 from etl_assets.localstack.postgres import EmbeddedPostgres
 from etl_assets.localstack.processes import free_port
 from etl_assets.settings import Settings
+from etl_assets.transform.pii import pseudonymize
 from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.schema import events, raw_batches, staging_events
@@ -62,6 +63,7 @@ from tests.harness import Pipeline
 
 PARTNER = "acme"
 OTHER_WRITE_KEY = "not-a-secret-other-key"
+PII_EMAIL = "someone@example.com"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Markers:
     ETL_SEGMENT_WRITE_KEYS: str = field(default_factory=lambda: f"MARKER-{uuid4().hex}")
     ETL_WEBHOOK_SECRETS: str = field(default_factory=lambda: f"MARKER-{uuid4().hex}")
     ETL_ALERT_WEBHOOK_URL: str = field(default_factory=lambda: f"MARKER-{uuid4().hex}")
+    ETL_PII_KEY: str = field(default_factory=lambda: f"MARKER-{uuid4().hex}")
 
     def by_variable(self) -> dict[str, str]:
         return asdict(self)
@@ -174,10 +177,13 @@ def _refused(url: str) -> bool:
 
 @pytest.fixture
 def marker_warehouse(
-    all_python_logs: CollectingHandler, postgres_server: EmbeddedPostgres, markers: Markers
+    all_python_logs: CollectingHandler, postgres_server: EmbeddedPostgres, markers: Markers, migrated_template: str
 ) -> Iterator[MarkerWarehouse]:
     """A role whose password is the marker (sent to the server as a SCRAM verifier, never in clear), the
-    owner of a database of this test's own, migrated by that role; the server checks its password."""
+    owner of a database of this test's own, migrated by that role; the server checks its password.
+
+    The cluster-wide roles of migration 0004 are created by a superuser first (``migrated_template``), as an
+    operator would: this role may not create roles, only grant on what it owns."""
     role = f"etl_probe_{uuid4().hex[:10]}"
     database = f"test_secrets_{uuid4().hex[:10]}"
     password = markers.DATABASE_URL
@@ -233,7 +239,7 @@ def iso(moment: datetime) -> str:
 def landing_file(moment: datetime) -> bytes:
     """Three good events and one of an unknown type (the staging check warns about it: an alert)."""
     records = [
-        {"id": "s1", "type": "page_view", "timestamp": iso(moment), "user": {"id": "u1"}},
+        {"id": "s1", "type": "page_view", "timestamp": iso(moment), "user": {"id": "u1"}, "email": PII_EMAIL},
         {
             "id": "s2",
             "type": "product_view",
@@ -392,6 +398,7 @@ def test_marker_secrets_are_used_and_never_shown(
             "ETL_SEGMENT_WRITE_KEYS": f"{OTHER_WRITE_KEY},{markers.ETL_SEGMENT_WRITE_KEYS}",
             "ETL_WEBHOOK_SECRETS": f"{PARTNER}={markers.ETL_WEBHOOK_SECRETS}",
             "ETL_ALERT_WEBHOOK_URL": f"{alert_url}/hooks/{markers.ETL_ALERT_WEBHOOK_URL}",
+            "ETL_PII_KEY": markers.ETL_PII_KEY,
             "ETL_UI_URL": "https://dagster.example.com",
         }
         for name, value in environment.items():
@@ -509,6 +516,7 @@ def test_marker_secrets_are_used_and_never_shown(
             owners = set(
                 conn.scalars(text("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")).all()
             )
+            pii_email = conn.scalar(select(events.c.properties["email"].astext).where(events.c.event_id == "s1"))
             stored_secret = conn.scalar(
                 select(func.count())
                 .select_from(staging_events)
@@ -527,6 +535,7 @@ def test_marker_secrets_are_used_and_never_shown(
     assert frozen.secret_key == markers.AWS_SECRET_ACCESS_KEY  # the chain those clients signed with
     assert served and all(request.status == 200 for request in served)  # 401 for any other token
     assert {token for token, _ in alert_webhook.received} == {markers.ETL_ALERT_WEBHOOK_URL}
+    assert pii_email == pseudonymize(PII_EMAIL, markers.ETL_PII_KEY.encode())  # the merge hashed it with the key
     assert len(alert_webhook.received) >= len(failed_checks)
 
     # No marker was shown anywhere.

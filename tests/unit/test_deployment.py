@@ -58,8 +58,8 @@ ROLE_OF_SERVICE = {
     "collector": "collector",
 }
 # Variables a deployment must be given: compose stops with the message when one is missing.
-REQUIRED_VARIABLES = {"POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|WRITE_KEYS|WEBHOOK_URL|DATABASE_URL|PG_URL")
+REQUIRED_VARIABLES = {"POSTGRES_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "ETL_PII_KEY"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|WRITE_KEYS|WEBHOOK_URL|DATABASE_URL|PG_URL|PII_KEY")
 # Variables of AWS and Dagster themselves that the project's settings do not list.
 KNOWN_FOREIGN_VARIABLES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "DAGSTER_HOME"}
 OUR_PREFIXES = ("ETL_", "DATABASE_", "DAGSTER_", "AWS_")
