@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
-import orjson
 import psycopg
 import pytest
 from sqlalchemy import Engine, text
@@ -27,11 +26,12 @@ from etl_assets.io_managers.postgres import StagedDays, WarehouseIOManager
 from etl_assets.localstack import processes
 from etl_assets.localstack.postgres import SERVICE_USER, SUPERUSER, EmbeddedPostgres
 from etl_assets.resources import WarehouseResource
-from etl_assets.transform.normalize import RecordRejected, normalize
+from etl_assets.transform.pii import PiiPolicy
 from etl_assets.warehouse.connect_options import connect_args
-from etl_assets.warehouse.merge import StagedResult
+from etl_assets.warehouse.merge import StagedResult, normalize_staged
 from etl_assets.warehouse.staging import StagedRowsReader
 from tests.harness import ACCEPTED, stage_payloads
+from tests.integration.test_events_merge import purchase
 
 DAY = date(2025, 8, 1)
 VERSION = "test"
@@ -108,29 +108,9 @@ def results_for(engine: Engine):
     reader = StagedRowsReader(engine)
 
     def results(day: date) -> Iterator[StagedResult]:
-        for row in reader.rows(day, VERSION):
-            try:
-                yield StagedResult(
-                    row.staging_id,
-                    row.source,
-                    row.batch_id,
-                    row.ingested_at,
-                    normalize(orjson.loads(row.payload_json), ACCEPTED),
-                )
-            except RecordRejected as error:
-                yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
+        return normalize_staged(reader.rows(day, VERSION), ACCEPTED, pii=PiiPolicy())
 
     return results
-
-
-def purchase(event_id: str, timestamp: str, price: str) -> dict:
-    return {
-        "id": event_id,
-        "type": "purchase",
-        "timestamp": timestamp,
-        "user": {"id": "u1"},
-        "product": {"id": "p1", "price": price, "currency": "EUR", "quantity": 1},
-    }
 
 
 def pgbouncer_stats(bouncer: PgBouncer, database: str) -> dict:
