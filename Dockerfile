@@ -1,7 +1,7 @@
 # One image for every production role; the command picks the role:
 #   webserver    dagster-webserver -h 0.0.0.0 -p 3000 -w workspace.yaml
 #   daemon       dagster-daemon run -w workspace.yaml
-#   code server  dagster code-server start -h 0.0.0.0 -p 4000 -m etl_assets.definitions
+#   code server  dagster code-server start -h 0.0.0.0 -p 4000 -m etl_assets.definitions --location-name etl_assets
 #   migrations   etl migrate
 #   collector    etl collector --host 0.0.0.0
 # Configuration comes from the environment (see the README): DATABASE_URL, DAGSTER_PG_URL, AWS_*.
