@@ -25,3 +25,14 @@ def accepted_times(now: datetime | None = None, first_day: date = FIRST_DAY) -> 
 def days_of(window: dg.TimeWindow) -> list[date]:
     first, end = window.start.date(), window.end.date()
     return [first + timedelta(days=offset) for offset in range((end - first).days)]
+
+
+def run_partition_days(context: dg.AssetCheckExecutionContext) -> list[date] | None:
+    """The days of a check's run when the run is partitioned (one day or a range), else ``None``.
+
+    An unpartitioned check (on ``staging_events``) selected into the partitioned daily job still runs for
+    the run's days; each caller decides what an unpartitioned run covers.
+    """
+    if context.has_partition_key_range or context.has_partition_key:
+        return days_of(context.partition_time_window)
+    return None

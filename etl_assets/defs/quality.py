@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of
+from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, run_partition_days
 from etl_assets.defs.privacy import missing_key_failure, pii_policy
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings
@@ -100,13 +100,6 @@ def contract_result_per_day(
     return result_per_day(context, check_key, by_day, contract_result(reports))
 
 
-def run_days(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> list[date]:
-    """The days of the run: its partition range, or (in an unpartitioned run) the days with rows waiting."""
-    if context.has_partition_key_range or context.has_partition_key:
-        return days_of(context.partition_time_window)
-    return [pending.day for pending in pending_days(warehouse.get_engine())]
-
-
 @dg.asset_check(
     asset="staging_events",
     pool="warehouse",
@@ -125,7 +118,7 @@ def staged_day_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     try:
         reports = [
             check_staged_day(engine, staging_contract(day, quality), day, TRANSFORM_VERSION, accepted, quality, pii)
-            for day in run_days(context, warehouse)
+            for day in run_partition_days(context) or [pending.day for pending in pending_days(engine)]
         ]
     except PiiKeyMissing as error:
         raise missing_key_failure(error) from None

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import dagster as dg
 from sqlalchemy import Engine
 
+from etl_assets.defs.partitions import run_partition_days
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import QualitySettings, Settings
 from etl_assets.transform.drift import DriftReport, FieldChange, compare_fields
@@ -31,10 +32,10 @@ MAX_TABLE_LINES = 200
 
 
 def run_days(context: dg.AssetCheckExecutionContext, engine: Engine) -> list[date]:
-    if context.has_partition_key or context.has_partition_key_range:
-        key_range = context.partition_key_range
-        first, last = date.fromisoformat(key_range.start), date.fromisoformat(key_range.end)
-        return [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    """The run's days, or in an unpartitioned run the days of the staging rows ingested lately."""
+    days = run_partition_days(context)
+    if days is not None:
+        return days
     with engine.connect() as conn:
         return days_ingested_within(conn, UNPARTITIONED_RUN_PERIOD)
 

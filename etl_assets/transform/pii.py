@@ -154,21 +154,7 @@ def pseudonymize_payload(payload: Any, policy: PiiPolicy) -> Any:
     """
     if not isinstance(payload, Mapping) or not policy.fields:
         return payload
-    walker = _Walker(policy)
-    changed: dict[str, Any] | None = None
-    for key, value in payload.items():
-        if key in IDENTITY_KEYS:
-            continue
-        try:
-            new = walker.walk(value, _matches(key, policy.fields) if isinstance(key, str) else False, 1)
-        except PiiKeyMissing as missing:
-            missing.path.insert(0, str(key))
-            raise
-        if new is not value:
-            if changed is None:
-                changed = dict(payload)
-            changed[key] = new
-    return payload if changed is None else changed
+    return _Walker(policy).walk_dict(payload, inside=False, depth=0, skipped=IDENTITY_KEYS)
 
 
 class _Walker:
@@ -192,18 +178,23 @@ class _Walker:
                 return value if not value or value.isspace() else self._hidden(value)
             return self._found_in_text(value)
         if isinstance(value, dict):
-            return self._walk_dict(value, inside, depth)
+            return self.walk_dict(value, inside, depth)
         if isinstance(value, list):
             return self._walk_list(value, inside, depth)
         if inside and isinstance(value, int | float) and not isinstance(value, bool):
             return self._hidden(str(value) if isinstance(value, int) else repr(value))
         return value
 
-    def _walk_dict(self, value: dict, inside: bool, depth: int) -> Any:
+    def walk_dict(
+        self, value: Mapping[str, Any], inside: bool, depth: int, skipped: frozenset[str] = frozenset()
+    ) -> Any:
+        """``value`` with its PII replaced; keys in ``skipped`` (the record's identity at the top) stay as they are."""
         if depth >= MAX_DEPTH:
             raise RecordRejected(f"record cannot be stored as JSON: nested deeper than {MAX_DEPTH} levels")
         changed: dict[str, Any] | None = None
         for key, item in value.items():
+            if key in skipped:
+                continue
             marked = inside or (isinstance(key, str) and _matches(key, self.fields))
             try:
                 new = self.walk(item, marked, depth + 1)
