@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -66,12 +67,19 @@ def empty_database_url(postgres_server: EmbeddedPostgres) -> Iterator[str]:
     _drop_database(postgres_server, name)
 
 
+@contextmanager
+def migrated_database(server: EmbeddedPostgres, template: str) -> Iterator[str]:
+    """A database of its own at the newest migration (a copy of ``template``), dropped afterwards; its URL."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield _create_database(server, name, template=template)
+    _drop_database(server, name)
+
+
 @pytest.fixture
 def warehouse_url(postgres_server: EmbeddedPostgres, migrated_template: str) -> Iterator[str]:
     """A database of this test's own, at the newest migration."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    yield _create_database(postgres_server, name, template=migrated_template)
-    _drop_database(postgres_server, name)
+    with migrated_database(postgres_server, migrated_template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -97,6 +105,10 @@ def s3(s3_endpoint: str):
 @pytest.fixture
 def buckets(s3) -> dict[str, str]:
     """A landing and an archive bucket of this test's own."""
+    return new_buckets(s3)
+
+
+def new_buckets(s3) -> dict[str, str]:
     suffix = uuid.uuid4().hex[:10]
     names = {"landing": f"landing-{suffix}", "archive": f"archive-{suffix}"}
     for name in names.values():
@@ -114,7 +126,15 @@ def pipeline_env(
     monkeypatch: pytest.MonkeyPatch, warehouse_url: str, s3_endpoint: str, buckets: dict[str, str]
 ) -> dict:
     """The environment the code location reads, pointed at this test's database and buckets."""
-    values = {
+    values = pipeline_variables(warehouse_url, s3_endpoint, buckets)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def pipeline_variables(warehouse_url: str, s3_endpoint: str, buckets: dict[str, str]) -> dict[str, str]:
+    """The environment the code location reads, pointed at a database and buckets."""
+    return {
         "DATABASE_URL": warehouse_url,
         "AWS_ENDPOINT_URL_S3": s3_endpoint,
         "AWS_ACCESS_KEY_ID": S3_CREDENTIALS["aws_access_key_id"],
@@ -125,9 +145,6 @@ def pipeline_env(
         "ETL_LANDING_PREFIX": "landing/",
         "ETL_PII_KEY": TEST_PII_KEY,
     }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    return values
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 Input in, output out, deterministic; unit-tested as pure functions.
 """
 
-TRANSFORM_VERSION = "2"
+TRANSFORM_VERSION = "3"
 """Version of what ``normalize`` makes of a record. Bump it when its output changes: it is the
 ``code_version`` of ``events``, so the UI shows every day as stale, and a day's next merge reprocesses
 the staging rows an older version processed.
 
-History: 1, the first normalize; 2, PII pseudonymized before normalize (``transform.pii``)."""
+History: 1, the first normalize; 2, PII pseudonymized before normalize (``transform.pii``); 3, ids of more
+than 1,024 bytes and ids sent as floats too large to be exact (beyond 2**53) are rejected instead of loaded."""

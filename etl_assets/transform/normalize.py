@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import reprlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ _ZERO_PRICE = Decimal("0.0000")
 _PRICE_LIMIT = Decimal(10) ** 14  # the events.price column is NUMERIC(18, 4)
 _QUANTITY_LIMIT = 2**31 - 1  # the events.quantity column is INTEGER
 _SHOWN_CHARS = 60
+_ID_MAX_BYTES = 1024  # ids are indexed (events, event_ledger, the daily tables): a btree entry holds 2,704 bytes
+_EXACT_FLOAT_LIMIT = 2**53  # from here on a float no longer holds every integer: its digits may not be those sent
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _NUMERIC_CHARS = frozenset("0123456789.")
 _INT_TEXT_DIGITS = 20  # longer digit strings go through Decimal: int() refuses more than 4300 digits
@@ -248,8 +251,22 @@ def _as_dict(payload: Any) -> dict[str, Any]:
     raise RecordRejected(f"record is {type(payload).__name__}, not a JSON object")
 
 
+def _shown_repr() -> reprlib.Repr:
+    """``repr`` bounded in depth and length, so showing a hostile value (nested 1,000 deep, 10 MB long) is cheap."""
+    shown = reprlib.Repr()
+    shown.maxlevel = 3
+    shown.maxstring = shown.maxlong = shown.maxother = _SHOWN_CHARS
+    return shown
+
+
+_SHOWN = _shown_repr()
+
+
 def _shown(value: Any) -> str:
-    text = repr(value)
+    return _clipped(_SHOWN.repr(value))
+
+
+def _clipped(text: str) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
@@ -307,8 +324,12 @@ def _text(value: Any, field: str) -> str | None:
         text = str(value)
     elif not math.isfinite(value):
         raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
+    elif not value.is_integer():
+        text = repr(value)
+    elif abs(value) < _EXACT_FLOAT_LIMIT:
+        text = str(int(value))
     else:
-        text = str(int(value)) if value.is_integer() else repr(value)
+        raise RecordRejected(f"{field} {_shown(value)} is a number too large to be exact: send it as a string")
     if not text:
         return None
     if "\x00" in text:
@@ -320,7 +341,11 @@ def _text(value: Any, field: str) -> str | None:
 
 def _id_text(value: Any, field: str) -> str | None:
     text = _text(value, field)
-    if text is not None and len(text) == 36 and _looks_like_uuid(text):
+    if text is None:
+        return None
+    if len(text) > _ID_MAX_BYTES // 4 and (size := len(text.encode("utf-8", "surrogatepass"))) > _ID_MAX_BYTES:
+        raise RecordRejected(f"{field} is {size:,} bytes long; an id may have at most {_ID_MAX_BYTES:,}")
+    if len(text) == 36 and _looks_like_uuid(text):
         return text.lower()
     return text
 
@@ -486,9 +511,9 @@ def _price(value: Any) -> Decimal | None:
         return None
     number = _number(value, "price")
     if number < 0:
-        raise RecordRejected(f"negative price {number}", rule=RULE_PRICE_NOT_NEGATIVE)
+        raise RecordRejected(f"negative price {_clipped(str(number))}", rule=RULE_PRICE_NOT_NEGATIVE)
     if number >= _PRICE_LIMIT:
-        raise RecordRejected(f"price {number} is too large (the limit is {_PRICE_LIMIT})")
+        raise RecordRejected(f"price {_clipped(str(number))} is too large (the limit is {_PRICE_LIMIT})")
     price = number.quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)
     return _ZERO_PRICE if price.is_zero() else price
 

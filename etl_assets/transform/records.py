@@ -10,6 +10,7 @@ import codecs
 import csv
 import gzip
 import io
+import reprlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -253,7 +254,7 @@ def _csv_header_problem(header: list[str]) -> str | None:
         if not _is_valid_utf8(name):
             return "CSV header: invalid UTF-8"
         if name in seen and name:
-            return f"CSV header repeats the column {name!r}"
+            return f"CSV header repeats the column {reprlib.repr(name)}"
         seen.add(name)
     return None
 
@@ -263,7 +264,7 @@ def _csv_row_problem(header: list[str], row: list[str]) -> str | None:
         if "\x00" in value:
             return NUL_REASON
         if not _is_valid_utf8(value):
-            return f"invalid UTF-8 in column {name!r}"
+            return f"invalid UTF-8 in column {reprlib.repr(name)}"
         if not name and value.strip():
             return "CSV row has a value in a column the header does not name"
     return None

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     CompoundSelect,
     Connection,
     Date,
@@ -35,9 +36,19 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from etl_assets.transform.drift import FieldProfile, KnownField, SourceProfile
 from etl_assets.warehouse.schema import source_fields, staging_events
 
+FIELD_NAME_CHARS = 200
+"""Longest key a profile names whole; a longer one is cut and ends in "…" (``source_fields`` is keyed by the
+field's name, and a btree index entry holds at most 2,704 bytes)."""
+
 SOURCE_FIELDS_LOCK = "etl_assets.source_fields"
 """Name of the advisory lock held while a drift check reads ``source_fields``, compares and records, so
 two runs cannot both report the same change (or both record before either compares)."""
+
+
+def _field_name(key: ColumnElement[str]) -> ColumnElement[str]:
+    return case(
+        (func.length(key) > FIELD_NAME_CHARS, func.left(key, FIELD_NAME_CHARS - 1, type_=Text).concat("…")), else_=key
+    )
 
 
 def _field_profile_statement() -> CompoundSelect:
@@ -68,12 +79,12 @@ def _field_profile_statement() -> CompoundSelect:
     field_values = union_all(
         select(
             profiled_rows.c.source,
-            top_level.c.key.label("field"),
+            _field_name(top_level.c.key).label("field"),
             func.jsonb_typeof(top_level.c.value).label("json_type"),
         ).select_from(profiled_rows.join(top_level, true())),
         select(
             profiled_rows.c.source,
-            (top_level.c.key + literal(".") + nested.c.key).label("field"),
+            (_field_name(top_level.c.key) + literal(".") + _field_name(nested.c.key)).label("field"),
             func.jsonb_typeof(nested.c.value).label("json_type"),
         ).select_from(profiled_rows.join(top_level, true()).join(nested, true())),
     ).subquery("field_values")

@@ -542,6 +542,52 @@ def test_properties_that_cannot_be_stored_as_json_are_rejected(value: Any):
     assert rejection({**BASE, "extra": value}).startswith("record cannot be stored as JSON: ")
 
 
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [
+        ("id", "event id [[[[...]]]] is not a string or a number"),
+        ("type", "unknown event type [[[[...]]]]"),
+        ("timestamp", "unparseable timestamp [[[[...]]]]"),
+        ("anonymous_id", "anonymous_id [[[[...]]]] is not a string or a number"),
+        ("page_url", "page_url [[[[...]]]] is not a string or a number"),
+        ("price", "price [[[[...]]]] is not a number"),
+        ("currency", "currency [[[[...]]]] is not an ISO 4217 code"),
+        ("quantity", "quantity [[[[...]]]] is not a whole number"),
+    ],
+)
+def test_a_value_nested_1000_deep_is_rejected_with_a_short_reason_not_a_recursion_error(field: str, reason: str):
+    assert rejection({**BASE, field: nested_lists(1000)}) == reason
+
+
+@pytest.mark.parametrize("field", ["id", "user_id", "anonymous_id", "session_id", "product_id", "order_id"])
+def test_ids_may_have_at_most_1024_bytes_the_indexes_can_hold(field: str):
+    name = "event id" if field == "id" else field
+    assert getattr(normalized(**{field: "e" * 1024}), "event_id" if field == "id" else field) == "e" * 1024
+    assert rejection({**BASE, field: "e" * 1025}) == f"{name} is 1,025 bytes long; an id may have at most 1,024"
+    assert rejection({**BASE, field: "\u00e9" * 513}) == f"{name} is 1,026 bytes long; an id may have at most 1,024"
+
+
+@pytest.mark.parametrize(
+    ("event_id", "expected"),
+    [(2**63, "9223372036854775808"), (2**64 - 1, "18446744073709551615"), (float(2**53 - 1), "9007199254740991")],
+)
+def test_whole_numbers_as_ids_keep_their_digits(event_id: int | float, expected: str):
+    assert normalized(id=event_id).event_id == expected
+
+
+@pytest.mark.parametrize("number", [float(2**53), 1.2345678901234568e29, -1e300])
+def test_an_id_given_as_a_float_too_large_to_be_exact_is_rejected_not_rounded(number: float):
+    """JSON parsers read an integer beyond 64 bits as a double: its digits would not be the ones sent."""
+    assert rejection({**BASE, "id": number}) == (
+        f"event id {number!r} is a number too large to be exact: send it as a string"
+    )
+
+
+def test_a_reason_shows_a_huge_value_cut_short():
+    reason = rejection({**BASE, "price": "-" + "9" * 5000})
+    assert reason == "negative price -" + "9" * 56 + "..."
+
+
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
 JSON_VALUES = st.recursive(
     JSON_SCALARS,

@@ -149,6 +149,27 @@ def test_too_deep_nesting_is_rejected_with_orjsons_reason():
     assert "depth" in rejected.reason
 
 
+def test_json_nested_1000_deep_is_read_and_beyond_orjsons_1024_levels_is_rejected():
+    (deep,) = jsonl(b'{"id": "e1", "tree": ' + b"[" * 1000 + b"]" * 1000 + b"}\n")
+    assert isinstance(deep, ParsedRecord)
+    assert deep.json_text.count("[") == 1000
+    too_deep = only_rejected(jsonl(b'{"id": "e1", "tree": ' + b"[" * 1024 + b"]" * 1024 + b"}\n"))
+    assert too_deep.reason.startswith("invalid JSON: depth limit exceeded")
+
+
+def test_a_lone_surrogate_escape_is_rejected_as_invalid_json():
+    """PostgreSQL's jsonb refuses ``\\ud800`` without its pair, as orjson does: the line never reaches COPY."""
+    rejected = only_rejected(jsonl(b'{"id": "e1", "name": "\\ud800"}\n'))
+    assert rejected.reason.startswith("invalid JSON: no low surrogate in string")
+
+
+def test_a_csv_field_of_ten_megabytes_is_read():
+    big = "x" * (10 * 1024 * 1024)
+    items = csv_rows(b"id,blob\r\ne1," + big.encode() + b'\r\ne2,"small"\r\n')
+    assert [(item.record_no, type(item)) for item in items] == [(2, ParsedRecord), (3, ParsedRecord)]
+    assert items[0].payload == {"id": "e1", "blob": big}
+
+
 def test_a_line_of_ten_megabytes_is_read():
     big = "x" * (10 * 1024 * 1024)
     data = orjson.dumps({"id": "e1", "blob": big}) + b"\n" + b'{"id": "e2"}\n'
@@ -224,6 +245,14 @@ def test_csv_header_repeating_a_column_rejects_the_rows_instead_of_losing_values
     rejected = only_rejected(items)
     assert rejected.record_no == 2
     assert "price" in rejected.reason
+
+
+def test_a_reason_naming_a_huge_column_shows_it_cut_short():
+    name = "k" * 100_000
+    repeated = only_rejected(csv_rows(f"{name},{name}\ne1,e2\n".encode()))
+    assert repeated.reason.startswith("CSV header repeats the column 'kkk") and len(repeated.reason) < 80
+    bad_utf8 = only_rejected(csv_rows(f"id,{name}\ne1,caf".encode() + b"\xe9\n"))
+    assert bad_utf8.reason.startswith("invalid UTF-8 in column 'kkk") and len(bad_utf8.reason) < 80
 
 
 def test_csv_iteration_leaves_the_callers_stream_open():
