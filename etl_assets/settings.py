@@ -119,6 +119,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "ETL_COLLECTOR_MAX_BODY_BYTES", "1048576", "Largest partner webhook body the collector accepts (413 above)."
     ),
+    Variable(
+        "ETL_COLLECTOR_MAX_PENDING",
+        "20000",
+        "Requests the collector holds waiting for their write; beyond it, it sheds load: 503 with Retry-After, "
+        "nothing kept.",
+    ),
     Variable("ETL_EVENTS_API_PORT", "9100", "Port of the demo events API that `etl dev` starts on 127.0.0.1."),
     Variable(
         "ETL_EVENTS_API_URL",
@@ -498,6 +504,7 @@ class Settings:
     retention_days: int = 90
     collector_port: int = 9200
     collector_max_body_bytes: int = 1_048_576
+    collector_max_pending: int = 20_000
     events_api_port: int = 9100
     events_api_url: str | None = None
     events_api_sources_file: Path | None = None
@@ -567,6 +574,9 @@ class Settings:
             collector_port=_port(env, "ETL_COLLECTOR_PORT", 9200),
             collector_max_body_bytes=_integer(
                 env, "ETL_COLLECTOR_MAX_BODY_BYTES", 1_048_576, minimum=1024, maximum=64 * 1024 * 1024, kind="a size"
+            ),
+            collector_max_pending=_integer(
+                env, "ETL_COLLECTOR_MAX_PENDING", 20_000, minimum=1, maximum=1_000_000, kind="a whole number"
             ),
             events_api_port=_port(env, "ETL_EVENTS_API_PORT", 9100),
             events_api_url=_url(env, "ETL_EVENTS_API_URL"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 import time
 import zlib
 from collections.abc import Callable
@@ -52,7 +53,11 @@ class CollectorConfig:
     max_webhook_bytes: int = 1_048_576
     signature_tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
     retry_after_seconds: int = 5
+    """A 503's ``Retry-After`` is a random whole number of seconds from this to twice this, so that senders refused
+    together (an overload, the database away) do not all come back in the same second."""
     linger_seconds: float = 0.005
+    max_pending_requests: int = 20_000
+    """Requests waiting for their write at most; one more is answered 503 with Retry-After (load shedding)."""
 
 
 class Refused(Exception):
@@ -74,6 +79,7 @@ def create_app(
     committer = GroupCommitter(
         write,
         linger_seconds=config.linger_seconds,
+        max_pending=config.max_pending_requests,
         size_of=lambda accepted: len(accepted.request.body),
         on_flush=lambda size: metrics.flush_requests.observe(size),
     )
@@ -85,6 +91,8 @@ def create_app(
         await committer.stop()
 
     async def accept(endpoint_label: str, request: InboundRequest) -> Response:
+        if committer.full:  # shed before parsing: under overload the CPU goes to requests that will be kept
+            raise _unavailable(config, "overloaded", f"{committer.pending} requests are waiting to be written")
         accepted = AcceptedRequest.parse(request)
         metrics.pending.set(committer.pending + 1)
         try:
@@ -193,12 +201,8 @@ def _refusal(metrics: CollectorMetrics, status: int, reason: str, detail: str, h
 
 
 def _unavailable(config: CollectorConfig, reason: str, detail: str) -> Refused:
-    return Refused(
-        503,
-        reason,
-        f"{detail}; nothing was kept, send again later",
-        {"Retry-After": str(config.retry_after_seconds)},
-    )
+    wait = random.randint(config.retry_after_seconds, 2 * config.retry_after_seconds)
+    return Refused(503, reason, f"{detail}; nothing was kept, send again later", {"Retry-After": str(wait)})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -48,6 +48,11 @@ class GroupCommitter:
     def pending(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def full(self) -> bool:
+        """Whether ``submit`` would refuse one more item now."""
+        return self._queue.qsize() >= self.max_pending
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="group-commit")
 
@@ -63,7 +68,7 @@ class GroupCommitter:
 
     async def submit(self, item: Any) -> None:
         """Return once ``item`` is durable; raise the error that kept it from being written."""
-        if self._queue.qsize() >= self.max_pending:
+        if self.full:
             raise Overloaded(f"{self._queue.qsize()} requests are waiting to be written")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))

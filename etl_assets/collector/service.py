@@ -20,6 +20,11 @@ from etl_assets.settings import Settings, segment_write_keys, webhook_secrets
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
 
+ARCHIVE_RETRIES = 2
+ARCHIVE_READ_TIMEOUT_SECONDS = 5.0
+"""The archive write of a flush gives up after a few seconds of 503s or silence (instead of a pipeline step's
+minute), so its requests are answered 503 with ``Retry-After`` while their senders still wait for an answer."""
+
 
 def build_app(settings: Settings) -> Starlette:
     engine = create_warehouse_engine(
@@ -30,11 +35,17 @@ def build_app(settings: Settings) -> Starlette:
         ssl=settings.db_ssl_params,
         pgbouncer=settings.db_pgbouncer,
     )
-    s3 = s3_client(settings.s3_endpoint_url, settings.aws_region)
+    s3 = s3_client(
+        settings.s3_endpoint_url,
+        settings.aws_region,
+        retries=ARCHIVE_RETRIES,
+        read_timeout=ARCHIVE_READ_TIMEOUT_SECONDS,
+    )
     config = CollectorConfig(
         write_keys=segment_write_keys(),
         webhook_secrets=webhook_secrets(),
         max_webhook_bytes=settings.collector_max_body_bytes,
+        max_pending_requests=settings.collector_max_pending,
     )
     metrics = CollectorMetrics()
 

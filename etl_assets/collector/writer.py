@@ -24,6 +24,11 @@ from etl_assets.transform.inbound import AcceptedRequest, request_records
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.staging import BatchEntry, StagingCounts, stage_batch
 
+FLUSH_RETRY_SECONDS = 3.0
+"""How long a flush retries a database that went away before its requests are answered 503. Short, unlike a
+pipeline run's retries: the senders are waiting for an answer and retry after ``Retry-After`` themselves, and
+every request that arrives meanwhile queues behind the flush."""
+
 
 @dataclass(frozen=True)
 class GroupResult:
@@ -41,12 +46,14 @@ class StagingWriter:
         archive_bucket: str,
         accepted_times: Callable[[], AcceptedTimes],
         on_group: Callable[[GroupResult], None] | None = None,
+        retry_seconds: float = FLUSH_RETRY_SECONDS,
     ) -> None:
         self.engine = engine
         self.s3 = s3
         self.archive_bucket = archive_bucket
         self.accepted_times = accepted_times
         self.on_group = on_group
+        self.retry_seconds = retry_seconds
 
     def write(self, requests: list[AcceptedRequest]) -> list[BaseException | None]:
         """Write ``requests``; return, per request, ``None`` when it is durable or the error that stopped it."""
@@ -86,6 +93,7 @@ class StagingWriter:
                 ),
                 request_records(requests),
                 self.accepted_times(),
+                retry_seconds=self.retry_seconds,
             )
         except Exception as error:
             self._forget(key)

@@ -59,6 +59,9 @@ class ApiSource:
     max_retries: int = 8
     backoff_factor: float = 0.5
     backoff_max: float = 30.0
+    retry_after_max: int = 300
+    """Longest wait a ``Retry-After`` may ask for; a longer one is cut to this, so one header cannot hold a poll
+    for hours (urllib3 alone allows six)."""
 
     @property
     def source(self) -> str:
@@ -96,6 +99,7 @@ def retry_policy(source: ApiSource) -> Retry:
         backoff_max=source.backoff_max,
         backoff_jitter=source.backoff_factor,
         respect_retry_after_header=True,
+        retry_after_max=source.retry_after_max,
         raise_on_status=True,
     )
 

@@ -11,9 +11,11 @@ won), a server that is starting, shutting down or full, and a connection that br
 refused, terminated). Anything else (a constraint, a bad statement, a wrong password) surfaces at once.
 
 Retries wait a random time up to an exponentially growing bound (full jitter, so workers that failed
-together do not retry together), at most ``MAX_ATTEMPTS`` attempts and ``MAX_SECONDS`` in all. Each
-retry is logged with the error's class and SQLSTATE, never its message (a connection error's message
-names the server).
+together do not retry together) for as long as ``MAX_SECONDS``: a server that restarts or fails over is
+down for seconds to a minute, and a run that waits it out finishes instead of failing. ``MAX_ATTEMPTS`` is
+a backstop far above what that time holds. A caller that must answer soon (the collector, whose clients
+wait for a status) gives a shorter ``max_seconds``. Each retry is logged with the error's class and
+SQLSTATE, never its message (a connection error's message names the server).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from tenacity import (
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
-"""Attempts of one transaction, the first included."""
+MAX_ATTEMPTS = 20
+"""Attempts of one transaction, the first included: a backstop, since the waits of 20 attempts add up to more
+than ``MAX_SECONDS`` (the time budget is what ends the retries of a server that stays away)."""
 MAX_SECONDS = 60.0
 """No retry starts whose wait would end later than this after the first attempt began."""
 WAIT_MULTIPLIER = 0.5
@@ -139,15 +142,17 @@ def _log_retry(what: str, retry_state: RetryCallState) -> None:
     )
 
 
-def retrying(what: str) -> Retrying:
-    """A tenacity ``Retrying`` for transient errors; ``what`` names the work in the log (no secrets in it).
+def retrying(what: str, *, max_seconds: float | None = None) -> Retrying:
+    """A tenacity ``Retrying`` for transient errors; ``what`` names the work in the log (no secrets in it);
+    ``max_seconds`` replaces ``MAX_SECONDS`` as the time budget.
 
     The limits are read when it is made, so a test can lower them; the last error is re-raised as it was.
     """
+    budget = MAX_SECONDS if max_seconds is None else max_seconds
     return Retrying(
         retry=retry_if_exception(is_transient),
         wait=wait_random_exponential(multiplier=WAIT_MULTIPLIER, max=WAIT_MAX),
-        stop=stop_after_attempt(MAX_ATTEMPTS) | stop_before_delay(MAX_SECONDS),
+        stop=stop_after_attempt(MAX_ATTEMPTS) | stop_before_delay(budget),
         before_sleep=partial(_log_retry, what),
         reraise=True,
     )
@@ -163,12 +168,15 @@ def retry_transient(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
-def in_transaction(engine: Engine, work: Callable[[Connection], T], *, what: str) -> T:
+def in_transaction(
+    engine: Engine, work: Callable[[Connection], T], *, what: str, max_seconds: float | None = None
+) -> T:
     """``work(conn)`` in a transaction of its own, committed when it returns; after a transient error, run again
-    in a new transaction on a new connection, from the start. ``work`` must re-create any input it consumes."""
+    in a new transaction on a new connection, from the start, for up to ``max_seconds`` (``MAX_SECONDS`` unless
+    given). ``work`` must re-create any input it consumes."""
 
     def attempt() -> T:
         with engine.begin() as conn:
             return work(conn)
 
-    return retrying(what)(attempt)
+    return retrying(what, max_seconds=max_seconds)(attempt)

@@ -209,13 +209,15 @@ def stage_batch(
     accepted: AcceptedTimes,
     *,
     before_commit: Callable[[Connection], None] | None = None,
+    retry_seconds: float | None = None,
 ) -> StagingCounts:
     """Stage a small batch (an API page, a collector flush) in one transaction with its ledger row.
 
     All or nothing: the ledger row, the staging rows, the parse quarantine and whatever ``before_commit``
     writes (a pull source's cursor) commit together, so a crash leaves the batch either wholly staged or
     not at all. Staging the same batch id again adds only records it did not have. A transient error runs
-    the whole transaction again (``before_commit`` included, so it must be idempotent).
+    the whole transaction again (``before_commit`` included, so it must be idempotent), for up to
+    ``retry_seconds`` (the retries' default budget unless given).
     """
     chunk = list(records)  # materialized: a retried transaction stages the same records again
 
@@ -228,7 +230,7 @@ def stage_batch(
             before_commit(conn)
         return counts
 
-    return in_transaction(engine, attempt, what=f"staging batch {entry.batch_id}")
+    return in_transaction(engine, attempt, what=f"staging batch {entry.batch_id}", max_seconds=retry_seconds)
 
 
 def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:

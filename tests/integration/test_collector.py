@@ -329,7 +329,7 @@ def test_while_the_database_is_down_requests_get_503_with_retry_after_and_nothin
         own_postgres.stop()
         down = collector.webhook(json.dumps(purchase("during")).encode())
         assert down.status_code == 503
-        assert down.headers["Retry-After"] == "7"
+        assert 7 <= int(down.headers["Retry-After"]) <= 14
         assert down.json()["error"] == "storage_unavailable"
         health = requests.get(f"{url}/healthz", timeout=10)
         assert health.status_code == 503

@@ -10,12 +10,13 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import Engine, func, select
 
-from etl_assets.demo.events_api import FeedSettings, create_app
+from etl_assets.demo.events_api import FeedSettings, create_app, encode_cursor
 from etl_assets.sources import events_api
 from etl_assets.sources.events_api import ApiError, ApiSource, EventsApiClient, load_cursor, poll_source
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.schema import raw_batches, source_cursors, staging_events
 from tests.asgi_server import serve
+from tests.fault_proxy import Answer, FaultsInTurn, ProxiedRequest, create_proxy
 
 TOKEN_ENV = "TEST_EVENTS_API_TOKEN"
 ACCEPTED = AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC))
@@ -184,3 +185,67 @@ def test_a_page_fetched_again_is_the_same_batch_and_stages_nothing_twice(
     with warehouse_engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(raw_batches)) == 1
     assert staged_ids(warehouse_engine) == feed_ids(100)
+
+
+def rate_limited(retry_after: str) -> Answer:
+    return Answer(429, b'{"error": "rate limited"}', {"Retry-After": retry_after, "Content-Type": "application/json"})
+
+
+SERVER_ERROR = Answer(500, b'{"error": "internal error"}', {"Content-Type": "application/json"})
+UNAVAILABLE = Answer(503, b"upstream unavailable", {"Content-Type": "text/plain"})
+
+
+def is_page_request(request: ProxiedRequest) -> bool:
+    return request.path == "/events"
+
+
+def cursor_after_pages(pages: int) -> str:
+    """The cursor the demo API gives after ``pages`` pages of 100 events."""
+    return encode_cursor(pages * 100)
+
+
+def test_a_429_storm_and_5xx_in_the_middle_of_a_poll_are_waited_out_and_the_cursor_ends_right(
+    warehouse_engine: Engine, s3, buckets: dict[str, str]
+):
+    """After three pages the API answers 429 (one asking for an hour, cut to the source's ``retry_after_max``),
+    then 500s and a 503, seven times in a row: the client retries the same page each time and the poll ends
+    with every event staged once and the cursor after the last page."""
+    storm = [rate_limited("1"), rate_limited("3600"), rate_limited("0"), rate_limited("0")]
+    storm += [SERVER_ERROR, SERVER_ERROR, UNAVAILABLE]
+    plan = FaultsInTurn(is_page_request, storm, after=3)
+    api = create_app(feed(backlog=1_000))
+    with serve(api) as api_url, serve(create_proxy(api_url, plan)) as proxy_url:
+        client = EventsApiClient(source(proxy_url, retry_after_max=1))
+        report = poll_source(client, warehouse_engine, s3, buckets["archive"], ACCEPTED)
+        again = poll_source(client, warehouse_engine, s3, buckets["archive"], ACCEPTED)
+    assert plan.left == 0
+    assert report.retried_statuses == [429, 429, 429, 429, 500, 500, 503]
+    assert (report.records, report.staged, report.pages, report.caught_up) == (1_000, 1_000, 11, True)
+    assert (again.records, again.pages) == (0, 1)
+    assert staged_ids(warehouse_engine) == feed_ids(1_000)
+    asked = [served.cursor for served in api.state.served]
+    assert asked[3] == cursor_after_pages(3), "after the storm the client asked for the fourth page, not another"
+    assert load_cursor(warehouse_engine, "api:demo") == report.end_cursor == asked[-1]
+
+
+def test_a_storm_longer_than_the_retries_fails_the_poll_at_its_last_page_and_the_next_poll_finishes(
+    warehouse_engine: Engine, s3, buckets: dict[str, str]
+):
+    """Twelve 429s in a row after four pages outlast the client's eight retries: the poll fails with a clear error,
+    the cursor stays after the fourth page (committed with it), and the next poll (the sensor's next run) goes on
+    from there: every event staged once, no page skipped or staged twice."""
+    plan = FaultsInTurn(is_page_request, [rate_limited("0")] * 12, after=4)
+    api = create_app(feed(backlog=700))
+    with serve(api) as api_url, serve(create_proxy(api_url, plan)) as proxy_url:
+        client = EventsApiClient(source(proxy_url))
+        with pytest.raises(ApiError, match="kept failing after 8 retries"):
+            poll_source(client, warehouse_engine, s3, buckets["archive"], ACCEPTED)
+        assert staged_ids(warehouse_engine) == feed_ids(400)
+        assert load_cursor(warehouse_engine, "api:demo") == cursor_after_pages(4)
+        resumed = poll_source(client, warehouse_engine, s3, buckets["archive"], ACCEPTED)
+    assert plan.left == 0
+    assert resumed.retried_statuses == [429, 429, 429]
+    assert (resumed.records, resumed.already_staged, resumed.caught_up) == (300, 0, True)
+    assert staged_ids(warehouse_engine) == feed_ids(700)
+    with warehouse_engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(raw_batches)) == 7

@@ -114,7 +114,8 @@ def test_a_transient_error_is_retried_and_each_retry_logged_with_its_sqlstate(no
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2
     assert all("staging batch b1" in message and "SQLSTATE 40001" in message for message in messages)
-    assert "attempt 1 of 5 failed" in messages[0] and "attempt 2 of 5 failed" in messages[1]
+    attempts = retries.MAX_ATTEMPTS
+    assert f"attempt 1 of {attempts} failed" in messages[0] and f"attempt 2 of {attempts} failed" in messages[1]
     assert "s3cret" not in caplog.text and "db.internal" not in caplog.text
 
 
@@ -144,6 +145,21 @@ def test_no_retry_starts_once_the_time_budget_is_spent(monkeypatch):
     with pytest.raises(errors.SerializationFailure):
         retrying("merge")(work)
     assert len(calls) == 1
+
+
+def test_a_caller_that_must_answer_soon_gives_a_shorter_budget(no_waiting):
+    work, calls = failing(3, errors.AdminShutdown("terminating connection due to administrator command"))
+    with pytest.raises(errors.AdminShutdown):
+        retrying("a collector flush", max_seconds=0)(work)
+    assert len(calls) == 1
+    assert retrying("a merge")(work) == "done"
+
+
+def test_the_time_budget_not_the_attempt_count_ends_the_retries_of_a_server_that_stays_away():
+    """Full jitter waits half its bound on average: the attempts outlast the budget, so a restart or failover of up
+    to about ``MAX_SECONDS`` is waited out rather than cut short after a few quick tries."""
+    bounds = [min(retries.WAIT_MULTIPLIER * 2**n, retries.WAIT_MAX) for n in range(retries.MAX_ATTEMPTS - 1)]
+    assert sum(bound / 2 for bound in bounds) > retries.MAX_SECONDS
 
 
 def test_the_decorator_retries_the_whole_function(no_waiting):
