@@ -26,11 +26,11 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import Connection, Select, delete, insert, select, text
+from sqlalchemy import Select, select
 
 from etl_assets.resources.warehouse import WarehouseResource
-from etl_assets.warehouse.merge import MergeCounts, StagedResult, merge_staged_results
-from etl_assets.warehouse.retries import in_transaction
+from etl_assets.warehouse.merge import StagedResult, merge_days
+from etl_assets.warehouse.rebuild import replace_window
 from etl_assets.warehouse.schema import events, metadata
 from etl_assets.warehouse.staging import StagedRowsReader
 
@@ -90,41 +90,17 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
 
     def _replace_window(self, context: dg.OutputContext, query: Select) -> dict[str, Any]:
         table_name, partition_column = self._target(context)
-        table = metadata.tables[table_name]
         days = _window_days(context)
-        removal = delete(table)
-        if days is not None:
-            column = table.c[partition_column]
-            removal = removal.where(column >= days[0], column < days[1])
-        labels = [column.key for column in query.selected_columns]
-
-        def rebuild(conn: Connection) -> tuple[int, int]:
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"rebuild:{table_name}"})
-            removed = conn.execute(removal).rowcount
-            return removed, conn.execute(insert(table).from_select(labels, query)).rowcount
-
-        removed, written = in_transaction(self.warehouse.get_engine(), rebuild, what=f"rebuilding {table_name}")
+        removed, written = replace_window(
+            self.warehouse.get_engine(), metadata.tables[table_name], query, days, partition_column
+        )
         summary: dict[str, Any] = {"rows written": written, "rows replaced": dg.MetadataValue.int(removed)}
         if days is not None:
             summary["days"] = dg.MetadataValue.int((days[1] - days[0]).days)
         return summary
 
     def _merge_events(self, output: StagedDays) -> dict[str, Any]:
-        total = MergeCounts()
-        engine = self.warehouse.get_engine()
-        for day in output.days:
-
-            def merge_day(conn: Connection, day: date = day) -> MergeCounts:
-                # Asked again on every attempt: the rows a failed attempt consumed cannot be read twice.
-                results = output.results_for(day)
-                try:
-                    return merge_staged_results(conn, results, output.transform_version)
-                finally:
-                    close = getattr(results, "close", None)
-                    if callable(close):
-                        close()  # a generator left half-read gives its reader's connection back now
-
-            total.add(in_transaction(engine, merge_day, what=f"merging events of {day.isoformat()}"))
+        total = merge_days(self.warehouse.get_engine(), output.days, output.results_for, output.transform_version)
         return {
             "rows written": total.inserted + total.updated,
             "staged rows read": dg.MetadataValue.int(total.received),

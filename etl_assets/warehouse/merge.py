@@ -16,17 +16,18 @@ versions of an ``event_id``, the one that arrived last (highest ``staging_events
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import orjson
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.copy import copy_rows
 from etl_assets.warehouse.partitions import ensure_event_partitions
+from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import events
 from etl_assets.warehouse.staging import StagedRow
 
@@ -183,6 +184,30 @@ def merge_staged_results(conn: Connection, results: Iterable[StagedResult], tran
     conn.execute(QUARANTINE_REJECTED)
     conn.execute(RESOLVE_QUARANTINE)
     return counts
+
+
+def merge_days(
+    engine: Engine, days: Iterable[date], results_for: Callable[[date], Iterable[StagedResult]], transform_version: str
+) -> MergeCounts:
+    """Merge each day's staged results in a transaction of its own (the ``events`` asset's write).
+
+    A transient error runs the day's transaction again on a new connection, asking ``results_for`` for the
+    day's rows again: the rows a failed attempt consumed cannot be read twice.
+    """
+    total = MergeCounts()
+    for day in days:
+
+        def merge_day(conn: Connection, day: date = day) -> MergeCounts:
+            results = results_for(day)
+            try:
+                return merge_staged_results(conn, results, transform_version)
+            finally:
+                close = getattr(results, "close", None)
+                if callable(close):
+                    close()  # a generator left half-read gives its reader's connection back now
+
+        total.add(in_transaction(engine, merge_day, what=f"merging events of {day.isoformat()}"))
+    return total
 
 
 def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes, *, pii: PiiPolicy) -> Iterator[StagedResult]:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Text, cast, exists, false, func, or_, select, update
@@ -57,22 +57,46 @@ class StagingCounts:
         self.days.update(other.days)
 
 
-def _chunks(records: Iterable[ParsedRecord | RejectedRecord], size: int) -> Iterator[list]:
+class _Chunk:
+    """Up to ``size`` records of a batch, read while they are staged and kept, so a retried transaction stages
+    the same records again.
+
+    The first attempt iterates the chunk: each record is read from the file only when COPY is ready for it, so
+    parsing in Python and storing in PostgreSQL overlap. A retry takes ``records()``: what the first attempt
+    read, and the rest of the chunk.
+    """
+
+    def __init__(self, source: Iterator[ParsedRecord | RejectedRecord], size: int) -> None:
+        self._unread = islice(source, size)
+        self._read: list[ParsedRecord | RejectedRecord] = []
+
+    def __iter__(self) -> Iterator[ParsedRecord | RejectedRecord]:
+        for record in self._unread:
+            self._read.append(record)
+            yield record
+
+    def records(self) -> list[ParsedRecord | RejectedRecord]:
+        self._read.extend(self._unread)
+        return self._read
+
+
+def _chunks(records: Iterable[ParsedRecord | RejectedRecord], size: int) -> Iterator[_Chunk]:
     iterator = iter(records)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+    for first in iterator:
+        yield _Chunk(chain((first,), iterator), size)
 
 
 def _split(
-    chunk: list[ParsedRecord | RejectedRecord],
+    chunk: Iterable[ParsedRecord | RejectedRecord],
     batch_id: str,
     source: str,
     accepted: AcceptedTimes,
     counts: StagingCounts,
-) -> tuple[list[tuple], list[tuple]]:
-    staged: list[tuple] = []
-    rejected: list[tuple] = []
+    rejected: list[tuple],
+) -> Iterator[tuple]:
+    """The staging rows of ``chunk``, as they are read; what cannot be keyed goes to ``rejected``."""
     for record in chunk:
+        counts.records += 1
         if isinstance(record, RejectedRecord):
             rejected.append((source, batch_id, record.record_no, "parse", record.reason, record.raw, None, None))
             continue
@@ -94,8 +118,7 @@ def _split(
             continue
         day = key.occurred_at.date()
         counts.days[day] += 1
-        staged.append((batch_id, record.record_no, key.event_id, day, source, record.json_text))
-    return staged, rejected
+        yield (batch_id, record.record_no, key.event_id, day, source, record.json_text)
 
 
 def stage_records(
@@ -128,7 +151,7 @@ def stage_records(
 
 def _stage_chunk_retrying(
     engine: Engine,
-    chunk: list[ParsedRecord | RejectedRecord],
+    chunk: _Chunk,
     batch_id: str,
     source: str,
     accepted: AcceptedTimes,
@@ -143,9 +166,10 @@ def _stage_chunk_retrying(
         nonlocal attempts
         attempts += 1
         counts = StagingCounts()
+        records = chunk if attempts == 1 else chunk.records()
         # A retry may follow a commit that reached the server though its acknowledgement was lost with the
         # connection: it goes through ON CONFLICT, never a second COPY of the same records.
-        _stage_chunk(conn, chunk, batch_id, source, accepted, counts, fresh=fresh and attempts == 1, replay=replay)
+        _stage_chunk(conn, records, batch_id, source, accepted, counts, fresh=fresh and attempts == 1, replay=replay)
         return counts
 
     return in_transaction(engine, attempt, what=f"staging a chunk of batch {batch_id}")
@@ -153,7 +177,7 @@ def _stage_chunk_retrying(
 
 def _stage_chunk(
     conn: Connection,
-    chunk: list[ParsedRecord | RejectedRecord],
+    chunk: Iterable[ParsedRecord | RejectedRecord],
     batch_id: str,
     source: str,
     accepted: AcceptedTimes,
@@ -162,12 +186,14 @@ def _stage_chunk(
     fresh: bool,
     replay: bool,
 ) -> None:
-    """Stage one chunk inside the caller's transaction: COPY when the batch is new, else insert what is missing."""
-    staged, rejected = _split(chunk, batch_id, source, accepted, counts)
-    counts.records += len(chunk)
+    """Stage one chunk inside the caller's transaction: COPY when the batch is new (streamed, record by record),
+    else insert what is missing."""
+    rejected: list[tuple] = []
+    rows = _split(chunk, batch_id, source, accepted, counts, rejected)
     if fresh:
-        counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, staged)
+        counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, rows)
     else:
+        staged = list(rows)
         written = _merge_staging_rows(conn, staged, replay)
         counts.staged += written
         counts.already_staged += len(staged) - written
