@@ -94,7 +94,9 @@ def pipeline(definitions: dg.Definitions) -> Iterator[Pipeline]:
 ACCEPTED = AcceptedTimes(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
 
 
-def stage_payloads(engine: Engine, batch_id: str, payloads: list[dict], *, replay: bool = False) -> None:
+def stage_payloads(
+    engine: Engine, batch_id: str, payloads: list[dict], *, replay: bool = False, accepted: AcceptedTimes = ACCEPTED
+) -> None:
     """Enter a batch in the ledger and stage ``payloads`` as its records, as an ingest run would."""
     record_batch(
         engine,
@@ -108,7 +110,7 @@ def stage_payloads(engine: Engine, batch_id: str, payloads: list[dict], *, repla
     records = [
         ParsedRecord(number, payload, orjson.dumps(payload).decode()) for number, payload in enumerate(payloads, 1)
     ]
-    stage_records(engine, batch_id, "s3", records, ACCEPTED, replay=replay)
+    stage_records(engine, batch_id, "s3", records, accepted, replay=replay)
 
 
 def table_rows(engine: Engine, table: str, order_by: str, exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:

@@ -1,22 +1,27 @@
 """Daily enrichment: per-day tables for dashboards and ML, built in SQL from the day's ``events``.
 
 Each asset returns a ``Select``; the IO manager replaces the day's rows with it server-side in one
-transaction, so a rebuild is atomic and a re-run gives the same rows.
+transaction, so a rebuild is atomic and a re-run gives the same rows. The column lineage each table
+shows (which ``events`` columns each of its columns is computed from) is read from that same query.
 """
+
+from collections.abc import Callable
 
 import dagster as dg
 from sqlalchemy import Select, Table
 
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import daily_partitions, single_run_backfill
-from etl_assets.defs.table_metadata import OWNERS, table_metadata
+from etl_assets.defs.table_metadata import OWNERS, column_lineage_from, table_metadata
 from etl_assets.warehouse import enrichment, schema
 
 ENRICHMENT_VERSION = "1"
 
 
-def _daily_table(table: Table, description: str):
-    return dg.asset(
+def _daily_table(table: Table, build: Callable[[Select], Select], description: str) -> dg.AssetsDefinition:
+    lineage = column_lineage_from(build, schema.events, "events")
+
+    @dg.asset(
         name=table.name,
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
@@ -25,40 +30,41 @@ def _daily_table(table: Table, description: str):
         group_name="enrichment",
         owners=OWNERS,
         kinds={"postgres"},
-        metadata=table_metadata(table),
+        metadata={**table_metadata(table), "dagster/column_lineage": lineage},
         freshness_policy=warehouse_freshness_policy(),
         description=description,
     )
+    def daily_table(context: dg.AssetExecutionContext, events: Select) -> Select:
+        context.add_output_metadata({"dagster/column_lineage": lineage})
+        return build(events)
+
+    return daily_table
 
 
-@_daily_table(
+user_daily_activity = _daily_table(
     schema.user_daily_activity,
-    "Per user and day: events by type, sessions, first and last seen (anonymous visitors by their anonymous id).",
+    enrichment.user_daily_activity_query,
+    "One row per visitor and day (the user id, or the anonymous id of a visitor who never logged in): events by "
+    "type, sessions, first and last seen. Rebuilt from the day's events whenever the day is merged.",
 )
-def user_daily_activity(events: Select) -> Select:
-    return enrichment.user_daily_activity_query(events)
 
-
-@_daily_table(
+sessions = _daily_table(
     schema.sessions,
-    "Sessions per visitor and day: 30 minutes without an event (or midnight UTC) closes one; duration, events, "
-    "page views and whether it converted.",
+    enrichment.sessions_query,
+    "One row per visit: a visitor's events until 30 minutes pass without one (or midnight UTC); start, end, "
+    "duration, events, page views and whether the visit ended in a purchase. Rebuilt from the day's events.",
 )
-def sessions(events: Select) -> Select:
-    return enrichment.sessions_query(events)
 
-
-@_daily_table(
+daily_funnel = _daily_table(
     schema.daily_funnel,
-    "The daily funnel: visitors who viewed a product → of those, added to cart → of those, purchased; with rates.",
+    enrichment.daily_funnel_query,
+    "One row per day: visitors who viewed a product → of those, who added to cart → of those, who purchased; "
+    "with the conversion rate of each step (between 0 and 1). Rebuilt from the day's events.",
 )
-def daily_funnel(events: Select) -> Select:
-    return enrichment.daily_funnel_query(events)
 
-
-@_daily_table(
+product_daily_sales = _daily_table(
     schema.product_daily_sales,
-    "Orders, units and revenue per product, day and currency, from purchases.",
+    enrichment.product_daily_sales_query,
+    "One row per product, day and currency: orders, units sold and revenue (price times quantity) from the day's "
+    "purchase events. Rebuilt from the day's events.",
 )
-def product_daily_sales(events: Select) -> Select:
-    return enrichment.product_daily_sales_query(events)

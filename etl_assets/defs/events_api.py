@@ -74,6 +74,7 @@ def poll_events_api(
         "retried statuses": dg.MetadataValue.text(", ".join(map(str, report.retried_statuses)) or "none"),
         "caught up": dg.MetadataValue.bool(report.caught_up),
         "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
+        "rows per second": dg.MetadataValue.float(round(report.records / report.seconds, 1) if report.seconds else 0.0),
     }
     context.log.info(
         f"{report.source}: {report.pages} pages, {report.records} records, {report.staged} staged, "
@@ -86,7 +87,8 @@ def poll_events_api(
 
 @dg.job(
     tags={"etl/kind": "api_poll"},
-    description="Poll one events API source into staging (started by events_api_sensor).",
+    description="Pull one events API source's new pages, from its stored cursor, into the raw archive and "
+    "staging_events (started by events_api_sensor; the source is the op's config).",
 )
 def events_api_poll_job():
     poll_events_api()
@@ -96,7 +98,8 @@ def events_api_poll_job():
     job=events_api_poll_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Every 30 seconds, starts a poll run for each events API source that has none in flight.",
+    description="Every 30 seconds, starts an events_api_poll_job run for each events API source that has none in "
+    "flight (one source by default: the demo API of etl dev, or ETL_EVENTS_API_URL / ETL_EVENTS_API_SOURCES).",
 )
 def events_api_sensor(context: dg.SensorEvaluationContext, events_api: EventsApiResource) -> dg.SensorResult:
     requests = []

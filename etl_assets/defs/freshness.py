@@ -12,7 +12,7 @@ import dagster as dg
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings
 from etl_assets.warehouse.quality import markdown_table
-from etl_assets.warehouse.source_activity import recent_source_activity
+from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
 
 SOURCE_LOOKBACK = timedelta(days=7)
 
@@ -38,8 +38,9 @@ def sources_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     fail_after = timedelta(minutes=settings.freshness_fail_minutes)
     activity = recent_source_activity(warehouse.get_engine(), now, SOURCE_LOOKBACK)
     silent = {item.source: now - item.last_received_at for item in activity}
-    failing = sorted(source for source, quiet in silent.items() if quiet > fail_after)
-    warning = sorted(source for source, quiet in silent.items() if warn_after < quiet <= fail_after)
+    states = {source: freshness_state(quiet, warn_after, fail_after) for source, quiet in silent.items()}
+    failing = sorted(source for source, state in states.items() if state == "FAIL")
+    warning = sorted(source for source, state in states.items() if state == "WARN")
     severity = dg.AssetCheckSeverity.ERROR if failing else dg.AssetCheckSeverity.WARN
     return dg.AssetCheckResult(
         passed=not failing and not warning,

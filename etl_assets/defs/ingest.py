@@ -34,9 +34,11 @@ class LandingFileConfig(dg.Config):
     specs=[
         dg.AssetSpec(
             "raw_payloads",
-            description="Every landing file's bytes, unchanged, in the raw archive "
-            "(raw/source=s3/ingest_date=…/), entered in the raw_batches ledger with its SHA-256 before "
-            "anything else reads it. Replays read from here.",
+            description="Everything that entered, byte for byte as it arrived: each landing file, events API "
+            "page and collector request is one batch, stored unchanged in the raw archive bucket "
+            "(raw/source=<source>/ingest_date=<day>/) and entered in the raw_batches ledger with its SHA-256 before "
+            "anything reads it. Replays (replay_job) start from here; its checks say whether every batch was "
+            "staged whole and whether every source still sends.",
             group_name="ingest",
             owners=OWNERS,
             kinds={"s3"},
@@ -45,9 +47,10 @@ class LandingFileConfig(dg.Config):
         dg.AssetSpec(
             "staging_events",
             deps=["raw_payloads"],
-            description="One row per record of every file, streamed with COPY in chunks; unreadable records "
-            "(broken JSON, wrong CSV column count, invalid UTF-8, NUL bytes, no id or timestamp) go to "
-            "quarantine with the line and the reason.",
+            description="One row per record of every batch (file line, API record, webhook or tracking event), "
+            "as received, written with COPY and waiting (status pending) until its day is merged into events. "
+            "Unreadable records (broken JSON, wrong CSV column count, invalid UTF-8, NUL bytes, no id or timestamp) "
+            "go to quarantine with the line and the reason instead.",
             group_name="ingest",
             owners=OWNERS,
             kinds={"postgres"},
@@ -98,6 +101,7 @@ def ingest_landing_file(
             "errors": dg.MetadataValue.int(counts.quarantined),
             "succeeded at": dg.MetadataValue.timestamp(time.time()),
             "rows per second": dg.MetadataValue.float(round(counts.records / result.seconds, 1)),
+            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
             "bytes": dg.MetadataValue.int(result.byte_count),
             "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in counts.days_touched) or "none"),
         },
@@ -115,7 +119,8 @@ ingest_landing_file_job = dg.define_asset_job(
     job=ingest_landing_file_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Requests an ingest run for each new object under the landing prefix. Lists only keys after "
+    description="Every 30 seconds, requests an ingest run (ingest_landing_file_job) for each new file under the "
+    "landing prefix of the landing bucket. Lists only keys after "
     "its cursor (StartAfter), at most ETL_SENSOR_MAX_RUNS runs a tick, and sweeps the whole prefix every "
     "ETL_LANDING_SWEEP_MINUTES for re-uploaded files.",
 )

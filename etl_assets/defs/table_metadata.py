@@ -1,11 +1,15 @@
-"""What the UI shows of a warehouse table: its column schema, taken from the SQLAlchemy table."""
+"""What the UI shows of a warehouse table: its column schema, taken from the SQLAlchemy table, and the
+column lineage of a table built in SQL, taken from its query."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import Table
+from sqlalchemy import Select, Table, select
+
+from etl_assets.warehouse.lineage import column_lineage
 
 OWNERS = ["team:data-platform"]
 
@@ -25,3 +29,14 @@ def table_metadata(table: Table) -> dict[str, Any]:
         "dagster/table_name": f"public.{table.name}",
         "etl/table": table.name,
     }
+
+
+def column_lineage_from(build: Callable[[Select], Select], source: Table, source_asset: str) -> dg.TableColumnLineage:
+    """The lineage of the table ``build`` makes from the rows of ``source`` (the asset ``source_asset``)."""
+    deps = column_lineage(build(select(source)), source)
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(asset_key=dg.AssetKey(source_asset), column_name=name) for name in names]
+            for column, names in deps.items()
+        }
+    )

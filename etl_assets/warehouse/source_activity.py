@@ -30,3 +30,12 @@ def recent_source_activity(engine: Engine, now: datetime, lookback: timedelta) -
     )
     with engine.connect() as conn:
         return [SourceActivity(*row) for row in conn.execute(query)]
+
+
+def freshness_state(silent_for: timedelta, warn_after: timedelta, fail_after: timedelta) -> str:
+    """FAIL for a source silent longer than ``fail_after``, WARN longer than ``warn_after``, else ok."""
+    if silent_for > fail_after:
+        return "FAIL"
+    if silent_for > warn_after:
+        return "WARN"
+    return "ok"

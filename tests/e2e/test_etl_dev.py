@@ -4,15 +4,10 @@ finds the data, and bad configuration ends with one clear line."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -23,56 +18,12 @@ import requests
 from etl_assets.localstack.dagster import location_statuses
 from etl_assets.localstack.processes import free_port
 from etl_assets.warehouse import migrate
+from tests.e2e.dev_platform import ETL, DevRun, ctrl_c
+from tests.e2e.dev_platform import isolated_env as _isolated_env
+from tests.e2e.dev_platform import start_etl_dev as _start
 
-ETL = str(Path(sys.executable).parent / "etl")
 STARTUP_LIMIT = 90
 STOP_LIMIT = 10
-
-
-@dataclass
-class DevRun:
-    process: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    def wait_for(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if line.startswith(prefix):
-                    return line
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"no line starting {prefix!r} within {timeout}s; output so far:\n" + "\n".join(self.lines))
-
-
-def _isolated_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_URL", "DAGSTER_", "ETL_"))}
-    env.update(
-        ETL_HOME=str(home),
-        ETL_PG_PORT=str(free_port()),
-        ETL_UI_PORT=str(free_port()),
-        ETL_S3_PORT=str(free_port()),
-        ETL_COLLECTOR_PORT=str(free_port()),
-        ETL_EVENTS_API_PORT=str(free_port()),
-    )
-    env.update(extra)
-    return env
-
-
-def _start(env: dict[str, str]) -> DevRun:
-    process = subprocess.Popen(
-        [ETL, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    run = DevRun(process)
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            run.lines.append(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    return run
 
 
 @pytest.fixture
@@ -81,17 +32,7 @@ def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def _ctrl_c(run: DevRun) -> tuple[float, list[psutil.Process]]:
-    """Send SIGINT as a terminal's Ctrl-C would; return the seconds until exit and what survived."""
-    tree = psutil.Process(run.process.pid).children(recursive=True)
-    assert tree, "etl dev started no child processes"
-    started = time.monotonic()
-    os.killpg(run.process.pid, signal.SIGINT)
-    run.process.wait(timeout=STOP_LIMIT + 5)
-    elapsed = time.monotonic() - started
-    survivors = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for p in survivors:
-        p.kill()
-    return elapsed, survivors
+    return ctrl_c(run, timeout=STOP_LIMIT + 5)
 
 
 def test_etl_dev_serves_the_ui_stops_clean_and_keeps_the_data(dev_env):
@@ -211,7 +152,7 @@ def test_a_bad_setting_is_one_line(tmp_path):
     assert line == "etl: ETL_UI_PORT='three-thousand' is not a port number: set it to an integer between 1 and 65535"
 
 
-@pytest.mark.parametrize("command", [[], ["dev"], ["migrate"], ["seed"], ["config"], ["collector"]])
+@pytest.mark.parametrize("command", [[], ["dev"], ["migrate"], ["seed"], ["config"], ["collector"], ["status"]])
 def test_every_command_says_what_it_does(command):
     result = subprocess.run([ETL, *command, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0

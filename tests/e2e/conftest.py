@@ -1,0 +1,69 @@
+"""One `etl dev` per test session, shared by the tests that drive the platform as its users do (the browser,
+the GraphQL API, `etl status`): starting it costs half a minute, a test's own data costs a second."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.conftest import S3_CREDENTIALS
+from tests.e2e.dev_platform import DevPlatform, FailedCheck, ctrl_c, isolated_env, shop_events, start_etl_dev
+
+STARTUP_LIMIT = 180
+
+
+@pytest.fixture(scope="session")
+def dev_platform(
+    tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str, request: pytest.FixtureRequest
+) -> Iterator[DevPlatform]:
+    """`etl dev` with its own PostgreSQL, Dagster and collector, on the session's S3 endpoint with buckets of its
+    own (so no demo files are seeded: each test drops the files it means to)."""
+    from etl_assets.resources.object_store import s3_client
+
+    s3 = s3_client(s3_endpoint, "us-east-1", **S3_CREDENTIALS)
+    suffix = uuid.uuid4().hex[:10]
+    landing, archive = f"e2e-landing-{suffix}", f"e2e-archive-{suffix}"
+    for bucket in (landing, archive):
+        s3.create_bucket(Bucket=bucket)
+    env = isolated_env(
+        tmp_path_factory.mktemp("etl-dev") / "etl-home",
+        AWS_ENDPOINT_URL_S3=s3_endpoint,
+        AWS_ACCESS_KEY_ID=S3_CREDENTIALS["aws_access_key_id"],
+        AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS["aws_secret_access_key"],
+        AWS_REGION="us-east-1",
+        ETL_LANDING_BUCKET=landing,
+        ETL_ARCHIVE_BUCKET=archive,
+    )
+    run = start_etl_dev(env)
+    platform = DevPlatform(run, env, s3, landing, request.config.rootpath / "test-artifacts")
+    try:
+        run.wait_for("ready", STARTUP_LIMIT)
+        yield platform
+    finally:
+        if "engine" in platform.__dict__:
+            platform.engine.dispose()
+        if run.process.poll() is None:
+            _, survivors = ctrl_c(run)
+            assert survivors == [], survivors
+
+
+@pytest.fixture(scope="session")
+def failed_check(dev_platform: DevPlatform) -> FailedCheck:
+    """A day whose staged data is half unknown event types, and the daily_events_job run its blocking staging
+    check stopped (so the check failed, on purpose)."""
+    day = datetime.now(UTC).date() - timedelta(days=50)
+    payloads = [
+        {**event, "type": "wishlist_add"} if number % 2 else event
+        for number, event in enumerate(shop_events("badday", day, 160))
+    ]
+    dev_platform.stage("e2e-bad-day", payloads)
+    # No run retry: the failure is the point, and a retry would only evaluate the same bad day again.
+    run_id = dev_platform.client.submit_job_execution(
+        "daily_events_job", tags={"dagster/partition": day.isoformat(), "dagster/max_retries": "0"}
+    )
+    status = dev_platform.wait_for_run(run_id)
+    bad = [payload["id"] for payload in payloads if payload["type"] == "wishlist_add"]
+    return FailedCheck(day, run_id, status, bad)
