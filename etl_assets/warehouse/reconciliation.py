@@ -39,11 +39,11 @@ RECONCILE_DAY_BY_BATCH = text(
                AS in_events,
            count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id IS DISTINCT FROM s.id) AS duplicates
     FROM staging_events s
-    LEFT JOIN LATERAL (
-        SELECT q.id FROM quarantine q
-        WHERE q.staging_id = s.id AND q.stage = 'normalize' AND q.resolved_at IS NULL
-        LIMIT 1
-    ) q ON true
+    -- joined whole, so the planner hashes it: quarantine has no index on staging_id, and a lookup per staged
+    -- row would cost a day's rows times the quarantine's
+    LEFT JOIN (
+        SELECT DISTINCT staging_id AS id FROM quarantine WHERE stage = 'normalize' AND resolved_at IS NULL
+    ) q ON q.id = s.id
     LEFT JOIN event_ledger l ON l.event_id = s.event_id
     LEFT JOIN events e ON e.event_id = l.event_id AND e.occurred_at = l.occurred_at
     WHERE s.event_day = :day

@@ -1,0 +1,298 @@
+"""Known inputs, and their reconciliation against the warehouse after whatever happened to the runs.
+
+A known input is a list of records the test sends, each knowing what must become of it: the row it must be
+in ``events`` (its last version wins when an id is sent more than once) or the quarantine reason it must be
+kept under. ``reconcile`` checks the warehouse against that record by record (every expected event once,
+with the right content; every bad record in quarantine; nothing else in ``events``; nothing pending) and
+checks that the platform's own accounting (``etl_assets.warehouse.reconciliation``) balances and agrees.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, text
+
+from etl_assets.demo.landing_files import generate_events
+from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
+
+UNKNOWN_TYPE = "teleport"
+MISSING_ID_REASON = "no event id"
+UNKNOWN_TYPE_REASON = f"unknown event type '{UNKNOWN_TYPE}'"
+EVERY_BATCH_DAYS = 36_500
+
+
+@dataclass(frozen=True)
+class ExpectedEvent:
+    """The columns of an event's row in ``events`` that tell its versions apart."""
+
+    event_id: str
+    occurred_at: datetime
+    event_type: str
+    user_id: str | None
+    session_id: str | None
+    price: Decimal | None
+
+    @classmethod
+    def of(cls, event: Mapping[str, Any]) -> ExpectedEvent:
+        """What a canonical event (the demo generator's shape, timestamps in ISO 8601) becomes in ``events``."""
+        price = (event.get("product") or {}).get("price")
+        return cls(
+            event_id=event["id"],
+            occurred_at=datetime.fromisoformat(event["timestamp"]),
+            event_type=event["type"],
+            user_id=(event.get("user") or {}).get("id"),
+            session_id=(event.get("session") or {}).get("id"),
+            price=None if price is None else Decimal(price),
+        )
+
+
+@dataclass(frozen=True)
+class InputRecord:
+    """One record as sent. ``ref`` is unique and appears inside the record, so its quarantine row can be found."""
+
+    ref: str
+    body: dict[str, Any] | str
+    """The record; a ``str`` is a line that is not JSON at all."""
+    expected: ExpectedEvent | None
+    """Its row in ``events`` (when it is the last version of its id); ``None``: it belongs in quarantine."""
+    reason: str | None = None
+    """The quarantine reason, when one is certain (else any reason will do)."""
+
+    @property
+    def event_id(self) -> str | None:
+        return self.expected.event_id if self.expected else None
+
+    def line(self) -> bytes:
+        return (self.body.encode() if isinstance(self.body, str) else orjson.dumps(self.body)) + b"\n"
+
+
+@dataclass
+class KnownInput:
+    records: list[InputRecord]
+    deliveries: Counter[str] = field(default_factory=Counter)
+    """How often each record was sent, when more than once (a client re-sending what was not acknowledged)."""
+
+    def expected_events(self) -> dict[str, ExpectedEvent]:
+        """Each event id's last valid version, in the order the records were sent."""
+        latest: dict[str, ExpectedEvent] = {}
+        for record in self.records:
+            if record.expected is not None:
+                latest[record.expected.event_id] = record.expected
+        return latest
+
+    def quarantined(self) -> list[InputRecord]:
+        return [record for record in self.records if record.expected is None]
+
+    def jsonl(self) -> bytes:
+        return b"".join(record.line() for record in self.records)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [record.body for record in self.records if isinstance(record.body, dict)]
+
+
+def shop_input(
+    seed: int,
+    events: int,
+    *,
+    start: date = date(2025, 8, 1),
+    days: int = 2,
+    bad_share: float = 0.04,
+    broken_lines: bool = True,
+    versions: bool = True,
+) -> KnownInput:
+    """``events`` generated shop events with, at seeded places, what real inputs hold besides.
+
+    About ``bad_share`` of the events come with a bad record next to them: one without an id (quarantined when
+    staged), one of an unknown type (quarantined by the merge) or, with ``broken_lines``, a line cut short
+    (not JSON). With ``versions``, some events are sent again further on, unchanged (a re-send) or changed (a
+    correction: another session and a later time, sometimes on the next day, which moves the event).
+    """
+    rng = random.Random(seed)
+    records: list[InputRecord] = []
+    later: list[tuple[int, InputRecord]] = []
+    """Records sent again further on, with the position they go before (``len(records)``: at the end)."""
+    bad_kinds = ["missing_id", "unknown_type", *(["broken_line"] if broken_lines else [])]
+    for number, event in enumerate(generate_events(seed, start, days, events)):
+        ref = f"ref-{seed}-{number:06d}"
+        body = {"ref": ref, **event}
+        records.append(InputRecord(ref, body, ExpectedEvent.of(body)))
+        if rng.random() < bad_share:
+            records.append(_bad_record(rng.choice(bad_kinds), f"{ref}-bad", body))
+        if versions and rng.random() < 0.03:
+            later.append((len(records), InputRecord(f"{ref}-again", body, ExpectedEvent.of(body))))
+        elif versions and rng.random() < 0.03:
+            later.append((len(records), _correction(rng, f"{ref}-corrected", body)))
+    targets = sorted((rng.randrange(after, len(records) + 1), order) for order, (after, _) in enumerate(later))
+    for target, order in reversed(targets):
+        records.insert(target, later[order][1])
+    return KnownInput(records)
+
+
+def _bad_record(kind: str, ref: str, body: dict[str, Any]) -> InputRecord:
+    if kind == "missing_id":
+        return InputRecord(ref, {**{k: v for k, v in body.items() if k != "id"}, "ref": ref}, None, MISSING_ID_REASON)
+    bad = {**body, "ref": ref, "id": f"{body['id']}-x"}
+    if kind == "unknown_type":
+        return InputRecord(ref, {**bad, "type": UNKNOWN_TYPE}, None, UNKNOWN_TYPE_REASON)
+    line = orjson.dumps(bad).decode()
+    return InputRecord(ref, line[: line.index('"type"')], None)
+
+
+def _correction(rng: random.Random, ref: str, body: dict[str, Any]) -> InputRecord:
+    shift = timedelta(days=1) if rng.random() < 0.3 else timedelta(minutes=rng.randint(1, 90))
+    moment = datetime.fromisoformat(body["timestamp"]) + shift
+    corrected = {
+        **body,
+        "ref": ref,
+        "timestamp": moment.isoformat().replace("+00:00", "Z"),
+        "session": {"id": f"{ref}-session"},
+    }
+    return InputRecord(ref, corrected, ExpectedEvent.of(corrected))
+
+
+def feed_input(events: Iterable[Mapping[str, Any]]) -> KnownInput:
+    """The events an API served, as a known input (each is its own ref: the feed's events carry no other mark)."""
+    return KnownInput([InputRecord(event["id"], dict(event), ExpectedEvent.of(event)) for event in events])
+
+
+@dataclass
+class Reconciliation:
+    records: int
+    in_events: int = 0
+    quarantined: int = 0
+    superseded: int = 0
+    """Records whose id's row holds another record's version (re-sends, older versions)."""
+    lost: list[str] = field(default_factory=list)
+    doubled: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    platform: list[str] = field(default_factory=list)
+    """Where the platform's own accounting does not balance or disagrees with the input."""
+
+    @property
+    def problems(self) -> list[str]:
+        named = (
+            ("lost", self.lost),
+            ("doubled", self.doubled),
+            ("in events but never sent", self.extra),
+            ("wrong content", self.wrong),
+            ("platform accounting", self.platform),
+        )
+        return [f"{name}: {', '.join(items[:10])}{' …' if len(items) > 10 else ''}" for name, items in named if items]
+
+    def check(self) -> None:
+        assert not self.problems, "reconciliation failed:\n" + "\n".join(self.problems)
+
+
+EVENT_ROWS = text("SELECT event_id, occurred_at, event_type, user_id, session_id, price FROM events")
+OPEN_QUARANTINE = text(
+    "SELECT stage, reason, event_id, payload::text, raw_record FROM quarantine WHERE resolved_at IS NULL"
+)
+PENDING_ROWS = text("SELECT count(*) FROM staging_events WHERE status = 'pending'")
+OPEN_BATCHES = text("SELECT batch_id FROM raw_batches WHERE staged_at IS NULL ORDER BY batch_id")
+STAGED_DAYS = text("SELECT DISTINCT event_day FROM staging_events WHERE event_day IS NOT NULL ORDER BY 1")
+
+
+def reconcile(engine: Engine, known: KnownInput) -> Reconciliation:
+    """Account for every record of ``known`` in the warehouse (see the module's docstring)."""
+    expected = known.expected_events()
+    with engine.connect() as conn:
+        rows = conn.execute(EVENT_ROWS).all()
+        quarantine_rows = conn.execute(OPEN_QUARANTINE).all()
+        pending = conn.scalar(PENDING_ROWS)
+        open_batches = list(conn.scalars(OPEN_BATCHES))
+        days = list(conn.scalars(STAGED_DAYS))
+    result = Reconciliation(records=len(known.records))
+
+    found = Counter(row.event_id for row in rows)
+    result.doubled = sorted(event_id for event_id, count in found.items() if count > 1)
+    result.extra = sorted(set(found) - set(expected))
+    result.lost = sorted(set(expected) - set(found))
+    for row in rows:
+        want = expected.get(row.event_id)
+        have = ExpectedEvent(row.event_id, row.occurred_at, row.event_type, row.user_id, row.session_id, row.price)
+        if want is not None and have != want:
+            result.wrong.append(f"{row.event_id} is {have}, expected {want}")
+    winners = {id(record) for record in _last_versions(known.records)}
+    for record in known.records:
+        if record.expected is None:
+            continue
+        if id(record) in winners:
+            result.in_events += record.expected.event_id in found
+        else:
+            result.superseded += 1
+
+    texts = [_quarantine_text(row) for row in quarantine_rows]
+    claimed: set[int] = set()
+    for record in known.quarantined():
+        marker = f'"{record.ref}"'
+        matches = [index for index, content in enumerate(texts) if marker in content]
+        reasons = [quarantine_rows[index].reason for index in matches]
+        if not matches:
+            result.lost.append(f"{record.ref} (expected in quarantine)")
+        elif len(matches) > max(1, known.deliveries[record.ref]):
+            result.doubled.append(f"{record.ref} (quarantined {len(matches)} times)")
+        elif record.reason and not all(record.reason in reason for reason in reasons):
+            result.wrong.append(f"{record.ref} quarantined for {reasons}, expected {record.reason!r}")
+        else:
+            result.quarantined += 1
+        claimed.update(matches)
+    for index, row in enumerate(quarantine_rows):
+        if index not in claimed:
+            result.extra.append(f"quarantine row ({row.stage}: {row.reason}) {texts[index][:80]!r}")
+
+    if pending:
+        result.platform.append(f"{pending} staging rows still pending")
+    if open_batches:
+        result.platform.append(f"batches never closed: {open_batches}")
+    result.platform.extend(_platform_accounting(engine, days, len(expected), len(quarantine_rows)))
+    return result
+
+
+def _last_versions(records: list[InputRecord]) -> list[InputRecord]:
+    latest: dict[str, InputRecord] = {}
+    for record in records:
+        if record.expected is not None:
+            latest[record.expected.event_id] = record
+    return list(latest.values())
+
+
+def _quarantine_text(row: Any) -> str:
+    raw = bytes(row.raw_record).decode("utf-8", "replace") if row.raw_record is not None else ""
+    return f"{row.payload or ''}\n{raw}"
+
+
+def _platform_accounting(engine: Engine, days: list[date], expected_events: int, quarantine_rows: int) -> list[str]:
+    """What ``warehouse/reconciliation.py`` says, day by day and batch by batch, and whether it agrees with the input."""
+    problems = []
+    in_events = normalize_quarantined = 0
+    for day in days:
+        accounting = reconcile_day(engine, day)
+        if not accounting.balanced:
+            problems.append(
+                f"{day}: {accounting.unaccounted} staged records unaccounted, "
+                f"{accounting.events_without_record} events rows without a staged record"
+            )
+        in_events += accounting.total("in_events")
+        normalize_quarantined += accounting.total("quarantined")
+    parse_quarantined = 0
+    for batch in reconcile_batches(engine, EVERY_BATCH_DAYS):
+        parse_quarantined += batch.parse_quarantined
+        if batch.unaccounted:
+            problems.append(f"batch {batch.batch_id}: {batch.unaccounted} records unaccounted")
+    if in_events != expected_events:
+        problems.append(f"the platform counts {in_events} staged records in events, the input {expected_events} events")
+    if normalize_quarantined + parse_quarantined != quarantine_rows:
+        problems.append(
+            f"the platform accounts for {normalize_quarantined} + {parse_quarantined} quarantined records, "
+            f"quarantine holds {quarantine_rows}"
+        )
+    return problems
