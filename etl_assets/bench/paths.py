@@ -1,0 +1,170 @@
+"""The measured paths, each run in a fresh process (``python -m etl_assets.bench.paths NAME ARGS``).
+
+A path runs exactly the code the assets run: ``ingest_landing_object`` (the ``staging_events`` asset),
+``merge_days`` over the transform (the ``events`` asset's write), ``replace_window`` with the enrichment
+queries (the daily tables' write). The process prints one JSON line: rows, seconds of the work alone (not
+the imports), its peak resident memory as the kernel counts it, and what the path counted.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.orm import DeclarativeBase, Session
+
+from etl_assets.resources.object_store import s3_client
+from etl_assets.settings import Settings, pii_key
+from etl_assets.sources.landing import LandingObject
+from etl_assets.sources.landing_ingest import ingest_landing_object
+from etl_assets.transform import TRANSFORM_VERSION
+from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.pii import PiiPolicy
+from etl_assets.warehouse.engine import create_warehouse_engine
+from etl_assets.warehouse.enrichment import (
+    daily_funnel_query,
+    product_daily_sales_query,
+    sessions_query,
+    user_daily_activity_query,
+)
+from etl_assets.warehouse.merge import EVENT_COLUMNS, StagedResult, merge_days, normalize_staged
+from etl_assets.warehouse.rebuild import replace_window
+from etl_assets.warehouse.schema import daily_funnel, events, product_daily_sales, sessions, user_daily_activity
+from etl_assets.warehouse.staging import StagedRowsReader, pending_days
+
+SOURCE_TABLE = "bench_event_rows"
+"""A copy of some normalized events, the input of the tutorial paths (which insert rows that are ready)."""
+ACCEPTED = AcceptedTimes.through_today(date(2000, 1, 1), datetime.now(UTC))
+ENRICHMENT = (
+    (user_daily_activity, user_daily_activity_query),
+    (sessions, sessions_query),
+    (daily_funnel, daily_funnel_query),
+    (product_daily_sales, product_daily_sales_query),
+)
+
+
+def _engine(args: dict[str, Any]) -> Engine:
+    return create_warehouse_engine(args["database_url"], pool_size=2, max_overflow=1)
+
+
+def stage(args: dict[str, Any]) -> dict[str, Any]:
+    """A landing file → staging: download, archive, ledger, parse, COPY (the ingest run's work)."""
+    settings = Settings.from_env()
+    client = s3_client(args["s3_endpoint_url"], settings.aws_region)
+    obj = LandingObject(args["key"], args["etag"], args["size"])
+    result = ingest_landing_object(
+        client,
+        _engine(args),
+        obj,
+        landing_bucket=args["landing_bucket"],
+        archive_bucket=args["archive_bucket"],
+        accepted=ACCEPTED,
+    )
+    counts = result.counts
+    return {"rows": counts.records, "staged": counts.staged, "already staged": counts.already_staged}
+
+
+def merge(args: dict[str, Any]) -> dict[str, Any]:
+    """Staging → events: every day with pending rows, normalized and merged (the events run's write)."""
+    engine = _engine(args)
+    reader = StagedRowsReader(engine)
+    policy = PiiPolicy(Settings.from_env().pii_fields, pii_key())
+
+    def results_for(day: date) -> Iterator[StagedResult]:
+        return normalize_staged(reader.rows(day, TRANSFORM_VERSION), ACCEPTED, pii=policy)
+
+    days = [pending.day for pending in pending_days(engine)]
+    counts = merge_days(engine, days, results_for, TRANSFORM_VERSION)
+    return {
+        "rows": counts.received,
+        "inserted": counts.inserted,
+        "unchanged": counts.unchanged,
+        "duplicates": counts.duplicates + counts.superseded,
+        "days": len(days),
+    }
+
+
+def whole(args: dict[str, Any]) -> dict[str, Any]:
+    """The whole file → events in one process: staging, then the merge of the days it touched."""
+    staged = stage(args)
+    merged = merge(args)
+    return {"rows": staged["rows"], "staged": staged["staged"], "inserted": merged["inserted"], "days": merged["days"]}
+
+
+def enrichment(args: dict[str, Any]) -> dict[str, Any]:
+    """A day's four daily tables rebuilt from ``events`` (rows: the day's events read)."""
+    engine = _engine(args)
+    day = date.fromisoformat(args["day"])
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    window = select(events).where(events.c.occurred_at >= start, events.c.occurred_at < start + timedelta(days=1))
+    with engine.connect() as conn:
+        rows = conn.scalar(select(text("count(*)")).select_from(window.subquery()))
+    written = 0
+    for table, query in ENRICHMENT:
+        written += replace_window(engine, table, query(window), (day, day + timedelta(days=1)))[1]
+    return {"rows": rows, "written": written}
+
+
+def _source_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [
+            dict(row) for row in conn.execute(text(f"SELECT {', '.join(EVENT_COLUMNS)} FROM {SOURCE_TABLE}")).mappings()
+        ]
+
+
+def orm_add(args: dict[str, Any]) -> dict[str, Any]:
+    """The tutorial's way: one ORM object per event, ``session.add``, one commit (rows come from a copy of events)."""
+    engine = _engine(args)
+    rows = _source_rows(engine)
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Event(Base):
+        __table__ = events
+
+    started = time.perf_counter()
+    with Session(engine) as session:
+        for row in rows:
+            session.add(Event(**row))
+        session.commit()
+    return {"rows": len(rows), "seconds": time.perf_counter() - started}
+
+
+def core_executemany(args: dict[str, Any]) -> dict[str, Any]:
+    """SQLAlchemy Core ``insert(events)`` with a list of parameter sets (executemany), one transaction."""
+    engine = _engine(args)
+    rows = _source_rows(engine)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(insert(events), rows)
+    return {"rows": len(rows), "seconds": time.perf_counter() - started}
+
+
+PATHS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "stage": stage,
+    "merge": merge,
+    "whole": whole,
+    "enrichment": enrichment,
+    "orm": orm_add,
+    "core": core_executemany,
+}
+
+
+def main() -> None:
+    name, args = sys.argv[1], json.loads(sys.argv[2])
+    started = time.perf_counter()
+    outcome = PATHS[name](args)
+    outcome.setdefault("seconds", time.perf_counter() - started)
+    outcome["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(outcome))
+
+
+if __name__ == "__main__":
+    main()

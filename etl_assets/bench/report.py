@@ -1,0 +1,136 @@
+"""What a bench run found: each path's rows per second and its ratio to psql ``\\copy`` into the same table, peak
+memory, the sensor's ticks, and the targets met or missed; as a table for people and as JSON for tools."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from etl_assets.bench.runner import BenchResult, PathResult
+
+REFERENCE_OF = {
+    "stage": "copy_staging",
+    "copy_staging": "copy_staging",
+    "merge": "copy_events",
+    "whole": "copy_events",
+    "enrichment": "copy_events",
+    "resent": "copy_events",
+    "again": "copy_events",
+    "copy_events": "copy_events",
+    "orm": "copy_events",
+    "core": "copy_events",
+}
+ORDER = ("copy_staging", "stage", "copy_events", "merge", "whole", "again", "resent", "enrichment", "orm", "core")
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    name: str
+    goal: str
+    value: float | None
+    met: bool | None
+    shown: str
+
+
+def ratio(result: BenchResult, key: str) -> float | None:
+    """A path's rows per second over its reference's (both measured in this run)."""
+    path = result.paths.get(key)
+    reference = result.paths.get(REFERENCE_OF.get(key, ""))
+    if path is None or reference is None or not reference.rows_per_second:
+        return None
+    return path.rows_per_second / reference.rows_per_second
+
+
+def _at_least(name: str, value: float | None, goal: float) -> TargetOutcome:
+    met = None if value is None else value >= goal
+    return TargetOutcome(name, f"≥ {goal:g}x \\copy", value, met, "n/a" if value is None else f"{value:.2f}x")
+
+
+def targets(result: BenchResult) -> list[TargetOutcome]:
+    outcomes = [
+        _at_least("landing → staging", ratio(result, "stage"), 0.8),
+        _at_least("staging → events merge", ratio(result, "merge"), 0.6),
+        _at_least("whole file → events", ratio(result, "whole"), 0.4),
+    ]
+    whole, again = result.paths.get("whole"), result.paths.get("again")
+    share = again.seconds / whole.seconds if whole and again and whole.seconds else None
+    outcomes.append(
+        TargetOutcome(
+            "the same file again",
+            "≤ 0.5 of the first run's time",
+            share,
+            None if share is None else share <= 0.5,
+            "n/a" if share is None else f"{share:.3f} of the first",
+        )
+    )
+    if len(result.memory) >= 2:
+        smallest, largest = min(result.memory), max(result.memory)
+        growth = result.memory[largest] / result.memory[smallest]
+        outcomes.append(
+            TargetOutcome(
+                f"peak memory at {largest:,} vs {smallest:,} events",
+                "≤ 1.2x",
+                growth,
+                growth <= 1.2,
+                f"{growth:.2f}x ({result.memory[largest]:.0f} vs {result.memory[smallest]:.0f} MB)",
+            )
+        )
+    if result.sensor is not None:
+        tick = result.sensor.nothing_new_seconds
+        outcomes.append(
+            TargetOutcome(
+                f"sensor tick, nothing new, {result.sensor.seen_objects:,} objects seen",
+                "< 1 s",
+                tick,
+                tick < 1.0,
+                f"{tick:.3f} s",
+            )
+        )
+    return outcomes
+
+
+def _path_json(result: BenchResult, key: str, path: PathResult) -> dict[str, Any]:
+    share = ratio(result, key)
+    return {
+        "name": path.name,
+        "rows": path.rows,
+        "seconds": round(path.seconds, 3),
+        "samples": [round(sample, 3) for sample in path.samples],
+        "rows_per_second": round(path.rows_per_second, 1),
+        "reference": REFERENCE_OF.get(key),
+        "ratio_to_reference": None if share is None else round(share, 3),
+        "peak_rss_mb": round(path.peak_rss_mb, 1),
+        "details": path.details,
+    }
+
+
+def as_json(result: BenchResult) -> dict[str, Any]:
+    ordered = [key for key in ORDER if key in result.paths] + [key for key in result.paths if key not in ORDER]
+    return {
+        "machine": result.machine,
+        "options": {**asdict(result.options), "work_dir": None, "database_url": None},
+        "paths": {key: _path_json(result, key, result.paths[key]) for key in ordered},
+        "peak_rss_mb_by_events": {str(size): round(peak, 1) for size, peak in sorted(result.memory.items())},
+        "sensor": None if result.sensor is None else asdict(result.sensor),
+        "targets": [asdict(outcome) for outcome in targets(result)],
+        "seconds": round(result.seconds, 1),
+    }
+
+
+def table_rows(result: BenchResult) -> list[tuple[str, ...]]:
+    """The table's rows: path, rows, seconds, rows/s, ratio to its \\copy, peak RSS."""
+    rows = []
+    for key in [key for key in ORDER if key in result.paths] + [key for key in result.paths if key not in ORDER]:
+        path = result.paths[key]
+        share = ratio(result, key)
+        rows.append(
+            (
+                path.name,
+                f"{path.rows:,}",
+                f"{path.seconds:.2f}",
+                f"{path.rows_per_second:,.0f}",
+                "—" if share is None else f"{share:.2f}",
+                f"{path.peak_rss_mb:.0f}" if path.peak_rss_mb else "—",
+            )
+        )
+    return rows

@@ -1,0 +1,69 @@
+"""`etl bench` at a tiny size: every path and reference runs on the same rows, and the report adds up.
+
+The figures themselves are not judged here (a timing never decides a test): the test checks that each path
+did the work it names, that each reference loaded exactly the rows the platform wrote, and that every ratio
+is the quotient of the two rates it reports.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EVENTS = 2_000
+
+
+@pytest.fixture(scope="module")
+def bench_report(tmp_path_factory) -> tuple[dict, str]:
+    output = tmp_path_factory.mktemp("bench") / "bench.json"
+    arguments = ["--events", str(EVENTS), "--repeat", "1", "--tutorial-events", "1000", "--sensor-objects", "3000"]
+    arguments += ["--memory-events", "2000,4000", "--output", str(output)]
+    finished = subprocess.run(
+        [sys.executable, "-m", "etl_assets.cli", "bench", *arguments],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    return json.loads(output.read_text()), finished.stdout
+
+
+def test_each_platform_path_does_the_work_it_names(bench_report):
+    paths = bench_report[0]["paths"]
+    assert paths["stage"]["rows"] == EVENTS and paths["stage"]["details"]["staged"] == EVENTS
+    assert paths["merge"]["details"]["inserted"] == EVENTS
+    assert paths["whole"]["details"]["inserted"] == EVENTS
+    assert paths["again"]["details"]["staged"] == 0 and paths["again"]["details"]["inserted"] == 0
+    assert paths["resent"]["details"]["staged"] == EVENTS and paths["resent"]["details"]["inserted"] == 0
+    assert paths["enrichment"]["details"]["written"] > 0
+    assert paths["orm"]["rows"] == paths["core"]["rows"] == 1000
+    assert {paths["memory-2000"]["rows"], paths["memory-4000"]["rows"]} == {2000, 4000}
+
+
+def test_the_references_load_exactly_the_rows_the_platform_wrote(bench_report):
+    paths = bench_report[0]["paths"]
+    assert paths["copy_staging"]["rows"] == paths["stage"]["details"]["staged"]
+    assert paths["copy_events"]["rows"] == paths["merge"]["details"]["inserted"]
+
+
+def test_each_ratio_is_the_path_rate_over_its_reference_rate(bench_report):
+    paths = bench_report[0]["paths"]
+    for key in ("stage", "merge", "whole", "enrichment", "orm", "core"):
+        reference = paths[paths[key]["reference"]]
+        expected = paths[key]["rows_per_second"] / reference["rows_per_second"]
+        assert paths[key]["ratio_to_reference"] == pytest.approx(expected, abs=1e-3)  # rounded to 3 places
+
+
+def test_the_report_names_every_target_and_the_sensor_ticks(bench_report):
+    report, stdout = bench_report
+    names = [target["name"] for target in report["targets"]]
+    assert names[:4] == ["landing → staging", "staging → events merge", "whole file → events", "the same file again"]
+    assert any(name.startswith("peak memory at 4,000 vs 2,000") for name in names)
+    assert any(name.startswith("sensor tick, nothing new, 3,000 objects") for name in names)
+    assert all(target["value"] is not None and target["met"] in (True, False) for target in report["targets"])
+    assert report["sensor"]["new_runs_requested"] == report["sensor"]["new_objects"] == 1000
+    assert report["machine"]["cpus"] and report["machine"]["postgresql"]
+    assert "psql \\copy into staging" in stdout and "landing file → staging" in stdout
