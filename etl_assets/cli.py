@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from typing import NoReturn
 
 import typer
@@ -155,6 +156,7 @@ def seed(
     from botocore.exceptions import BotoCoreError, ClientError
 
     from etl_assets.demo.seeding import seed_landing
+    from etl_assets.progress_bars import SeedBar, progress_bar
     from etl_assets.resources.object_store import s3_client
 
     settings = load_settings()
@@ -172,24 +174,131 @@ def seed(
             aws_access_key_id=local["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=local["AWS_SECRET_ACCESS_KEY"],
         )
+    started = time.monotonic()
     try:
-        report = seed_landing(
-            client,
-            settings.landing_bucket,
-            settings.landing_prefix,
-            last_day=final_day,
-            days=days,
-            files=files,
-            events_per_file=events_per_file,
-            seed=seed_value,
-        )
+        with progress_bar() as progress:
+            report = seed_landing(
+                client,
+                settings.landing_bucket,
+                settings.landing_prefix,
+                last_day=final_day,
+                days=days,
+                files=files,
+                events_per_file=events_per_file,
+                seed=seed_value,
+                progress=SeedBar(progress, files * events_per_file),
+            )
     except (BotoCoreError, ClientError) as error:
         reason = str(error).strip().splitlines()[0]
         fail(f"cannot write to s3://{settings.landing_bucket} ({reason}): start `etl dev`, or check the AWS settings")
     say(
-        f"wrote {report.files} files, {report.records} records ({report.first_day} to {report.last_day}) "
-        f"to s3://{settings.landing_bucket}/{settings.landing_prefix}"
+        f"wrote {report.files} files, {report.records:,} records, {report.days} days ({report.first_day} to "
+        f"{report.last_day}) to s3://{settings.landing_bucket}/{settings.landing_prefix} in "
+        f"{time.monotonic() - started:.1f}s"
     )
+
+
+@app.command()
+def bench(
+    events: int = typer.Option(200_000, min=1_000, help="Events in the benchmark file (2 days, JSONL)."),
+    seed_value: int = typer.Option(7, "--seed", help="Seed of the generator: the same seed writes the same file."),
+    repeat: int = typer.Option(3, min=1, max=20, help="Times each path and reference is measured (median kept)."),
+    tutorial_events: int = typer.Option(50_000, min=1_000, help="Events inserted by the ORM and executemany paths."),
+    memory_events: str = typer.Option(
+        "", help="Sizes of extra whole-file runs for peak memory, e.g. 1000000,5000000 (default: none)."
+    ),
+    sensor_objects: int = typer.Option(100_000, min=0, help="Objects the S3 sensor has seen (0: no sensor bench)."),
+    output: str = typer.Option("", help="Where to write the JSON (default: ETL_HOME/bench/bench-<time>.json)."),
+) -> None:
+    """Measure the load paths against PostgreSQL's own COPY: psql \\copy of the same rows into the same tables on
+    the same server, in the same run, and the S3 sensor's tick over a bucket of 100,000 objects.
+
+    Starts its own PostgreSQL and S3 endpoint (or uses DATABASE_URL's server, creating a database etl_bench
+    there). Prints a table and the JSON; the default size takes about 5 minutes on 2 cores.
+    """
+    import json
+    from datetime import datetime
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from etl_assets.bench import report, runner
+    from etl_assets.bench.references import PsqlMissing, psql_binary
+    from etl_assets.progress_bars import progress_bar
+
+    settings = load_settings()
+    try:
+        sizes = tuple(int(size.replace("_", "")) for size in memory_events.split(",") if size.strip())
+    except ValueError:
+        fail(f"--memory-events {memory_events!r} is not a list of numbers: write it as 1000000,5000000")
+    try:
+        psql_binary()
+    except PsqlMissing as error:
+        fail(str(error))
+    options = runner.BenchOptions(
+        events=events,
+        seed=seed_value,
+        repeat=repeat,
+        tutorial_events=tutorial_events,
+        memory_events=sizes,
+        sensor_seen=sensor_objects,
+        database_url=os.environ.get("DATABASE_URL") or None,
+    )
+    with progress_bar() as progress:
+        task = progress.add_task("bench", total=runner.planned_steps(options))
+
+        def show(description: str, done: bool) -> None:
+            progress.update(task, description=description, advance=1 if done else 0)
+
+        result = runner.run(options, show)
+
+    table = Table(title=f"{events:,} events, median of {repeat}; ratio = rows/s ÷ psql \\copy into the same table")
+    for heading in ("path", "rows", "seconds", "rows/s", "ratio", "peak RSS MB"):
+        table.add_column(heading, justify="left" if heading == "path" else "right")
+    for row in report.table_rows(result):
+        table.add_row(*row)
+    Console().print(table)
+    if result.sensor is not None:
+        ticks = result.sensor
+        say(
+            f"sensor     {ticks.seen_objects:,} objects seen: a tick with nothing new {ticks.nothing_new_seconds:.3f} s; "
+            f"with {ticks.new_objects:,} new {ticks.new_objects_seconds:.3f} s ({ticks.new_runs_requested} runs "
+            f"requested); a sweep page {ticks.sweep_page_seconds:.3f} s"
+        )
+    for outcome in report.targets(result):
+        mark = {True: "met   ", False: "missed", None: "n/a   "}[outcome.met]
+        say(f"target     {mark} {outcome.name}: {outcome.shown} (goal {outcome.goal})")
+    document = report.as_json(result)
+    path = Path(output) if output else settings.etl_home / "bench" / f"bench-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    say(json.dumps(document, default=str))
+    say(f"wrote      {path} ({result.seconds:.0f} s)")
+
+
+@app.command()
+def status() -> None:
+    """Print the state of the platform: which services answer (warehouse, S3, the Dagster webserver and daemon, the
+    collector), rows waiting in staging, what quarantine holds, when each source last sent, and the last run,
+    materialization and freshness of every asset.
+
+    Exits 1 with one line saying what is down and what to do when any part does not answer.
+    """
+    from etl_assets.observability.platform_status import collect_status, problems_line, render_status
+
+    settings = load_settings()
+    report = collect_status(settings)
+    if not any(service.up for service in report.services):
+        fail(
+            "the platform is not running: nothing answers (warehouse "
+            f"{report.services[0].address}, Dagster {settings.ui_base_url}): start it with `uv run etl dev`, or set "
+            "DATABASE_URL, AWS_ENDPOINT_URL_S3 and ETL_UI_URL to where it runs"
+        )
+    for line in render_status(report):
+        say(line)
+    if report.down:
+        fail(problems_line(report))
 
 
 @app.command("config")
