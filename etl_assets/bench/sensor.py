@@ -137,8 +137,7 @@ def _put_new_objects(definitions: Any, count: int) -> None:
 
 
 def main(last_seen: str, new: int) -> None:
-    import resource
-
+    from etl_assets.bench.paths import peak_rss_mb
     from etl_assets.definitions import defs
     from etl_assets.sources.landing import LandingCursor
 
@@ -160,7 +159,7 @@ def main(last_seen: str, new: int) -> None:
                 "new_objects_seconds": new_seconds,
                 "new_runs_requested": len(new_result.run_requests or []),
                 "sweep_page_seconds": sweep_seconds,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
             }
         )
     )
