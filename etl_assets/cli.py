@@ -157,23 +157,14 @@ def seed(
 
     from etl_assets.demo.seeding import seed_landing
     from etl_assets.progress_bars import SeedBar, progress_bar
-    from etl_assets.resources.object_store import s3_client
+    from etl_assets.resources.object_store import platform_s3_client
 
     settings = load_settings()
     try:
         final_day = date.fromisoformat(last_day) if last_day else datetime.now(UTC).date() - timedelta(days=1)
     except ValueError:
         fail(f"--last-day {last_day!r} is not a date: write it as YYYY-MM-DD")
-    if settings.s3_is_external:
-        client = s3_client(settings.s3_endpoint_url, settings.aws_region)
-    else:
-        local = Settings.local_s3_credentials()
-        client = s3_client(
-            f"http://127.0.0.1:{settings.s3_port}",
-            settings.aws_region,
-            aws_access_key_id=local["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=local["AWS_SECRET_ACCESS_KEY"],
-        )
+    client = platform_s3_client(settings)
     started = time.monotonic()
     try:
         with progress_bar() as progress:

@@ -642,3 +642,8 @@ class Settings:
     def local_s3_credentials() -> dict[str, str]:
         """Credentials the local S3 endpoint accepts (moto checks none); boto3 needs some to sign."""
         return dict(_LOCAL_S3_CREDENTIALS)
+
+    @staticmethod
+    def local_s3_client_credentials() -> dict[str, str]:
+        """The same credentials as boto3's keyword arguments (``aws_access_key_id``, ``aws_secret_access_key``)."""
+        return {name.lower(): value for name, value in _LOCAL_S3_CREDENTIALS.items()}

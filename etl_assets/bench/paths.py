@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from etl_assets.resources.object_store import s3_client
@@ -105,7 +105,7 @@ def enrichment(args: dict[str, Any]) -> dict[str, Any]:
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     window = select(events).where(events.c.occurred_at >= start, events.c.occurred_at < start + timedelta(days=1))
     with engine.connect() as conn:
-        rows = conn.scalar(select(text("count(*)")).select_from(window.subquery()))
+        rows = conn.scalar(select(func.count()).select_from(window.subquery()))
     written = 0
     for table, query in ENRICHMENT:
         written += replace_window(engine, table, query(window), (day, day + timedelta(days=1)))[1]

@@ -223,16 +223,10 @@ class _Bench:
         self.paths: dict[str, PathResult] = {}
         self.memory: dict[int, float] = {}
         self.tutorial_rows = min(options.tutorial_events, options.events)
-        local = Settings.local_s3_credentials()
-        self.client = s3_client(
-            s3_endpoint,
-            "us-east-1",
-            aws_access_key_id=local["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=local["AWS_SECRET_ACCESS_KEY"],
-        )
+        self.client = s3_client(s3_endpoint, "us-east-1", **Settings.local_s3_client_credentials())
         self.child_env = {
             **os.environ,
-            **local,
+            **Settings.local_s3_credentials(),
             "DATABASE_URL": database_url,
             "ETL_PII_KEY": BENCH_PII_KEY,
             "AWS_ENDPOINT_URL_S3": s3_endpoint,

@@ -80,7 +80,7 @@ def measure(database_url: str, seen: int, new: int, env: dict[str, str]) -> Sens
     try:
         endpoint = f"http://127.0.0.1:{port}"
         bucket = "bench-sensor-landing"
-        s3_client(endpoint, "us-east-1", **_credentials()).create_bucket(Bucket=bucket)
+        s3_client(endpoint, "us-east-1", **Settings.local_s3_client_credentials()).create_bucket(Bucket=bucket)
         last_seen = fill_bucket(bucket, seen, database_url)
         child_env = {
             **env,
@@ -105,16 +105,6 @@ def measure(database_url: str, seen: int, new: int, env: dict[str, str]) -> Sens
         return SensorTicks(seen_objects=seen, new_objects=new, **figures)
     finally:
         server.stop()
-
-
-def _credentials() -> dict[str, str]:
-    from etl_assets.settings import Settings
-
-    credentials = Settings.local_s3_credentials()
-    return {
-        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
-    }
 
 
 def _tick(definitions: Any, cursor: str) -> tuple[float, Any]:

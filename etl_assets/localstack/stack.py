@@ -234,7 +234,7 @@ class DevStack:
                 f"the local S3 endpoint did not start ({_first_line(error)}): see {self.s3.log_path}"
             ) from None
         self.s3_endpoint = self.s3.endpoint_url
-        client = s3_client(self.s3_endpoint, settings.aws_region, **_credentials(Settings.local_s3_credentials()))
+        client = s3_client(self.s3_endpoint, settings.aws_region, **Settings.local_s3_client_credentials())
         for bucket in buckets:
             client.create_bucket(Bucket=bucket)
         self.say(f"s3         {self.s3_endpoint}  buckets {', '.join(buckets)} (local moto server, kept in memory)")
@@ -367,7 +367,3 @@ class DevStack:
         if self.postgres is not None:
             self.postgres.stop()
         return time.monotonic() - started
-
-
-def _credentials(values: dict[str, str]) -> dict[str, str]:
-    return {"aws_access_key_id": values["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": values["AWS_SECRET_ACCESS_KEY"]}

@@ -160,11 +160,7 @@ def probe_s3(settings: Settings) -> ServiceState:
         endpoint, credentials = settings.s3_endpoint_url, {}
     else:
         endpoint = f"http://127.0.0.1:{settings.s3_port}"
-        local = Settings.local_s3_credentials()
-        credentials = {
-            "aws_access_key_id": local["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": local["AWS_SECRET_ACCESS_KEY"],
-        }
+        credentials = Settings.local_s3_client_credentials()
     client = boto3.client(
         "s3",
         endpoint_url=endpoint,

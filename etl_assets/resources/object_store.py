@@ -9,6 +9,8 @@ from botocore.config import Config
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from etl_assets.settings import Settings
+
 RETRIES = 8
 """Retries of a failed call (503 SlowDown and other throttling, 5xx, a timeout, a dropped connection): botocore
 waits a random time up to 1, 2, 4, … 20 s before each, so a pipeline step rides out a minute or so of trouble."""
@@ -45,6 +47,16 @@ def s3_client(
             read_timeout=read_timeout,
         ),
         **credentials,
+    )
+
+
+def platform_s3_client(settings: Settings) -> Any:
+    """The client of the platform's object store: the configured endpoint with the AWS chain, or the local one of
+    ``etl dev`` with the credentials it accepts."""
+    if settings.s3_is_external:
+        return s3_client(settings.s3_endpoint_url, settings.aws_region)
+    return s3_client(
+        f"http://127.0.0.1:{settings.s3_port}", settings.aws_region, **Settings.local_s3_client_credentials()
     )
 
 

@@ -3,14 +3,12 @@ the GraphQL API, `etl status`): starting it costs half a minute, a test's own da
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import S3_CREDENTIALS
-from tests.e2e.dev_platform import DevPlatform, FailedCheck, ctrl_c, isolated_env, shop_events, start_etl_dev
+from tests.e2e.dev_platform import DevPlatform, FailedCheck, ctrl_c, shop_events, start_dev_platform
 
 STARTUP_LIMIT = 180
 
@@ -21,24 +19,10 @@ def dev_platform(
 ) -> Iterator[DevPlatform]:
     """`etl dev` with its own PostgreSQL, Dagster and collector, on the session's S3 endpoint with buckets of its
     own (so no demo files are seeded: each test drops the files it means to)."""
-    from etl_assets.resources.object_store import s3_client
-
-    s3 = s3_client(s3_endpoint, "us-east-1", **S3_CREDENTIALS)
-    suffix = uuid.uuid4().hex[:10]
-    landing, archive = f"e2e-landing-{suffix}", f"e2e-archive-{suffix}"
-    for bucket in (landing, archive):
-        s3.create_bucket(Bucket=bucket)
-    env = isolated_env(
-        tmp_path_factory.mktemp("etl-dev") / "etl-home",
-        AWS_ENDPOINT_URL_S3=s3_endpoint,
-        AWS_ACCESS_KEY_ID=S3_CREDENTIALS["aws_access_key_id"],
-        AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS["aws_secret_access_key"],
-        AWS_REGION="us-east-1",
-        ETL_LANDING_BUCKET=landing,
-        ETL_ARCHIVE_BUCKET=archive,
+    platform = start_dev_platform(
+        s3_endpoint, tmp_path_factory.mktemp("etl-dev") / "etl-home", request.config.rootpath / "test-artifacts", "e2e"
     )
-    run = start_etl_dev(env)
-    platform = DevPlatform(run, env, s3, landing, request.config.rootpath / "test-artifacts")
+    run = platform.run
     try:
         run.wait_for("ready", STARTUP_LIMIT)
         yield platform

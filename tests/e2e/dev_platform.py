@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -22,8 +23,10 @@ from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy import Engine, text
 
 from etl_assets.localstack.processes import free_port
+from etl_assets.resources.object_store import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
+from tests.conftest import S3_CREDENTIALS
 from tests.harness import stage_payloads
 
 ETL = str(Path(sys.executable).parent / "etl")
@@ -326,3 +329,23 @@ class FailedCheck:
     run_id: str
     run_status: str
     bad_event_ids: list[str]
+
+
+def start_dev_platform(s3_endpoint: str, home: Path, artifacts: Path, bucket_prefix: str) -> DevPlatform:
+    """`etl dev` starting (wait for its ``ready`` line) on ``s3_endpoint``, with a landing and an archive bucket of
+    its own, created here and empty: no demo files are seeded, each test drops the files it means to."""
+    s3 = s3_client(s3_endpoint, "us-east-1", **S3_CREDENTIALS)
+    suffix = uuid.uuid4().hex[:10]
+    landing, archive = f"{bucket_prefix}-landing-{suffix}", f"{bucket_prefix}-archive-{suffix}"
+    for bucket in (landing, archive):
+        s3.create_bucket(Bucket=bucket)
+    env = isolated_env(
+        home,
+        AWS_ENDPOINT_URL_S3=s3_endpoint,
+        AWS_ACCESS_KEY_ID=S3_CREDENTIALS["aws_access_key_id"],
+        AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS["aws_secret_access_key"],
+        AWS_REGION="us-east-1",
+        ETL_LANDING_BUCKET=landing,
+        ETL_ARCHIVE_BUCKET=archive,
+    )
+    return DevPlatform(start_etl_dev(env), env, s3, landing, artifacts)

@@ -24,7 +24,6 @@ import random
 import re
 import signal
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,13 +40,11 @@ from sqlalchemy import Engine, text
 from etl_assets.collector.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from etl_assets.demo.events_api import FeedSettings, create_app, decode_cursor
 from etl_assets.localstack.processes import free_port
-from etl_assets.resources.object_store import s3_client
 from etl_assets.warehouse.merge import MERGE_LOCK_KEY
 from etl_assets.warehouse.schema import DAILY_TABLES
 from etl_assets.warehouse.staging import DEFAULT_CHUNK_SIZE
 from tests.asgi_server import serve
-from tests.conftest import S3_CREDENTIALS
-from tests.e2e.dev_platform import FINISHED, DevPlatform, ctrl_c, isolated_env, start_etl_dev
+from tests.e2e.dev_platform import FINISHED, DevPlatform, ctrl_c, start_dev_platform
 from tests.harness import Pipeline, pipeline, table_rows
 from tests.kill_points import Gate, Gates, HeldRequest, LockGate, RowGate
 from tests.reliability import KnownInput, Reconciliation, feed_input, reconcile, shop_input
@@ -669,22 +666,10 @@ def test_dagster_retries_the_runs_it_lost(
     connection that waits at the gate. The code server sees its run process die and fails the run; the daemon
     retries it; nothing else is done by the test before it reconciles."""
     started = time.perf_counter()
-    s3 = s3_client(s3_endpoint, "us-east-1", **S3_CREDENTIALS)
-    suffix = uuid.uuid4().hex[:10]
-    landing, archive = f"crash-landing-{suffix}", f"crash-archive-{suffix}"
-    for bucket in (landing, archive):
-        s3.create_bucket(Bucket=bucket)
-    env = isolated_env(
-        tmp_path_factory.mktemp("etl-dev") / "etl-home",
-        AWS_ENDPOINT_URL_S3=s3_endpoint,
-        AWS_ACCESS_KEY_ID=S3_CREDENTIALS["aws_access_key_id"],
-        AWS_SECRET_ACCESS_KEY=S3_CREDENTIALS["aws_secret_access_key"],
-        AWS_REGION="us-east-1",
-        ETL_LANDING_BUCKET=landing,
-        ETL_ARCHIVE_BUCKET=archive,
+    platform = start_dev_platform(
+        s3_endpoint, tmp_path_factory.mktemp("etl-dev") / "etl-home", tmp_path_factory.mktemp("artifacts"), "crash"
     )
-    dev = start_etl_dev(env)
-    platform = DevPlatform(dev, env, s3, landing, tmp_path_factory.mktemp("artifacts"))
+    dev, s3, landing = platform.run, platform.s3, platform.landing_bucket
     with ExitStack() as stack:
         stack.callback(lambda: ctrl_c(dev))
         dev.wait_for("ready", 180)
