@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from etl_assets.sources.archive import archive_body, body_key
 from etl_assets.transform.inbound import AcceptedRequest, request_records
 from etl_assets.transform.normalize import AcceptedTimes
-from etl_assets.warehouse.staging import BatchEntry, StagingCounts, stage_batch
+from etl_assets.warehouse.staging import BatchEntry, StagingCounts, find_batch, stage_batch
 
 FLUSH_RETRY_SECONDS = 3.0
 """How long a flush retries a database that went away before its requests are answered 503. Short, unlike a
@@ -80,6 +80,12 @@ class StagingWriter:
             archived = archive_body(self.s3, self.archive_bucket, key, body, "application/gzip")
         except Exception as error:
             return GroupResult(source, None, None, error)
+        commit_sent = False
+
+        def note_commit(_conn: object) -> None:
+            nonlocal commit_sent
+            commit_sent = True
+
         try:
             counts = stage_batch(
                 self.engine,
@@ -93,14 +99,35 @@ class StagingWriter:
                 ),
                 request_records(requests),
                 self.accepted_times(),
+                before_commit=note_commit,
                 retry_seconds=self.retry_seconds,
             )
         except Exception as error:
-            self._forget(key)
+            staged = self._staged_after_all(batch_id) if commit_sent else False
+            if staged:
+                return GroupResult(source, batch_id, None, None)
+            if staged is False:
+                self._forget(key)
             return GroupResult(source, None, None, error)
         return GroupResult(source, batch_id, counts, None)
 
+    def _staged_after_all(self, batch_id: str) -> bool | None:
+        """Whether a batch whose COMMIT was sent but not acknowledged is in the ledger (``None``: cannot tell).
+
+        A connection lost after the server committed looks, to the client, like any other failure. The ledger
+        says which it was: a committed batch is durable, so its requests are answered 200 and its archive kept.
+        """
+        try:
+            entry = find_batch(self.engine, batch_id)
+        except Exception:
+            return None
+        return entry is not None and entry["staged_at"] is not None
+
     def _forget(self, key: str) -> None:
-        """Remove the archived body of a batch that was not staged: its senders were told to send it again."""
+        """Remove the archived body of a batch that surely was not staged: its senders were told to send it again.
+
+        When it cannot be told whether the batch committed, the body stays: an archive object no ledger row names
+        costs only its bytes until retention removes it, while a deleted body of a committed batch is lost.
+        """
         with contextlib.suppress(Exception):
             self.s3.delete_object(Bucket=self.archive_bucket, Key=key)

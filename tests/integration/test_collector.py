@@ -31,6 +31,7 @@ from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.schema import quarantine, raw_batches, staging_events
 from tests.asgi_server import serve
+from tests.pg_commit_cutter import commit_cutter
 
 WRITE_KEY = "wk_test"
 SECRET = "whsec_acme"
@@ -345,3 +346,37 @@ def test_while_the_database_is_down_requests_get_503_with_retry_after_and_nothin
     assert ledger == 2
     keys = [item["Key"] for item in s3.list_objects_v2(Bucket=buckets["archive"]).get("Contents", [])]
     assert len(keys) == 2, "the refused request's body must not stay in the archive"
+
+
+def test_a_flush_whose_commit_landed_but_whose_answer_was_lost_is_answered_200_and_keeps_its_archive(
+    postgres_server: EmbeddedPostgres, warehouse_url: str, warehouse_engine: Engine, s3, buckets: dict[str, str]
+):
+    """The connection drops after the server committed the batch: the client got an error, the ledger has the
+    batch. Its requests are durable, so they are answered 200, and its archived body (which the ledger names)
+    must stay."""
+    with commit_cutter(postgres_server.port) as cutter:
+        engine = create_warehouse_engine(cutter.url_for(warehouse_url), pool_size=2, max_overflow=0, connect_timeout=3)
+        app, _ = start_collector(engine, s3, buckets["archive"])
+        with serve(app) as url:
+            collector = Collector(url, warehouse_engine, s3, buckets["archive"], CollectorMetrics())
+            cutter.cutting = True
+            response = collector.webhook(json.dumps(purchase("lost-answer")).encode())
+            cutter.cutting = False
+            assert cutter.commits_cut >= 1
+            assert response.status_code == 200, response.text
+            assert collector.webhook(json.dumps(purchase("answered")).encode()).status_code == 200
+        engine.dispose()
+
+    with warehouse_engine.connect() as conn:
+        staged = conn.scalars(select(staging_events.c.event_id).order_by("id")).all()
+        archive_keys = conn.scalars(select(raw_batches.c.archive_key).order_by("batch_id")).all()
+    assert staged == ["lost-answer", "answered"]
+    listing = s3.list_objects_v2(Bucket=buckets["archive"]).get("Contents", [])
+    assert sorted(item["Key"] for item in listing) == sorted(archive_keys)
+    [request] = archived_requests(collector, batch_of(warehouse_engine, "lost-answer"))
+    assert json.loads(request.body)["id"] == "lost-answer"
+
+
+def batch_of(engine: Engine, event_id: str) -> str:
+    with engine.connect() as conn:
+        return conn.scalar(select(staging_events.c.batch_id).where(staging_events.c.event_id == event_id))
