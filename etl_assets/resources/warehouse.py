@@ -18,6 +18,12 @@ class WarehouseResource(ConfigurableResource):
     database_url: str = Field(description="SQLAlchemy URL of the warehouse database.")
     pool_size: int = Field(default=5, description="Connections kept open per process.")
     max_overflow: int = Field(default=5, description="Connections allowed beyond the pool under load.")
+    connect_timeout: int = Field(
+        default=10,
+        description="Seconds a connection attempt waits for the server (a connect_timeout in the URL wins). Without "
+        "it a server that does not answer holds a step in the kernel's TCP connect for minutes, past the retries' "
+        "budget for transient errors.",
+    )
 
     _engine: Engine | None = PrivateAttr(default=None)
 
@@ -28,6 +34,7 @@ class WarehouseResource(ConfigurableResource):
                 self.database_url,
                 pool_size=self.pool_size,
                 max_overflow=self.max_overflow,
+                connect_timeout=self.connect_timeout,
                 ssl=settings.db_ssl_params,
                 pgbouncer=settings.db_pgbouncer,
             )

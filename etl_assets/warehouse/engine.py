@@ -21,7 +21,8 @@ def create_warehouse_engine(
     ssl: Mapping[str, str] | None = None,
     pgbouncer: bool = False,
 ) -> Engine:
-    """``connect_timeout`` (seconds) bounds how long a connection attempt to an unreachable server waits.
+    """``connect_timeout`` (seconds) bounds how long a connection attempt to an unreachable server waits; a
+    ``connect_timeout`` in the URL's query wins over it.
 
     ``pgbouncer``: the URL points at PgBouncer in transaction mode (ETL_DB_PGBOUNCER; see ``connect_options``).
 
@@ -37,6 +38,8 @@ def create_warehouse_engine(
         url = parse_database_url(url)
     # SQLAlchemy lets connect_args override the URL's query: leave out the TLS parameters the URL sets itself.
     tls: dict[str, Any] = {name: value for name, value in (ssl or {}).items() if name not in url.query}
+    if "connect_timeout" in url.query:
+        connect_timeout = None
     return create_engine(
         with_driver(url, "psycopg"),
         pool_size=pool_size,

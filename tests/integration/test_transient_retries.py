@@ -256,3 +256,36 @@ def test_a_rebuild_of_a_daily_table_is_retried_after_a_serialization_failure(
         assert conn.scalar(text("SELECT count(*) FROM user_daily_activity")) == 1  # one user, one day
     (message,) = retry_messages(retry_log)
     assert "rebuilding user_daily_activity" in message and "SQLSTATE 40001" in message
+
+
+def test_a_server_that_never_answers_fails_the_connection_at_the_resources_connect_timeout():
+    """A listening socket that never speaks: without a connect timeout libpq would wait on it for good."""
+    import socket
+
+    from sqlalchemy.exc import OperationalError
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        resource = WarehouseResource(database_url=f"postgresql://etl@127.0.0.1:{port}/warehouse", connect_timeout=1)
+        engine = resource.get_engine()
+        with pytest.raises(OperationalError, match="timeout"):
+            engine.connect()
+        engine.dispose()
+
+
+def test_a_connect_timeout_in_the_url_wins_over_the_resources():
+    from sqlalchemy import event
+
+    resource = WarehouseResource(database_url="postgresql://etl@127.0.0.1:1/warehouse?connect_timeout=3")
+    engine = resource.get_engine()
+    seen: dict = {}
+
+    @event.listens_for(engine, "do_connect")
+    def capture(dialect, record, cargs, cparams):
+        seen.update(cparams)
+        raise ConnectionAbortedError("captured the connection parameters")
+
+    with pytest.raises(Exception, match="captured"):
+        engine.connect()
+    engine.dispose()
+    assert seen["connect_timeout"] == "3"
