@@ -44,10 +44,7 @@ def failed_check(dev_platform: DevPlatform) -> FailedCheck:
         for number, event in enumerate(shop_events("badday", day, 160))
     ]
     dev_platform.stage("e2e-bad-day", payloads)
-    # No run retry: the failure is the point, and a retry would only evaluate the same bad day again.
-    run_id = dev_platform.client.submit_job_execution(
-        "daily_events_job", tags={"dagster/partition": day.isoformat(), "dagster/max_retries": "0"}
-    )
+    run_id = dev_platform.client.submit_job_execution("daily_events_job", tags={"dagster/partition": day.isoformat()})
     status = dev_platform.wait_for_run(run_id)
     bad = [payload["id"] for payload in payloads if payload["type"] == "wishlist_add"]
-    return FailedCheck(day, run_id, status, bad)
+    return FailedCheck(day, run_id, status, bad, dev_platform.tags_once_failed(run_id))

@@ -265,6 +265,18 @@ class DevPlatform:
     def runs(self, **filters: Any) -> list[dict[str, Any]]:
         return self.graphql(RUNS, {"filter": filters})["runsOrError"]["results"]
 
+    def tags_once_failed(self, run_id: str, timeout: float = 60) -> dict[str, str]:
+        """A failed run's tags, once Dagster has decided whether to retry it (it tags ``dagster/will_retry`` just
+        after the failure is stored)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            [run] = self.runs(runIds=[run_id])
+            tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+            if "dagster/will_retry" in tags:
+                return tags
+            time.sleep(0.5)
+        raise AssertionError(f"run {run_id} was not tagged dagster/will_retry within {timeout}s")
+
     def wait_for_tagged_run(self, key: str, value: str, timeout: float = 240) -> dict[str, Any]:
         """The first run tagged ``key=value`` once it has finished."""
         deadline = time.monotonic() + timeout
@@ -329,6 +341,7 @@ class FailedCheck:
     run_id: str
     run_status: str
     bad_event_ids: list[str]
+    run_tags: dict[str, str]
 
 
 def start_dev_platform(s3_endpoint: str, home: Path, artifacts: Path, bucket_prefix: str) -> DevPlatform:

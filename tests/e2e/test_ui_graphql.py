@@ -126,6 +126,13 @@ def test_the_s3_sensor_starts_a_run_for_a_new_file_that_succeeds(dev_platform: D
     assert staged == 25
 
 
+def test_a_run_stopped_by_a_blocking_check_is_not_retried(failed_check: FailedCheck):
+    """The same bad day would fail the same check again: run retries are for crashed runs, not failed steps."""
+    assert failed_check.run_status == "FAILURE"
+    assert failed_check.run_tags["dagster/failure_reason"] == "STEP_FAILURE"
+    assert failed_check.run_tags["dagster/will_retry"] == "false"
+
+
 def test_a_failed_check_shows_its_failing_rows(dev_platform: DevPlatform, failed_check: FailedCheck):
     assert failed_check.run_status == "FAILURE"  # the blocking check held the day back
     executions = [

@@ -550,7 +550,7 @@ def test_instance_config_validates(path):
     config = validate_instance(path)
     assert config["telemetry"] == {"enabled": False}
     assert config["freshness"] == {"enabled": True}
-    assert config["run_retries"]["enabled"] is True
+    assert config["run_retries"] == {"enabled": True, "max_retries": 2, "retry_on_asset_or_op_failure": False}
     assert config["storage"] == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
 
