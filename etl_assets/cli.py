@@ -157,7 +157,7 @@ def seed(
 
     from etl_assets.demo.seeding import seed_landing
     from etl_assets.progress_bars import SeedBar, progress_bar
-    from etl_assets.resources.object_store import platform_s3_client
+    from etl_assets.sources.s3 import platform_s3_client
 
     settings = load_settings()
     try:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from etl_assets.localstack.postgres import EmbeddedPostgres
 from etl_assets.localstack.processes import free_port
 from etl_assets.localstack.s3 import LocalS3
-from etl_assets.resources.object_store import s3_client
+from etl_assets.sources.s3 import s3_client
 from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 

@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from etl_assets.resources.object_store import s3_client
 from etl_assets.settings import Settings, pii_key
 from etl_assets.sources.landing import LandingObject
 from etl_assets.sources.landing_ingest import ingest_landing_object
+from etl_assets.sources.s3 import s3_client
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy

@@ -30,8 +30,8 @@ from etl_assets.bench.references import Psql, copy_events, copy_staging, export_
 from etl_assets.bench.sensor import SensorTicks
 from etl_assets.bench.sensor import measure as measure_sensor
 from etl_assets.demo.landing_files import write_large_file
-from etl_assets.resources.object_store import s3_client
 from etl_assets.settings import Settings
+from etl_assets.sources.s3 import s3_client
 from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.merge import EVENT_COLUMNS

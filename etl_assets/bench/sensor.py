@@ -70,8 +70,8 @@ def measure(database_url: str, seen: int, new: int, env: dict[str, str]) -> Sens
     from moto.server import ThreadedMotoServer
 
     from etl_assets.localstack.processes import free_port
-    from etl_assets.resources.object_store import s3_client
     from etl_assets.settings import Settings
+    from etl_assets.sources.s3 import s3_client
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()

@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 from etl_assets.collector.app import CollectorConfig, create_app
 from etl_assets.collector.metrics import CollectorMetrics
 from etl_assets.collector.writer import GroupResult, StagingWriter
-from etl_assets.resources.object_store import s3_client
 from etl_assets.settings import Settings, segment_write_keys, webhook_secrets
+from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
 

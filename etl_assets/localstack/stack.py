@@ -26,8 +26,8 @@ from etl_assets.localstack.dagster import DagsterDev, dagster_home
 from etl_assets.localstack.http_service import HttpService
 from etl_assets.localstack.postgres import EmbeddedPostgres, ensure_database
 from etl_assets.localstack.s3 import LocalS3
-from etl_assets.resources.object_store import s3_client
 from etl_assets.settings import Settings, redact, with_driver, with_ssl
+from etl_assets.sources.s3 import s3_client
 from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 

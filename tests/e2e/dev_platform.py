@@ -23,7 +23,7 @@ from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy import Engine, text
 
 from etl_assets.localstack.processes import free_port
-from etl_assets.resources.object_store import s3_client
+from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
 from tests.conftest import S3_CREDENTIALS

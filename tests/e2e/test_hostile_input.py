@@ -29,7 +29,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from etl_assets.localstack.postgres import EmbeddedPostgres
-from etl_assets.resources.object_store import s3_client
+from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.records import NUL_REASON, TRUNCATED_REASON
 from etl_assets.warehouse.drift import FIELD_NAME_CHARS
 from etl_assets.warehouse.engine import create_warehouse_engine

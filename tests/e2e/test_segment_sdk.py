@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text
 
 from etl_assets.collector.app import CollectorConfig, create_app
 from etl_assets.collector.writer import StagingWriter
-from etl_assets.resources.object_store import s3_client
+from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.schema import events, quarantine, staging_events

@@ -20,10 +20,10 @@ from sqlalchemy import Engine, text
 
 from etl_assets.collector.service import build_app
 from etl_assets.localstack.processes import free_port
-from etl_assets.resources.object_store import s3_client
 from etl_assets.settings import Settings
 from etl_assets.sources.landing import list_objects_after
 from etl_assets.sources.landing_ingest import ingest_landing_object
+from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from tests.asgi_server import serve
 from tests.conftest import S3_CREDENTIALS

@@ -1,0 +1,61 @@
+"""The S3 client every part of the platform reaches the object store with (pipeline steps, the collector, the
+local stack): botocore's standard retries, bounded timeouts, path-style addressing for local endpoints.
+
+Free of Dagster, so the collector starts without importing it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from etl_assets.settings import Settings
+
+RETRIES = 8
+"""Retries of a failed call (503 SlowDown and other throttling, 5xx, a timeout, a dropped connection): botocore
+waits a random time up to 1, 2, 4, … 20 s before each, so a pipeline step rides out a minute or so of trouble."""
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 60.0
+"""Silence on an open connection before the call counts as timed out and is retried. Not shorter: a server-side
+copy of a large object may say nothing for a long while."""
+
+
+def s3_client(
+    endpoint_url: str | None,
+    region_name: str,
+    *,
+    retries: int = RETRIES,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+    **credentials: str,
+) -> Any:
+    """A boto3 S3 client with botocore's standard retries (503 SlowDown and other throttling, 5xx, a copy that
+    fails after its 200, timeouts, dropped connections; exponential backoff with full jitter) and path-style
+    addressing for local endpoints. Credentials come from the standard AWS chain unless given. A caller whose own
+    client is waiting for it (the collector) gives fewer ``retries``.
+
+    Not the adaptive mode: its client-side rate limiter, shared by every bucket the client reaches, held each call
+    back for seconds after a few SlowDowns even at a handful of calls per second (the AWS SDK guide recommends
+    standard and keeps adaptive for specialised cases)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region_name,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": retries},
+            s3={"addressing_style": "path"} if endpoint_url else {},
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            read_timeout=read_timeout,
+        ),
+        **credentials,
+    )
+
+
+def platform_s3_client(settings: Settings) -> Any:
+    """The client of the platform's object store: the configured endpoint with the AWS chain, or the local one of
+    ``etl dev`` with the credentials it accepts."""
+    if settings.s3_is_external:
+        return s3_client(settings.s3_endpoint_url, settings.aws_region)
+    return s3_client(
+        f"http://127.0.0.1:{settings.s3_port}", settings.aws_region, **Settings.local_s3_client_credentials()
+    )
