@@ -6,12 +6,14 @@ consecutive days, covering ``events`` and the day's enrichment tables, so every 
 """
 
 import hashlib
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, single_run_backfill
 from etl_assets.defs.privacy import missing_key_failure, pii_policy
@@ -112,7 +114,8 @@ def _fingerprint(run: list[PendingDay]) -> str:
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Every 10 seconds, requests a run of events and its enrichment for each range of consecutive days that has "
     "staging rows waiting, once the previous such run has finished; the run key names the days' pending rows, "
-    "so new or re-staged data runs again.",
+    "so new or re-staged data runs again. A run that failed (not one a blocking check stopped) is requested "
+    "again 10 min, 30 min and 2 h after its failures.",
 )
 def staged_days_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
@@ -122,15 +125,29 @@ def staged_days_sensor(
     )
     if in_flight:
         return dg.SkipReason(f"run {in_flight[0].run_id} is still merging; pending days wait for the next tick")
-    requests = [
-        dg.RunRequest(
-            run_key=f"{_key(run[0].day)}..{_key(run[-1].day)}@{_fingerprint(run)}",
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: _key(run[0].day),
-                ASSET_PARTITION_RANGE_END_TAG: _key(run[-1].day),
-                "etl/pending_rows": str(sum(item.rows for item in run)),
-            },
+    requests = []
+    waiting = []
+    now = time.time()
+    for run in consecutive_ranges(pending_days(warehouse.get_engine())):
+        days = f"{_key(run[0].day)}..{_key(run[-1].day)}"
+        pending_key = f"{days}@{_fingerprint(run)}"
+        decision = failed_days.decide(failed_days.past_runs(context.instance, daily_events_job.name, pending_key), now)
+        if decision.attempt is None:
+            waiting.append(f"{days}: {decision.reason}")
+            continue
+        requests.append(
+            dg.RunRequest(
+                run_key=failed_days.run_key(pending_key, decision.attempt),
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: _key(run[0].day),
+                    ASSET_PARTITION_RANGE_END_TAG: _key(run[-1].day),
+                    "etl/pending_rows": str(sum(item.rows for item in run)),
+                    failed_days.PENDING_KEY_TAG: pending_key,
+                },
+            )
         )
-        for run in consecutive_ranges(pending_days(warehouse.get_engine()))
-    ]
+    if waiting:
+        context.log.info("pending days not requested now: " + "; ".join(waiting))
+    if not requests and waiting:
+        return dg.SkipReason("pending days not requested now: " + "; ".join(waiting))
     return dg.SensorResult(run_requests=requests)

@@ -1,7 +1,12 @@
 """staged_days_sensor on a real warehouse: a run per range of consecutive pending days, keyed by their rows."""
 
-import dagster as dg
+from datetime import timedelta
 
+import dagster as dg
+from sqlalchemy import text
+
+from etl_assets.defs import failed_days
+from tests.conftest import TEST_PII_KEY
 from tests.harness import pipeline, stage_payloads
 
 
@@ -43,3 +48,68 @@ def test_the_sensor_waits_while_a_merge_run_is_in_flight(definitions, warehouse_
             result = sensor(context)
         assert isinstance(result, dg.SkipReason)
         assert "still merging" in result.skip_message
+
+
+def execute(run, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Run a request of the sensor as the daemon would, failing or not."""
+    job = run.definitions.resolve_job_def("daily_events_job")
+    tags = {**request.tags, "dagster/run_key": request.run_key}
+    return job.execute_in_process(instance=run.instance, tags=tags, raise_on_error=False)
+
+
+def skip_reason(run) -> str:
+    sensor = run.definitions.resolve_sensor_def("staged_days_sensor")
+    with dg.build_sensor_context(instance=run.instance, resources=run.definitions.resources) as context:
+        result = sensor(context)
+    assert isinstance(result, dg.SkipReason), result
+    return result.skip_message
+
+
+def count_events(engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(text("SELECT count(*) FROM events"))
+
+
+def test_a_failed_merge_is_requested_again_after_its_delay_and_then_loads(definitions, warehouse_engine, monkeypatch):
+    """The merge fails for want of a PII key; once its delay has passed (and the key is set) the same pending rows
+    run again under a key of their own, and load."""
+    payload = {
+        "id": "pii-1",
+        "type": "page_view",
+        "timestamp": "2025-08-01T10:00:00Z",
+        "user": {"id": "u"},
+        "email": "ann@example.com",
+    }
+    stage_payloads(warehouse_engine, "with-pii", [payload, {**payload, "id": "pii-2"}])
+    monkeypatch.delenv("ETL_PII_KEY")
+    with pipeline(definitions) as run:
+        [first] = run.tick("staged_days_sensor")
+        assert not execute(run, first).success
+        assert "its last run failed; tried again in" in skip_reason(run)
+
+        monkeypatch.setenv("ETL_PII_KEY", TEST_PII_KEY)
+        monkeypatch.setattr(failed_days, "RETRY_DELAYS", (timedelta(0),))
+        [again] = run.tick("staged_days_sensor")
+        assert again.run_key == f"{first.run_key}#retry-1"
+        assert again.tags["etl/pending_key"] == first.run_key
+        assert execute(run, again).success
+        assert count_events(warehouse_engine) == 2
+        assert run.tick("staged_days_sensor") == []
+
+
+def test_a_merge_a_blocking_check_stopped_is_not_requested_again(definitions, warehouse_engine, monkeypatch):
+    payloads = [
+        {"id": f"bad-{n}", "type": "wishlist_add" if n % 2 else "page_view", "timestamp": "2025-08-01T10:00:00Z"}
+        | {"user": {"id": "u"}}
+        for n in range(200)
+    ]  # half of them of an unknown type: far past the share the staging check tolerates
+    stage_payloads(warehouse_engine, "bad-day", payloads)
+    monkeypatch.setattr(failed_days, "RETRY_DELAYS", (timedelta(0),))
+    with pipeline(definitions) as run:
+        [first] = run.tick("staged_days_sensor")
+        result = execute(run, first)
+        assert not result.success
+        [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "staged_day_valid"]
+        assert not evaluation.passed
+        assert "a blocking check stopped its last run" in skip_reason(run)
+        assert count_events(warehouse_engine) == 0
