@@ -9,4 +9,6 @@ TRANSFORM_VERSION = "3"
 the staging rows an older version processed.
 
 History: 1, the first normalize; 2, PII pseudonymized before normalize (``transform.pii``); 3, ids of more
-than 1,024 bytes and ids sent as floats too large to be exact (beyond 2**53) are rejected instead of loaded."""
+than 1,024 bytes and ids sent as floats too large to be exact (beyond 2**53) are rejected instead of loaded, and
+numbers a double cannot hold (past 64-bit integers, past 15 significant digits) keep their digits
+(``transform.exact_json``)."""

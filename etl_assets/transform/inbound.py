@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from etl_assets.transform import exact_json
 from etl_assets.transform.records import NUL_REASON, ParsedRecord, RejectedRecord, has_nul_escape
 from etl_assets.transform.segment import InvalidRequest, segment_messages
 
@@ -60,7 +61,7 @@ def webhook_events(body: Any) -> list[Any]:
 def request_messages(request: InboundRequest) -> list[Any]:
     """The events a request carries (raises ``InvalidRequest`` when the body cannot be accepted)."""
     try:
-        body = orjson.loads(request.body)
+        body = exact_json.loads(request.body)
     except orjson.JSONDecodeError as error:
         raise InvalidRequest(f"malformed JSON: {error}") from None
     if request.source == SEGMENT_SOURCE:
@@ -97,7 +98,7 @@ def request_records(
 
 
 def as_record(record_no: int, value: Any) -> ParsedRecord | RejectedRecord:
-    text = orjson.dumps(value)
+    text = exact_json.dumps(value)
     if not isinstance(value, Mapping):
         kind = "a list" if isinstance(value, list) else type(value).__name__
         return RejectedRecord(record_no, f"an event must be a JSON object, not {kind}", text)

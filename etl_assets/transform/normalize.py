@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-import orjson
+from etl_assets.transform import exact_json
 
 _ABSENT: Any = object()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -318,6 +318,11 @@ def _text(value: Any, field: str) -> str | None:
         return None
     if isinstance(value, str):
         text = value.strip()
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
+        whole = value.to_integral_value()
+        text = format(whole if value == whole else value, "f")
     elif isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
     elif isinstance(value, int):
@@ -599,7 +604,7 @@ def _same_json(first: Any, second: Any) -> bool:
 
 def _canonical_json(fields: tuple[Any, ...]) -> bytes:
     try:
-        return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+        return exact_json.dumps(fields, sort_keys=True)
     except TypeError as error:
         # Integers beyond 64 bits, lone surrogates, non-text keys, nesting deeper than 254: what cannot be hashed
         # here cannot be written to the properties column either.

@@ -37,6 +37,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -181,8 +182,8 @@ class _Walker:
             return self.walk_dict(value, inside, depth)
         if isinstance(value, list):
             return self._walk_list(value, inside, depth)
-        if inside and isinstance(value, int | float) and not isinstance(value, bool):
-            return self._hidden(str(value) if isinstance(value, int) else repr(value))
+        if inside and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+            return self._hidden(repr(value) if isinstance(value, float) else str(value))
         return value
 
     def walk_dict(

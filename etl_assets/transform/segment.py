@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from etl_assets.transform import exact_json
 
 MAX_MESSAGE_BYTES = 32 * 1024
 """Segment rejects a single call (or a message inside a batch) larger than 32 KB."""
@@ -85,7 +85,7 @@ def segment_messages(endpoint: str, body: Any, received_at: datetime) -> list[di
 
 
 def _check_message_size(message: Mapping[str, Any], position: int | None) -> None:
-    size = len(orjson.dumps(message))
+    size = len(exact_json.dumps(message))
     if size > MAX_MESSAGE_BYTES:
         where = "the message" if position is None else f"batch message {position}"
         raise InvalidRequest(
@@ -110,7 +110,7 @@ def _complete(message: Mapping[str, Any], envelope: Mapping[str, Any], received_
 def derived_message_id(message: Mapping[str, Any]) -> str:
     """An id for a message sent without one, from its content: a retry of the same message gets the same id."""
     content = {key: value for key, value in message.items() if key not in ("sentAt", *_DROPPED_FIELDS)}
-    return "derived-" + hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+    return "derived-" + hashlib.sha256(exact_json.dumps(content, sort_keys=True)).hexdigest()[:32]
 
 
 def _corrected_timestamp(message: Mapping[str, Any], received_at: datetime) -> str | None:

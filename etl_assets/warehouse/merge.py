@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-import orjson
 from sqlalchemy import Connection, Engine, text
 
+from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.copy import copy_rows
@@ -88,7 +88,7 @@ def _incoming_row(result: StagedResult) -> tuple:
         event.order_id,
         event.page_url,
         event.referrer,
-        None if event.properties is None else orjson.dumps(event.properties).decode(),
+        None if event.properties is None else exact_json.dumps(event.properties).decode(),
         list(event.quality_tags),
         result.source,
         result.batch_id,
@@ -219,7 +219,7 @@ def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes, *, pii:
     """
     for row in rows:
         try:
-            event = normalize(pseudonymize_payload(orjson.loads(row.payload_json), pii), accepted)
+            event = normalize(pseudonymize_payload(exact_json.loads(row.payload_json), pii), accepted)
         except RecordRejected as error:
             yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
         else:

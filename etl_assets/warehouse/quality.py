@@ -23,6 +23,7 @@ import pandera.pandas as pa
 from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table, Text, cast, func, select
 
 from etl_assets.settings import QualitySettings
+from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, normalize
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.contracts import Contract, Rule, Severity
@@ -259,7 +260,7 @@ def _judged(row: Sequence[Any], accepted: AcceptedTimes, pii: PiiPolicy | None) 
     """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order (PII pseudonymized first, as
     the merge does, so the verdicts are the merge's and no rejection reason shows a PII value)."""
     *staged, payload = row
-    record = orjson.loads(payload)
+    record = exact_json.loads(payload)
     try:
         if pii is not None:
             record = pseudonymize_payload(record, pii)

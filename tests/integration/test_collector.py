@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 import requests
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, Text, func, select, text
 
 from etl_assets.collector.app import CollectorConfig, create_app
 from etl_assets.collector.metrics import CollectorMetrics
@@ -380,3 +380,13 @@ def test_a_flush_whose_commit_landed_but_whose_answer_was_lost_is_answered_200_a
 def batch_of(engine: Engine, event_id: str) -> str:
     with engine.connect() as conn:
         return conn.scalar(select(staging_events.c.batch_id).where(staging_events.c.event_id == event_id))
+
+
+def test_numbers_a_double_cannot_hold_are_staged_digit_for_digit(collector: Collector):
+    body = json.dumps(purchase("big-number")).replace(
+        '"u123"}', '"u123"}, "order_micros": 123456789012345678901234567890'
+    )
+    assert collector.webhook(body.encode()).status_code == 200
+    with collector.engine.connect() as conn:
+        payload = conn.scalar(select(staging_events.c.payload.cast(Text)))
+    assert json.loads(payload)["order_micros"] == 123456789012345678901234567890

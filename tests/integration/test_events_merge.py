@@ -1,13 +1,17 @@
 """The merge into events on a real PostgreSQL: exactly once by event_id, across days and in any order."""
 
+import json
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
+import orjson
 import pytest
 from sqlalchemy import text
 
 from etl_assets.transform.pii import PiiPolicy
+from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
-from etl_assets.warehouse.staging import StagedRowsReader
+from etl_assets.warehouse.staging import StagedRowsReader, record_batch, stage_records
 from tests.harness import ACCEPTED, stage_payloads
 
 VERSION = "test"
@@ -97,3 +101,38 @@ def test_duplicates_within_a_day_are_counted_not_written(warehouse_engine):
     counts = merge_day(warehouse_engine, date(2025, 8, 1))
     assert (counts.received, counts.duplicates, counts.inserted) == (3, 2, 1)
     assert len(events_rows(warehouse_engine)) == 1
+
+
+BIG_NUMBERS_LINE = (
+    '{"id": "big-1", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z", "user": {"id": "u1"}, '
+    '"product_id": 123456789012345678901234567890, "properties": {"order_total_micros": '
+    '123456789012345678901234567890, "ratio": 0.12345678901234567890123, "plain": 1.5, "count": 18446744073709551615}}'
+)
+
+
+def test_numbers_a_double_cannot_hold_keep_every_digit_in_events(warehouse_engine):
+    """orjson alone would load 123456789012345678901234567890 as 1.2345678901234568e+29."""
+    record_batch(
+        warehouse_engine,
+        batch_id="big",
+        source="s3",
+        source_uri="s3://b/big",
+        archive_key=None,
+        sha256="0" * 64,
+        byte_count=len(BIG_NUMBERS_LINE),
+    )
+    record = ParsedRecord(1, orjson.loads(BIG_NUMBERS_LINE), BIG_NUMBERS_LINE)
+    stage_records(warehouse_engine, "big", "s3", [record], ACCEPTED)
+    counts = merge_day(warehouse_engine, date(2025, 8, 1))
+    assert counts.inserted == 1
+    with warehouse_engine.connect() as conn:
+        product_id, properties = conn.execute(text("SELECT product_id, properties::text FROM events")).one()
+    assert product_id == "123456789012345678901234567890"
+    assert json.loads(properties, parse_float=Decimal) == {
+        "order_total_micros": 123456789012345678901234567890,
+        "ratio": Decimal("0.12345678901234567890123"),
+        "plain": Decimal("1.5"),
+        "count": 18446744073709551615,
+    }
+    again = merge_day(warehouse_engine, date(2025, 8, 1), reprocess_all=True)
+    assert (again.updated, again.unchanged) == (0, 1), "the content hash of exact numbers is stable"

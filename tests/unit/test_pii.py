@@ -2,10 +2,12 @@
 
 import copy
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from etl_assets.settings import ConfigError, Settings, displayed, pii_key
+from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import AcceptedTimes, event_key, normalize
 from etl_assets.transform.pii import (
     PiiKeyMissing,
@@ -277,3 +279,10 @@ def test_bad_settings_are_one_line(env, message):
         Settings.from_env(env)
     assert str(raised.value) == message
     assert "short-secret" not in str(raised.value)
+
+
+def test_a_number_read_exactly_under_a_pii_key_is_pseudonymized_by_its_digits():
+    payload = exact_json.loads('{"phone_number": 123456789012345678901234567890, "card": 12345678901234567890}')
+    assert isinstance(payload["phone_number"], Decimal)
+    out = pseudonymize_payload(payload, PiiPolicy(("phone_number", "card"), KEY))
+    assert out == {"phone_number": hidden("123456789012345678901234567890"), "card": hidden("12345678901234567890")}
