@@ -104,6 +104,38 @@ def _open_materialize_dialog(page, ui: str):
     return dialog, partitions
 
 
+DIALOG_ATTEMPTS = 3
+CHOOSING_TIMEOUT_MS = 15_000
+
+
+def _choose_partitions(page, ui: str, partitions_text: str, chosen: str):
+    """Open the launch dialog and type ``partitions_text`` into its partition box until it says ``chosen``.
+
+    The asset graph re-renders whenever its live data changes (the daemon's freshness evaluations, a run that
+    ended), and a re-render can drop the open dialog with the graph: then the dialog is opened again, up to
+    ``DIALOG_ATTEMPTS`` times. A dialog still open that chose something else fails at once.
+    """
+    from playwright.sync_api import Error as PlaywrightError
+
+    for _ in range(DIALOG_ATTEMPTS - 1):
+        try:
+            return _choose_once(page, ui, partitions_text, chosen)
+        except (AssertionError, PlaywrightError):
+            if page.get_by_role("dialog").last.is_visible():
+                raise
+    return _choose_once(page, ui, partitions_text, chosen)
+
+
+def _choose_once(page, ui: str, partitions_text: str, chosen: str):
+    from playwright.sync_api import expect
+
+    dialog, partitions = _open_materialize_dialog(page, ui)
+    partitions.fill(partitions_text, timeout=CHOOSING_TIMEOUT_MS)
+    partitions.press("Enter", timeout=CHOOSING_TIMEOUT_MS)
+    expect(dialog.get_by_text(chosen, exact=True)).to_be_visible(timeout=CHOOSING_TIMEOUT_MS)
+    return dialog
+
+
 def test_the_asset_graph_shows_every_asset_and_every_check(browser, page, shots, dev_platform: DevPlatform):
     from playwright.sync_api import expect
 
@@ -135,10 +167,7 @@ def test_one_day_of_events_and_its_enrichment_materializes_by_clicking(browser, 
     day = _today() - timedelta(days=30)
     dev_platform.stage("ui-one-day", shop_events("ui-day", day, 40))
 
-    dialog, partitions = _open_materialize_dialog(page, dev_platform.ui_url)
-    partitions.fill(day.isoformat())
-    partitions.press("Enter")
-    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+    dialog = _choose_partitions(page, dev_platform.ui_url, day.isoformat(), "1 partition")
     shots(page, "one-partition-chosen")
     dialog.get_by_role("button", name="Launch 1 run").click()
     launched = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
@@ -166,10 +195,9 @@ def test_a_three_day_backfill_launches_by_clicking_and_loads_each_day(browser, p
     for day in days:
         dev_platform.stage(f"ui-backfill-{day}", shop_events(f"ui-bf-{day}", day, 12))
 
-    dialog, partitions = _open_materialize_dialog(page, dev_platform.ui_url)
-    partitions.fill(f"[{days[0].isoformat()}...{days[-1].isoformat()}]")
-    partitions.press("Enter")
-    expect(dialog.get_by_text("3 partitions", exact=True)).to_be_visible()
+    dialog = _choose_partitions(
+        page, dev_platform.ui_url, f"[{days[0].isoformat()}...{days[-1].isoformat()}]", "3 partitions"
+    )
     shots(page, "three-partitions-chosen")
     dialog.get_by_role("button", name="Launch backfill").click()
     created = page.get_by_text(re.compile(r"Created backfill [a-z0-9]+"))
