@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import dagster as dg
 from dagster._core.errors import DagsterAssetCheckFailedError
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
 PENDING_KEY_TAG = "etl/pending_key"
 """Tags every run the sensor requests with the key of the pending rows it merges (without any retry suffix)."""
@@ -69,24 +70,32 @@ def run_key(pending_key: str, attempt: int) -> str:
     return pending_key if attempt == 0 else f"{pending_key}#retry-{attempt}"
 
 
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
 def past_runs(instance: dg.DagsterInstance, job_name: str, pending_key: str) -> list[PastRun]:
-    """The finished runs of ``job_name`` tagged with ``pending_key``, oldest first."""
-    records = instance.get_run_records(
-        filters=dg.RunsFilter(job_name=job_name, tags={PENDING_KEY_TAG: pending_key}, statuses=FINISHED)
+    """The finished runs of ``job_name`` tagged with ``pending_key``, oldest first.
+
+    Whether a blocking check stopped a run is looked up (in its event log) for the latest run only: it is the only
+    one ``decide`` asks about.
+    """
+    records = sorted(
+        instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job_name, tags={PENDING_KEY_TAG: pending_key}, statuses=FINISHED)
+        ),
+        key=lambda record: record.create_timestamp,
     )
     return [
         PastRun(
             status=record.dagster_run.status.value,
             ended_at=record.end_time or record.update_timestamp.timestamp(),
-            stopped_by_check=record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+            stopped_by_check=record is records[-1]
+            and record.dagster_run.status == dg.DagsterRunStatus.FAILURE
             and _stopped_by_check(instance, record.dagster_run.run_id),
-            will_retry=record.dagster_run.tags.get("dagster/will_retry") == "true",
+            will_retry=record.dagster_run.tags.get(WILL_RETRY_TAG) == "true",
         )
-        for record in sorted(records, key=lambda record: record.create_timestamp)
+        for record in records
     ]
-
-
-FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 def _stopped_by_check(instance: dg.DagsterInstance, run_id: str) -> bool:

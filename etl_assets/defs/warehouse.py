@@ -147,7 +147,8 @@ def staged_days_sensor(
             )
         )
     if waiting:
-        context.log.info("pending days not requested now: " + "; ".join(waiting))
-    if not requests and waiting:
-        return dg.SkipReason("pending days not requested now: " + "; ".join(waiting))
+        held_back = "pending days not requested now: " + "; ".join(waiting)
+        context.log.info(held_back)
+        if not requests:
+            return dg.SkipReason(held_back)
     return dg.SensorResult(run_requests=requests)

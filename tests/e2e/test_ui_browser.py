@@ -120,30 +120,31 @@ def _choose_partitions(page, ui: str, partitions_text: str, chosen: str):
     """
     from playwright.sync_api import Error as PlaywrightError
 
-    for _ in range(DIALOG_ATTEMPTS - 1):
-        try:
-            return _choose_in_a_dialog(page, ui, partitions_text, chosen)
-        except (AssertionError, PlaywrightError):
-            continue
-    return _choose_in_a_dialog(page, ui, partitions_text, chosen)
+    def in_a_new_dialog():
+        dialog, partitions = _open_materialize_dialog(page, ui)
+        return _retried(lambda: _type_partitions(dialog, partitions, partitions_text, chosen), AssertionError)
+
+    return _retried(in_a_new_dialog, (AssertionError, PlaywrightError))
 
 
-def _choose_in_a_dialog(page, ui: str, partitions_text: str, chosen: str):
+def _type_partitions(dialog, partitions, partitions_text: str, chosen: str):
     from playwright.sync_api import expect
 
-    dialog, partitions = _open_materialize_dialog(page, ui)
-    for typing in range(1, DIALOG_ATTEMPTS + 1):
-        partitions.fill(partitions_text, timeout=CHOOSING_TIMEOUT_MS)
-        partitions.press("Enter", timeout=CHOOSING_TIMEOUT_MS)
+    partitions.fill(partitions_text, timeout=CHOOSING_TIMEOUT_MS)
+    partitions.press("Enter", timeout=CHOOSING_TIMEOUT_MS)
+    expect(dialog.get_by_text(chosen, exact=True)).to_be_visible(timeout=CHOOSING_TIMEOUT_MS)
+    expect(partitions).to_have_value(partitions_text)
+    return dialog
+
+
+def _retried(action, errors):
+    """``action()``, done again after one of ``errors``, ``DIALOG_ATTEMPTS`` times at most (the last error stands)."""
+    for _ in range(DIALOG_ATTEMPTS - 1):
         try:
-            expect(dialog.get_by_text(chosen, exact=True)).to_be_visible(timeout=CHOOSING_TIMEOUT_MS)
-        except AssertionError:
-            if typing == DIALOG_ATTEMPTS:
-                raise
+            return action()
+        except errors:
             continue
-        expect(partitions).to_have_value(partitions_text)
-        return dialog
-    raise AssertionError(f"the dialog never chose {chosen!r}")
+    return action()
 
 
 def test_the_asset_graph_shows_every_asset_and_every_check(browser, page, shots, dev_platform: DevPlatform):
