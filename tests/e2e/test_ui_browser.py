@@ -2,11 +2,13 @@
 a running `etl dev`. Every step leaves a screenshot under test-artifacts/browser/<test>/ (git-ignored).
 
 What happened is checked where it happened too: in the warehouse, and in Dagster's own records of runs.
-Without a Chromium on this machine these tests are skipped, saying how to install one.
+Without a Chromium on this machine these tests are skipped, saying how to install one; under CI (`CI=true`) they
+fail with that line instead, so CI cannot pass without them.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -30,10 +32,13 @@ UI_TIMEOUT_MS = 60_000
 def browser(tmp_path_factory: pytest.TempPathFactory):
     executable = chromium()
     if executable is None:
-        pytest.skip(
+        missing = (
             "no Chromium here (looked for `chromium` on PATH and /usr/bin/chromium): install Debian's package "
             "with `apt-get install chromium`, as .ci/run does"
         )
+        if os.environ.get("CI", "").lower() in {"true", "1"}:
+            pytest.fail(missing, pytrace=False)  # CI must not pass without the browser tests
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
