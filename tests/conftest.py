@@ -2,10 +2,23 @@
 
 Tests that need isolation get a database of their own, cloned from a migrated template (a copy is
 far faster than running the migrations again). Unit tests use none of these.
+
+The suite runs on pytest-xdist workers (`-n` in pyproject.toml's addopts). Each worker is a session of its own:
+its own PostgreSQL, S3 endpoint, free ports and temporary folders, so tests never share them by accident. The
+one exception is the `etl dev` that the end-to-end tests share (`dev_platform` and `failed_check` in
+tests/e2e/conftest.py): every test that uses either fixture, directly or through another fixture, is put in the
+xdist group ``etl_dev`` here, automatically, so one worker runs them all against one platform. A new test that
+uses `dev_platform` needs nothing more. A test that needs something else only one process may hold at a time
+(a fixed port, a fixed file) marks itself ``@pytest.mark.xdist_group("<name>")`` with a name of its own.
+`uv run pytest -n0` runs everything in one process, as does `-p no:xdist`.
+
+Hypothesis runs with no per-example deadline (profile ``etl``, loaded by default; ``HYPOTHESIS_PROFILE`` picks
+another): on a loaded machine one example can take seconds, which says nothing about the code under test.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 from sqlalchemy import Engine
 
@@ -26,6 +40,31 @@ from etl_assets.warehouse.engine import create_warehouse_engine
 TEMPLATE_DB = "etl_template"
 S3_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 TEST_PII_KEY = "test-pii-key-0123456789abcdef"
+
+SHARED_PLATFORM_FIXTURES = {"dev_platform", "failed_check"}
+SHARED_PLATFORM_GROUP = "etl_dev"
+"""The xdist group of every test that uses the session's one `etl dev`."""
+
+settings.register_profile("etl", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "etl"))
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """With pytest-xdist turned off (`-p no:xdist`), the default options' `--numprocesses`, `--maxprocesses` and
+    `--dist` are accepted and change nothing, so the suite runs in one process."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist", "pytest-xdist is turned off (-p no:xdist): these options are ignored")
+    group.addoption("--numprocesses", dest="numprocesses", default=None)
+    group.addoption("--maxprocesses", dest="maxprocesses", default=None)
+    group.addoption("--dist", dest="dist", default="no")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the node ids
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SHARED_PLATFORM_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(SHARED_PLATFORM_GROUP))
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,11 @@
 """One `etl dev` per test session, shared by the tests that drive the platform as its users do (the browser,
-the GraphQL API, `etl status`): starting it costs half a minute, a test's own data costs a second."""
+the GraphQL API, `etl status`, `etl dev`'s own services): starting it costs half a minute, a test's own data costs a
+second. Its teardown is a Ctrl-C that must leave no process behind. The tests that use it run on one xdist worker
+(tests/conftest.py groups them)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -19,12 +22,14 @@ def dev_platform(
 ) -> Iterator[DevPlatform]:
     """`etl dev` with its own PostgreSQL, Dagster and collector, on the session's S3 endpoint with buckets of its
     own (so no demo files are seeded: each test drops the files it means to)."""
+    started = time.monotonic()
     platform = start_dev_platform(
         s3_endpoint, tmp_path_factory.mktemp("etl-dev") / "etl-home", request.config.rootpath / "test-artifacts", "e2e"
     )
     run = platform.run
     try:
         run.wait_for("ready", STARTUP_LIMIT)
+        platform.ready_after = time.monotonic() - started
         yield platform
     finally:
         if "engine" in platform.__dict__:
@@ -32,6 +37,7 @@ def dev_platform(
         if run.process.poll() is None:
             _, survivors = ctrl_c(run)
             assert survivors == [], survivors
+            assert run.process.returncode == 0, "\n".join(run.lines[-20:])
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """`etl dev` as the end-to-end tests run it: started on ports and an ETL_HOME of their own, stopped as Ctrl-C
 would, and driven as users drive it, through the Dagster webserver's GraphQL API (dagster-graphql's client, and
-raw GraphQL for what the client has no call for: backfills, sensors, check results)."""
+raw GraphQL for what the client has no call for: backfills, sensors, materializations, check results)."""
 
 from __future__ import annotations
 
@@ -120,15 +120,6 @@ def shop_events(tag: str, day: date, count: int, **changes: Any) -> list[dict]:
     return events
 
 
-START_SENSOR = """
-mutation Start($selector: SensorSelector!) {
-  startSensor(sensorSelector: $selector) {
-    __typename
-    ... on Sensor { sensorState { status } }
-    ... on PythonError { message }
-  }
-}
-"""
 SENSOR_STATE = """
 query Sensor($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
@@ -146,19 +137,6 @@ mutation Stop($id: String, $origin: String, $selectorId: String) {
   }
 }
 """
-LAUNCH_BACKFILL = """
-mutation Backfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-    ... on PartitionSetNotFoundError { message }
-    ... on InvalidStepError { invalidStepKey }
-    ... on InvalidOutputError { stepKey }
-  }
-}
-"""
 BACKFILL_STATUS = """
 query Backfill($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -171,6 +149,22 @@ RUNS = """
 query Runs($filter: RunsFilter) {
   runsOrError(filter: $filter) {
     ... on Runs { results { runId status jobName tags { key value } } }
+  }
+}
+"""
+MATERIALIZATIONS = """
+query Materializations($asset: AssetKeyInput!, $partitions: [String!]) {
+  assetNodeOrError(assetKey: $asset) {
+    ... on AssetNode {
+      assetMaterializations(partitions: $partitions, limit: 5) {
+        runId partition
+        metadataEntries {
+          label
+          ... on IntMetadataEntry { intValue }
+          ... on FloatMetadataEntry { floatValue }
+        }
+      }
+    }
   }
 }
 """
@@ -205,6 +199,8 @@ class DevPlatform:
     s3: Any
     landing_bucket: str
     artifacts: Path
+    ready_after: float | None = None
+    """Seconds from the start of `etl dev` to its ``ready`` line, once it came."""
 
     @property
     def ui_url(self) -> str:
@@ -294,11 +290,12 @@ class DevPlatform:
         sensor = self.graphql(SENSOR_STATE, {"selector": self.sensor_selector(name)})["sensorOrError"]
         return sensor["sensorState"]["status"]
 
-    def start_sensor(self, name: str) -> str:
-        result = self.graphql(START_SENSOR, {"selector": self.sensor_selector(name)})["startSensor"]
-        if result["__typename"] != "Sensor":
-            raise GraphQLError(result)
-        return result["sensorState"]["status"]
+    def wait_for_sensor_status(self, name: str, status: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (found := self.sensor_status(name)) != status:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} is {found}, not {status}, {timeout}s on")
+            time.sleep(0.5)
 
     def stop_sensor(self, name: str) -> str:
         sensor = self.graphql(SENSOR_STATE, {"selector": self.sensor_selector(name)})["sensorOrError"]
@@ -309,16 +306,6 @@ class DevPlatform:
             raise GraphQLError(result)
         return result["instigationState"]["status"]
 
-    def launch_backfill(self, assets: tuple[str, ...], days: list[date]) -> str:
-        params = {
-            "assetSelection": [{"path": [asset]} for asset in assets],
-            "partitionNames": [day.isoformat() for day in days],
-        }
-        result = self.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            raise GraphQLError(result)
-        return result["backfillId"]
-
     def wait_for_backfill(self, backfill_id: str, timeout: float = 300) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -327,6 +314,22 @@ class DevPlatform:
                 return backfill["status"]
             time.sleep(1)
         raise AssertionError(f"backfill {backfill_id} did not finish within {timeout}s")
+
+    def materializations(self, asset: str, day: date) -> list[dict[str, Any]]:
+        """The asset's materializations of ``day``'s partition, newest first: run id and numeric ``figures``."""
+        variables = {"asset": {"path": [asset]}, "partitions": [day.isoformat()]}
+        found = self.graphql(MATERIALIZATIONS, variables)["assetNodeOrError"]["assetMaterializations"]
+        return [
+            {
+                "runId": materialization["runId"],
+                "figures": {
+                    entry["label"]: entry.get("intValue", entry.get("floatValue"))
+                    for entry in materialization["metadataEntries"]
+                    if "intValue" in entry or "floatValue" in entry
+                },
+            }
+            for materialization in found
+        ]
 
     def check_executions(self, asset: str, check: str) -> list[dict[str, Any]]:
         variables = {"asset": {"path": [asset]}, "check": check}

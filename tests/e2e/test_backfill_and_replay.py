@@ -8,7 +8,7 @@ the rows the change affects.
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 from sqlalchemy import text
@@ -89,6 +89,18 @@ def test_a_seven_day_backfill_is_one_run_and_each_day_materializes_once(
     assert funnel_days == days
 
 
+def received_days(engine) -> tuple[str, str]:
+    """The first and last UTC day on which the warehouse received a batch."""
+    with engine.connect() as conn:
+        first, last = conn.execute(
+            text(
+                "SELECT min(received_at AT TIME ZONE 'UTC')::date, max(received_at AT TIME ZONE 'UTC')::date "
+                "FROM raw_batches"
+            )
+        ).one()
+    return first.isoformat(), last.isoformat()
+
+
 def test_a_replay_after_a_transform_change_updates_the_rows_it_affects(
     definitions, s3, buckets, warehouse_engine, monkeypatch
 ):
@@ -107,10 +119,10 @@ def test_a_replay_after_a_transform_change_updates_the_rows_it_affects(
             return original({**payload, "product_id": event.product_id.upper()}, accepted)
 
         monkeypatch.setattr(merge, "normalize", upper_cased_product_ids)
-        today = datetime.now(UTC).date().isoformat()
+        first_day, last_day = received_days(warehouse_engine)  # not "today": a run may cross UTC midnight
         replay = definitions.resolve_job_def("replay_job").execute_in_process(
             instance=run.instance,
-            run_config={"ops": {"replay_archived_batches": {"config": {"first_day": today, "last_day": today}}}},
+            run_config={"ops": {"replay_archived_batches": {"config": {"first_day": first_day, "last_day": last_day}}}},
         )
         assert replay.success
         run.tick_and_run("staged_days_sensor")

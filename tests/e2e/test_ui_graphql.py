@@ -1,16 +1,15 @@
-"""The flows users click in the Dagster UI, through the API the UI itself calls (its GraphQL endpoint), against a
-running `etl dev`: list every asset and check, materialize a day, backfill three days, let the S3 sensor start a
-run for a new file, and read a failed check's failing rows. dagster-graphql's client where it has the call, raw
-GraphQL where it has none (backfills, sensors, check results)."""
+"""What the Dagster UI's own API (its GraphQL endpoint) says that the pages the browser tests click through
+(tests/e2e/test_ui_browser.py) do not show: each asset's description, owner, kinds and group and each check's
+description; the retry tags of a run a blocking check stopped; the failed check's evaluation as recorded. The
+flows themselves (materialize a day, a backfill, the S3 sensor, a failed check's failing rows) are clicked once,
+in the browser tests, which check their results in the warehouse and through this API too."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from etl_assets.definitions import defs
-from tests.e2e.dev_platform import DAILY_ASSETS, DevPlatform, FailedCheck, shop_events
+from tests.e2e.dev_platform import DevPlatform, FailedCheck
 
 ASSET_NODES = """
 {
@@ -24,34 +23,6 @@ ASSET_NODES = """
   }
 }
 """
-MATERIALIZATIONS = """
-query Materializations($asset: AssetKeyInput!, $partitions: [String!]) {
-  assetNodeOrError(assetKey: $asset) {
-    ... on AssetNode {
-      assetMaterializations(partitions: $partitions, limit: 5) {
-        runId partition
-        metadataEntries {
-          label
-          ... on IntMetadataEntry { intValue }
-          ... on FloatMetadataEntry { floatValue }
-        }
-      }
-    }
-  }
-}
-"""
-
-
-def _today():
-    return datetime.now(UTC).date()
-
-
-def _figures(entries: list[dict]) -> dict[str, float]:
-    return {
-        entry["label"]: entry.get("intValue", entry.get("floatValue"))
-        for entry in entries
-        if "intValue" in entry or "floatValue" in entry
-    }
 
 
 def test_the_api_lists_every_asset_and_check_with_what_it_is(dev_platform: DevPlatform):
@@ -70,62 +41,6 @@ def test_the_api_lists_every_asset_and_check_with_what_it_is(dev_platform: DevPl
     assert shown_checks == {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
 
 
-def test_one_day_of_events_and_its_enrichment_materializes_with_its_figures(dev_platform: DevPlatform):
-    day = _today() - timedelta(days=31)
-    dev_platform.stage("gql-one-day", shop_events("gql-day", day, 40))
-    run_id = dev_platform.client.submit_job_execution(
-        "__ASSET_JOB", asset_selection=list(DAILY_ASSETS), tags={"dagster/partition": day.isoformat()}
-    )
-    assert dev_platform.wait_for_run(run_id) == "SUCCESS"
-
-    assert dev_platform.scalar("SELECT count(*) FROM events WHERE occurred_at::date = :day", day=day) == 40
-    viewers = dev_platform.scalar("SELECT viewers FROM daily_funnel WHERE day = :day", day=day)
-    assert viewers == 10
-    for asset in DAILY_ASSETS:
-        materializations = dev_platform.graphql(
-            MATERIALIZATIONS, {"asset": {"path": [asset]}, "partitions": [day.isoformat()]}
-        )["assetNodeOrError"]["assetMaterializations"]
-        assert [m["runId"] for m in materializations] == [run_id], asset
-        figures = _figures(materializations[0]["metadataEntries"])
-        assert figures["rows written"] > 0 and figures["rows per second"] > 0 and figures["seconds"] > 0, asset
-    events_figures = _figures(
-        dev_platform.graphql(MATERIALIZATIONS, {"asset": {"path": ["events"]}, "partitions": [day.isoformat()]})[
-            "assetNodeOrError"
-        ]["assetMaterializations"][0]["metadataEntries"]
-    )
-    assert events_figures["rows written"] == 40 and events_figures["errors"] == 0
-
-
-def test_a_three_day_backfill_is_one_run_that_loads_each_day(dev_platform: DevPlatform):
-    days = [_today() - timedelta(days=45 - offset) for offset in range(3)]
-    for day in days:
-        dev_platform.stage(f"gql-backfill-{day}", shop_events(f"gql-bf-{day}", day, 12))
-    backfill_id = dev_platform.launch_backfill(DAILY_ASSETS, days)
-    assert dev_platform.wait_for_backfill(backfill_id) in {"COMPLETED", "COMPLETED_SUCCESS"}
-
-    runs = dev_platform.runs(tags=[{"key": "dagster/backfill", "value": backfill_id}])
-    assert [run["status"] for run in runs] == ["SUCCESS"]  # BackfillPolicy.single_run: the range is one run
-    for day in days:
-        assert dev_platform.scalar("SELECT count(*) FROM events WHERE occurred_at::date = :day", day=day) == 12
-        assert dev_platform.scalar("SELECT count(*) FROM sessions WHERE day = :day", day=day) == 3
-
-
-def test_the_s3_sensor_starts_a_run_for_a_new_file_that_succeeds(dev_platform: DevPlatform):
-    day = _today() - timedelta(days=61)
-    key = dev_platform.drop_landing_file("gql-sensor", shop_events("gql-sensor", day, 25))
-    try:
-        assert dev_platform.start_sensor("landing_files_sensor") == "RUNNING"
-        run = dev_platform.wait_for_tagged_run("etl/landing_key", key)
-    finally:
-        dev_platform.stop_sensor("landing_files_sensor")
-    assert (run["jobName"], run["status"]) == ("ingest_landing_file_job", "SUCCESS")
-    staged = dev_platform.scalar(
-        "SELECT count(*) FROM staging_events s JOIN raw_batches b USING (batch_id) WHERE b.source_uri LIKE :uri",
-        uri=f"%{key}",
-    )
-    assert staged == 25
-
-
 def test_a_run_stopped_by_a_blocking_check_is_not_retried(failed_check: FailedCheck):
     """The same bad day would fail the same check again: run retries are for crashed runs, not failed steps."""
     assert failed_check.run_status == "FAILURE"
@@ -133,8 +48,9 @@ def test_a_run_stopped_by_a_blocking_check_is_not_retried(failed_check: FailedCh
     assert failed_check.run_tags["dagster/will_retry"] == "false"
 
 
-def test_a_failed_check_shows_its_failing_rows(dev_platform: DevPlatform, failed_check: FailedCheck):
-    assert failed_check.run_status == "FAILURE"  # the blocking check held the day back
+def test_a_failed_check_is_recorded_once_as_an_error_with_its_failing_rows(
+    dev_platform: DevPlatform, failed_check: FailedCheck
+):
     executions = [
         execution
         for execution in dev_platform.check_executions("staging_events", "staged_day_valid")
@@ -149,5 +65,3 @@ def test_a_failed_check_shows_its_failing_rows(dev_platform: DevPlatform, failed
     failing_rows = metadata["first failing rows"]["mdStr"]
     assert "wishlist_add" in failing_rows
     assert any(event_id in failing_rows for event_id in failed_check.bad_event_ids)
-    day = failed_check.day
-    assert dev_platform.scalar("SELECT count(*) FROM events WHERE occurred_at::date = :day", day=day) == 0

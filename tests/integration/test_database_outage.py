@@ -217,8 +217,16 @@ class SegmentSender:
         self.session = requests.Session()
         self.session.auth = (COLLECTOR_WRITE_KEY, "")
         self.replies: list[Reply] = []
+        self.failure: BaseException | None = None
 
     def run(self, stop: threading.Event) -> None:
+        """Send until ``stop``; what ends the loop otherwise is kept in ``failure`` for the test to raise."""
+        try:
+            self._send_until(stop)
+        except BaseException as error:
+            self.failure = error
+
+    def _send_until(self, stop: threading.Event) -> None:
         number = 0
         while not stop.is_set():
             number += 1
@@ -274,6 +282,10 @@ def test_the_collector_answers_503_while_the_database_is_away_and_stages_each_re
         stop_sending.set()
         for thread in threads:
             thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a sender did not finish within 60 s of being stopped"
+    for sender in senders:
+        if sender.failure is not None:
+            raise sender.failure
     replies = [reply for sender in senders for reply in sender.replies]
     assert {reply.status for reply in replies} == {200, 503}
     refused = [reply for reply in replies if reply.status == 503]

@@ -20,7 +20,6 @@ from etl_assets.warehouse.schema import staging_events
 from tests.asgi_server import serve
 
 ACCEPTED = AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC))
-TODAY = datetime.now(UTC).date()
 
 
 def staged(engine: Engine) -> list[tuple]:
@@ -62,7 +61,7 @@ def test_collector_and_api_batches_replay_from_the_archive(
     before = staged(warehouse_engine)
     mark_succeeded(warehouse_engine)
 
-    batches = archived_batches(warehouse_engine, TODAY, TODAY)
+    batches = archived_batches(warehouse_engine, received.date(), datetime.now(UTC).date())  # midnight may pass
     assert sorted({batch["source"] for batch in batches}) == ["api:demo", "segment", "webhook:acme"]
     total = 0
     for batch in batches:
@@ -79,8 +78,9 @@ def test_an_archive_that_does_not_match_its_checksum_is_not_replayed(
 ):
     writer = StagingWriter(warehouse_engine, s3, buckets["archive"], lambda: ACCEPTED)
     body = json.dumps({"id": "w1", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z"})
-    writer.write([AcceptedRequest.parse(InboundRequest("webhook:acme", "acme", datetime.now(UTC), body))])
-    [batch] = archived_batches(warehouse_engine, TODAY, TODAY)
+    received = datetime.now(UTC)
+    writer.write([AcceptedRequest.parse(InboundRequest("webhook:acme", "acme", received, body))])
+    [batch] = archived_batches(warehouse_engine, received.date(), datetime.now(UTC).date())
     s3.put_object(Bucket=buckets["archive"], Key=batch["archive_key"], Body=b"tampered")
     with pytest.raises(CannotReplay, match="SHA-256"):
         replay_batch(s3, warehouse_engine, batch, buckets["archive"], ACCEPTED, {})

@@ -369,14 +369,16 @@ def test_write_large_file_streams_with_flat_memory(tmp_path: Path, capsys: pytes
     path = tmp_path / "large.jsonl"
     traced_path = tmp_path / "traced" / "large.jsonl"
     traced_path.parent.mkdir()
-    events = 200_000
+    # The traced peak levels off by a few thousand events (the generator's tables are full by then); beyond, five
+    # times the events must cost about the same memory, where even 100 bytes kept per event would show.
+    small, events = 5_000, 25_000
 
     started = time.perf_counter()
     stats = write_large_file(path, events=events, seed=1)
     seconds = time.perf_counter() - started
     tracemalloc.start()
     try:
-        write_large_file(tmp_path / "small.jsonl", events=events // 10, seed=1)
+        write_large_file(tmp_path / "small.jsonl", events=small, seed=1)
         _, small_peak = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
         traced_stats = write_large_file(traced_path, events=events, seed=1)
@@ -385,7 +387,7 @@ def test_write_large_file_streams_with_flat_memory(tmp_path: Path, capsys: pytes
         tracemalloc.stop()
 
     assert peak < 30 * 1024 * 1024
-    assert peak < 2 * small_peak, "ten times the events, about the same memory"
+    assert peak < 1.5 * small_peak, "five times the events, about the same memory"
     assert stats == traced_stats
     assert filecmp.cmp(path, traced_path, shallow=False)
     assert (stats.records, stats.valid, stats.bad, stats.duplicates, stats.late) == (events, events, 0, 0, 0)
@@ -394,7 +396,7 @@ def test_write_large_file_streams_with_flat_memory(tmp_path: Path, capsys: pytes
     with path.open("rb") as written:
         for line in written:
             lines += 1
-            if lines % 20_000 == 0:
+            if lines % 2_000 == 0:
                 assert orjson.loads(line)["type"] in EVENT_TYPES
     assert lines == events
     with capsys.disabled():
