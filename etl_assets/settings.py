@@ -150,6 +150,12 @@ VARIABLES: tuple[Variable, ...] = (
         "How often the S3 sensor sweeps the whole prefix for re-uploaded or out-of-order keys (0: never).",
     ),
     Variable(
+        "ETL_SENSORS_RUNNING",
+        "unset (false)",
+        "Whether the landing, staged-days and events API sensors run without an operator starting them. "
+        "`etl dev` sets it (not with `--paused`); production leaves it unset, so every sensor waits to be started.",
+    ),
+    Variable(
         "ETL_JSON_ARRAY_KEYS",
         ",".join(DEFAULT_ARRAY_KEYS),
         "Keys under which a landing file that is one JSON document holds its array of events "
@@ -519,6 +525,7 @@ class Settings:
     sensor_max_runs: int = 25
     landing_sweep_minutes: int = 60
     json_array_keys: tuple[str, ...] = DEFAULT_ARRAY_KEYS
+    sensors_running: bool = False
     pii_fields: tuple[str, ...] = DEFAULT_PII_FIELDS
     pii_key_configured: bool = False
     retention_days: int = 90
@@ -589,6 +596,7 @@ class Settings:
             sensor_max_runs=_integer(env, "ETL_SENSOR_MAX_RUNS", 25, minimum=1, maximum=10_000, kind="a whole number"),
             landing_sweep_minutes=_count(env, "ETL_LANDING_SWEEP_MINUTES", 60),
             json_array_keys=_json_array_keys(env),
+            sensors_running=_flag(env, "ETL_SENSORS_RUNNING", False),
             pii_fields=_pii_fields(env),
             pii_key_configured=pii_key(env) is not None,
             retention_days=_integer(env, "ETL_RETENTION_DAYS", 90, minimum=1, maximum=36_500, kind="a number of days"),

@@ -12,6 +12,7 @@ import time
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
+from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import ObjectStoreResource, WarehouseResource
@@ -121,7 +122,7 @@ ingest_landing_file_job = dg.define_asset_job(
 @dg.sensor(
     job=ingest_landing_file_job,
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    default_status=PIPELINE_SENSOR_STATUS,
     description="Every 30 seconds, requests an ingest run (ingest_landing_file_job) for each new file under the "
     "landing prefix of the landing bucket. Lists only keys after "
     "its cursor (StartAfter), at most ETL_SENSOR_MAX_RUNS runs a tick, and sweeps the whole prefix every "
