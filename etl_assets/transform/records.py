@@ -291,9 +291,17 @@ class _Decompressed(io.RawIOBase):
             self._member = None
 
 
+_ERROR_TEXT_MAX = 100
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0].strip() if text else type(error).__name__
+    """The first line of an error's message, cut to ``_ERROR_TEXT_MAX`` characters (ijson's may be bytes)."""
+    message = error.args[0] if len(error.args) == 1 else str(error)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    text = str(message).strip()
+    line = text.splitlines()[0].strip() if text else type(error).__name__
+    return line if len(line) <= _ERROR_TEXT_MAX else line[: _ERROR_TEXT_MAX - 1] + "…"
 
 
 # -- shapes -----------------------------------------------------------------------------------------
