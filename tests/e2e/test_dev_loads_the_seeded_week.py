@@ -1,5 +1,7 @@
 """From a fresh ETL_HOME, `etl dev` alone (no click, no command) brings its seeded demo week into daily_funnel:
-the landing sensor ingests the files, the staged-days sensor merges the days and rebuilds the daily tables."""
+the landing sensor ingests the files, the staged-days sensor merges the days and rebuilds the daily tables.
+
+A platform of its own (the shared one runs paused, without demo files) that takes minutes: a slow trial."""
 
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import pytest
 from tests.e2e.dev_platform import ctrl_c, isolated_env, start_etl_dev
 
 STARTUP_LIMIT = 120
-LOAD_LIMIT = 900
-"""Only catches a hang: the week loads in a few minutes on 2 busy cores."""
+LOAD_LIMIT = 1200
+"""Only catches a hang: the week took 465 s after `ready` on 2 cores shared with other work."""
 SEEDED_DAYS = 7
 
 
+@pytest.mark.slow
 def test_etl_dev_alone_loads_the_seeded_week_into_daily_funnel(tmp_path: Path):
     env = isolated_env(tmp_path / "etl-home")
     run = start_etl_dev(env)
