@@ -304,7 +304,7 @@ class DevStack:
             ) from None
         self.say(
             f"events api {settings.demo_events_api_url}  demo feed, 2 events/s, random 429/500; "
-            "turn on events_api_sensor to poll it"
+            + ("turn on events_api_sensor to poll it" if self.paused else "events_api_sensor polls it")
         )
 
     def _start_collector(self) -> None:
