@@ -80,11 +80,15 @@ def ingest_landing_object(
             time.perf_counter() - started,
         )
     source_uri = f"s3://{landing_bucket}/{obj.key}"
+    archived = known["archive_key"] if known else None
+    # A batch archived by an earlier attempt is read from the archive: its bytes are there, checked, even if the
+    # landing object has gone since.
+    bucket, read_key, etag = (archive_bucket, archived, None) if archived else (landing_bucket, obj.key, obj.etag)
     archiving = False
     try:
-        with download(client, landing_bucket, obj.key, obj.etag) as local:
-            if known and known["archive_key"]:
-                key, newly_archived = known["archive_key"], False
+        with download(client, bucket, read_key, etag) as local:
+            if archived:
+                key, newly_archived = archived, False
             else:
                 key = archive_key(SOURCE, today or datetime.now(UTC).date(), obj)
                 archiving = True
@@ -110,7 +114,7 @@ def ingest_landing_object(
                 array_keys=array_keys,
             )
     except (ClientError, BotoCoreError) as error:
-        if not _file_unreadable(error, archiving):
+        if archived or not _file_unreadable(error, archiving):
             raise
         counts = _quarantine_unreadable(engine, obj, source_uri, error, accepted)
         return IngestedFile(obj.batch_id, None, UNREAD_SHA256, obj.size, False, counts, time.perf_counter() - started)

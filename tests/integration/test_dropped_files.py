@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -29,11 +30,13 @@ import zstandard
 from sqlalchemy import Engine, text
 
 from etl_assets.localstack.postgres import EmbeddedPostgres
-from etl_assets.sources.landing import metadata_text
+from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, metadata_text
+from etl_assets.sources.landing_ingest import ingest_landing_object
 from etl_assets.sources.s3 import s3_client
+from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
-from etl_assets.warehouse.staging import DEFAULT_CHUNK_SIZE
+from etl_assets.warehouse.staging import DEFAULT_CHUNK_SIZE, record_batch
 from tests.conftest import S3_CREDENTIALS, migrated_database, new_buckets, pipeline_variables
 from tests.harness import pipeline
 
@@ -359,3 +362,35 @@ def test_a_parquet_file_is_staged_in_memory_bounded_by_the_batch_not_the_file(
         one_chunk = peak_memory_staging(DEFAULT_CHUNK_SIZE, url, s3, s3_endpoint, buckets)
         five_chunks = peak_memory_staging(PARQUET_EVENTS, url, s3, s3_endpoint, buckets)
     assert five_chunks["grown_mib"] < one_chunk["grown_mib"] + 40
+
+
+def test_a_rerun_after_the_archive_copy_reads_the_archive_even_when_the_landing_file_is_gone(
+    s3, buckets: dict[str, str], warehouse_engine: Engine
+):
+    """A run that archived the file and entered its batch, then died, is run again after the landing object was
+    deleted: the batch is staged from its archived bytes, not quarantined as unreadable."""
+    key = f"{PREFIX}rerun/é.jsonl"
+    body = jsonl(event("rerun-1"), event("rerun-2"))
+    etag = s3.put_object(Bucket=buckets["landing"], Key=key, Body=body)["ETag"].strip('"')
+    obj = LandingObject(key, etag, len(body))
+    archived_as = archive_key(SOURCE, date(2025, 9, 20), obj)
+    archive_object(s3, buckets["landing"], obj, buckets["archive"], archived_as, hashlib.sha256(body).hexdigest())
+    record_batch(
+        warehouse_engine,
+        batch_id=obj.batch_id,
+        source=SOURCE,
+        source_uri=f"s3://{buckets['landing']}/{key}",
+        archive_key=archived_as,
+        sha256=hashlib.sha256(body).hexdigest(),
+        byte_count=len(body),
+    )
+    s3.delete_object(Bucket=buckets["landing"], Key=key)
+    ingested = ingest_landing_object(
+        s3,
+        warehouse_engine,
+        obj,
+        landing_bucket=buckets["landing"],
+        archive_bucket=buckets["archive"],
+        accepted=AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
+    )
+    assert (ingested.archive_key, ingested.counts.staged, ingested.counts.quarantined) == (archived_as, 2, 0)
