@@ -38,11 +38,17 @@ def load_settings() -> Settings:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    paused: bool = typer.Option(
+        False, "--paused", help="Leave the landing, staged-days and events API sensors stopped until started in the UI."
+    ),
+) -> None:
     """Run the whole platform locally: PostgreSQL, migrations, an S3 endpoint, the Dagster UI and daemon.
 
-    Data is kept under ETL_HOME (.etl/ by default), so the next `etl dev` finds it. Set DATABASE_URL or
-    AWS_ENDPOINT_URL_S3 to use servers of your own instead. Ctrl-C stops everything.
+    The sensors that load the landing files, the events API and the daily tables run from the start, so the
+    seeded demo week reaches daily_funnel with no click (--paused leaves them stopped). Data is kept under
+    ETL_HOME (.etl/ by default), so the next `etl dev` finds it. Set DATABASE_URL or AWS_ENDPOINT_URL_S3 to use
+    servers of your own instead. Ctrl-C stops everything.
     """
     from etl_assets.localstack.stack import DevStack, StackError
 
@@ -53,7 +59,7 @@ def dev() -> None:
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    stack = DevStack(settings, say)
+    stack = DevStack(settings, say, paused=paused)
     error: str | None = None
     try:
         stack.up()

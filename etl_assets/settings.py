@@ -16,6 +16,8 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from etl_assets.transform.records import DEFAULT_ARRAY_KEYS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -146,6 +148,18 @@ VARIABLES: tuple[Variable, ...] = (
         "ETL_LANDING_SWEEP_MINUTES",
         "60",
         "How often the S3 sensor sweeps the whole prefix for re-uploaded or out-of-order keys (0: never).",
+    ),
+    Variable(
+        "ETL_SENSORS_RUNNING",
+        "unset (false)",
+        "Whether the landing, staged-days and events API sensors run without an operator starting them. "
+        "`etl dev` sets it (not with `--paused`); production leaves it unset, so every sensor waits to be started.",
+    ),
+    Variable(
+        "ETL_JSON_ARRAY_KEYS",
+        ",".join(DEFAULT_ARRAY_KEYS),
+        "Keys under which a landing file that is one JSON document holds its array of events "
+        '(`{"events": [...]}`), in the order they are looked for.',
     ),
     Variable(
         "ETL_PII_FIELDS",
@@ -467,6 +481,17 @@ def _pii_fields(env: Mapping[str, str]) -> tuple[str, ...]:
     return names or DEFAULT_PII_FIELDS
 
 
+def _json_array_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("ETL_JSON_ARRAY_KEYS") or ""
+    keys = tuple(dict.fromkeys(key.strip() for key in raw.split(",") if key.strip()))
+    for key in keys:
+        if "." in key:
+            raise ConfigError(
+                f"ETL_JSON_ARRAY_KEYS names {key!r}: list top-level keys without dots, like events,data,records,batch"
+            )
+    return keys or DEFAULT_ARRAY_KEYS
+
+
 def pii_key(env: Mapping[str, str] | None = None) -> bytes | None:
     """The HMAC key that pseudonymizes PII (a secret: read when a run needs it, never stored in Settings or shown)."""
     raw = (os.environ if env is None else env).get("ETL_PII_KEY")
@@ -499,6 +524,8 @@ class Settings:
     first_day: date = date(2025, 1, 1)
     sensor_max_runs: int = 25
     landing_sweep_minutes: int = 60
+    json_array_keys: tuple[str, ...] = DEFAULT_ARRAY_KEYS
+    sensors_running: bool = False
     pii_fields: tuple[str, ...] = DEFAULT_PII_FIELDS
     pii_key_configured: bool = False
     retention_days: int = 90
@@ -568,6 +595,8 @@ class Settings:
             first_day=_day(env, "ETL_FIRST_DAY", date(2025, 1, 1)),
             sensor_max_runs=_integer(env, "ETL_SENSOR_MAX_RUNS", 25, minimum=1, maximum=10_000, kind="a whole number"),
             landing_sweep_minutes=_count(env, "ETL_LANDING_SWEEP_MINUTES", 60),
+            json_array_keys=_json_array_keys(env),
+            sensors_running=_flag(env, "ETL_SENSORS_RUNNING", False),
             pii_fields=_pii_fields(env),
             pii_key_configured=pii_key(env) is not None,
             retention_days=_integer(env, "ETL_RETENTION_DAYS", 90, minimum=1, maximum=36_500, kind="a number of days"),

@@ -10,7 +10,8 @@ import time
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
+from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
 from etl_assets.defs.run_status import IN_FLIGHT
 from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.events_api import PollReport, poll_source
@@ -49,15 +50,16 @@ def poll_events_api(
         )
 
     try:
-        report = poll_source(
-            client,
-            ingest_warehouse.get_engine(),
-            object_store.client(),
-            object_store.archive_bucket,
-            accepted_times(),
-            max_pages=config.max_pages,
-            on_page=log_page,
-        )
+        with retried_only_if_transient():
+            report = poll_source(
+                client,
+                ingest_warehouse.get_engine(),
+                object_store.client(),
+                object_store.archive_bucket,
+                accepted_times(),
+                max_pages=config.max_pages,
+                on_page=log_page,
+            )
     finally:
         client.close()
     metadata = {
@@ -97,7 +99,7 @@ def events_api_poll_job():
 @dg.sensor(
     job=events_api_poll_job,
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    default_status=PIPELINE_SENSOR_STATUS,
     description="Every 30 seconds, starts an events_api_poll_job run for each events API source that has none in "
     "flight (one source by default: the demo API of etl dev, or ETL_EVENTS_API_URL / ETL_EVENTS_API_SOURCES).",
 )

@@ -3,7 +3,8 @@
 The S3 sensor requests one run per new object (run key ``key#etag``: the same bytes never run twice,
 a re-upload with new bytes runs again). Each run archives the file with its checksum, then streams
 it record by record into staging; records that cannot be read go to quarantine with the line number
-and the reason.
+and the reason, and a file that cannot be read at all becomes one quarantine row that says why (its run
+succeeds). Only transient errors fail the step into its retry policy.
 """
 
 import time
@@ -11,7 +12,8 @@ import time
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
+from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import ObjectStoreResource, WarehouseResource
 from etl_assets.settings import Settings
@@ -65,14 +67,16 @@ def ingest_landing_file(
     ingest_warehouse: WarehouseResource,
 ):
     obj = LandingObject(key=config.key, etag=config.etag, size=config.size)
-    result = ingest_landing_object(
-        object_store.client(),
-        ingest_warehouse.get_engine(),
-        obj,
-        landing_bucket=object_store.landing_bucket,
-        archive_bucket=object_store.archive_bucket,
-        accepted=accepted_times(),
-    )
+    with retried_only_if_transient():
+        result = ingest_landing_object(
+            object_store.client(),
+            ingest_warehouse.get_engine(),
+            obj,
+            landing_bucket=object_store.landing_bucket,
+            archive_bucket=object_store.archive_bucket,
+            accepted=accepted_times(),
+            array_keys=Settings.from_env().json_array_keys,
+        )
     counts = result.counts
     context.log.info(
         f"{config.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
@@ -83,8 +87,8 @@ def ingest_landing_file(
         asset_key="raw_payloads",
         metadata={
             "batch id": dg.MetadataValue.text(result.batch_id),
-            "archive key": dg.MetadataValue.text(result.archive_key),
-            "sha256": dg.MetadataValue.text(result.sha256),
+            "archive key": dg.MetadataValue.text(result.archive_key or "none: the file could not be read"),
+            "sha256": dg.MetadataValue.text(result.sha256 or "none"),
             "bytes": dg.MetadataValue.int(result.byte_count),
             "newly archived": dg.MetadataValue.bool(result.newly_archived),
         },
@@ -118,7 +122,7 @@ ingest_landing_file_job = dg.define_asset_job(
 @dg.sensor(
     job=ingest_landing_file_job,
     minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    default_status=PIPELINE_SENSOR_STATUS,
     description="Every 30 seconds, requests an ingest run (ingest_landing_file_job) for each new file under the "
     "landing prefix of the landing bucket. Lists only keys after "
     "its cursor (StartAfter), at most ETL_SENSOR_MAX_RUNS runs a tick, and sweeps the whole prefix every "

@@ -265,12 +265,14 @@ enrichment_checks = [_enrichment_check(table.name) for table in schema.DAILY_TAB
 @dg.asset_check(
     asset="raw_payloads",
     pool="warehouse",
-    description=f"Every batch received in the last {BATCH_RECONCILIATION_DAYS} days is whole: the ledger's record "
-    "count equals its staged rows plus its records quarantined before staging.",
+    description=f"Every batch received in the last {BATCH_RECONCILIATION_DAYS} days is accounted for: it was "
+    "staged, the ledger's record count equals its staged rows plus its records quarantined before staging, and a "
+    "batch that brought bytes brought a record or a quarantine row that says why (every source: files, API pages, "
+    "collector requests).",
 )
 def batches_reconciled(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     batches = reconcile_batches(warehouse.get_engine(), BATCH_RECONCILIATION_DAYS)
-    mismatched = [batch for batch in batches if batch.unaccounted]
+    mismatched = [batch for batch in batches if batch.problem]
     return dg.AssetCheckResult(
         passed=not mismatched,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -281,9 +283,9 @@ def batches_reconciled(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             "records unaccounted for": dg.MetadataValue.int(sum(batch.unaccounted for batch in mismatched)),
             "mismatched batches": dg.MetadataValue.md(
                 markdown_table(
-                    ("batch", "source", "records", "staged", "quarantined at parse", "unaccounted"),
+                    ("batch", "source", "records", "staged", "quarantined at parse", "problem"),
                     (
-                        (b.batch_id, b.source, b.records, b.staged, b.parse_quarantined, b.unaccounted)
+                        (b.batch_id, b.source, b.records, b.staged, b.parse_quarantined, b.problem)
                         for b in mismatched[:50]
                     ),
                 )

@@ -16,6 +16,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, single_run_backfill
+from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.privacy import missing_key_failure, pii_policy
 from etl_assets.defs.run_status import IN_FLIGHT
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
@@ -111,7 +112,7 @@ def _fingerprint(run: list[PendingDay]) -> str:
 @dg.sensor(
     job=daily_events_job,
     minimum_interval_seconds=10,
-    default_status=dg.DefaultSensorStatus.STOPPED,
+    default_status=PIPELINE_SENSOR_STATUS,
     description="Every 10 seconds, requests a run of events and its enrichment for each range of consecutive days that has "
     "staging rows waiting, once the previous such run has finished; the run key names the days' pending rows, "
     "so new or re-staged data runs again. A run that failed (not one a blocking check stopped) is requested "

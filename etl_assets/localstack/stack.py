@@ -58,9 +58,11 @@ def _first_line(error: BaseException | str) -> str:
 
 
 class DevStack:
-    def __init__(self, settings: Settings, say: Callable[[str], None]) -> None:
+    def __init__(self, settings: Settings, say: Callable[[str], None], *, paused: bool = False) -> None:
         self.settings = settings
         self.say = say
+        self.paused = paused
+        """Leave the pipeline's sensors stopped (``etl dev --paused``) instead of running them."""
         self.logs = settings.etl_home / "logs"
         self.postgres: EmbeddedPostgres | None = None
         self.s3: LocalS3 | None = None
@@ -253,7 +255,11 @@ class DevStack:
         self.say(
             f"s3         seeded {report.files} demo files ({report.records} records, {report.first_day} to "
             f"{report.last_day}) under s3://{settings.landing_bucket}/{settings.landing_prefix}; "
-            "turn on landing_files_sensor and staged_days_sensor in the UI to load them"
+            + (
+                "turn on landing_files_sensor and staged_days_sensor in the UI to load them"
+                if self.paused
+                else "the sensors load them into the daily tables in a few minutes"
+            )
         )
 
     def child_environment(self) -> dict[str, str]:
@@ -265,6 +271,7 @@ class DevStack:
             DAGSTER_PG_URL=self.dagster_storage_url(),
             DATABASE_URL=self.warehouse_url.render_as_string(hide_password=False),
             AWS_REGION=self.settings.aws_region,
+            ETL_SENSORS_RUNNING="false" if self.paused else "true",
         )
         if not self.settings.s3_is_external:
             env.update(Settings.local_s3_credentials(), AWS_ENDPOINT_URL_S3=self.s3_endpoint or "")
@@ -297,7 +304,7 @@ class DevStack:
             ) from None
         self.say(
             f"events api {settings.demo_events_api_url}  demo feed, 2 events/s, random 429/500; "
-            "turn on events_api_sensor to poll it"
+            + ("turn on events_api_sensor to poll it" if self.paused else "events_api_sensor polls it")
         )
 
     def _start_collector(self) -> None:
@@ -324,6 +331,12 @@ class DevStack:
         self.say(
             f"dagster    {self.dagster.url}  webserver + daemon, storage in database {self.dagster_url.database}, "
             f"logs in {self.dagster.log_path}"
+        )
+        self.say(
+            "dagster    sensors stopped (--paused): start them under Automation"
+            if self.paused
+            else "dagster    landing_files_sensor, staged_days_sensor and events_api_sensor running "
+            "(`etl dev --paused` leaves them stopped)"
         )
         for status in statuses:
             if status.error:

@@ -24,6 +24,7 @@ from etl_assets.settings import Settings, redact
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.migrate import current_revision
 from etl_assets.warehouse.quarantine import QuarantineSummary, summarize_quarantine
+from etl_assets.warehouse.reconciliation import BatchReconciliation, reconcile_batches
 from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
 from etl_assets.warehouse.staging import PendingDay, pending_days
 
@@ -73,6 +74,8 @@ class WarehouseState:
     pending: list[PendingDay]
     quarantine: QuarantineSummary
     sources: list[SourceState]
+    batches: list[BatchReconciliation] | None = None
+    """The batches of the last 7 days as reconciliation sees them (None: not counted)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,13 @@ def warehouse_state(engine: Engine, now: datetime, warn_minutes: int, fail_minut
         )
         for activity in recent_source_activity(engine, now, SOURCE_LOOKBACK)
     ]
-    return WarehouseState(current_revision(engine), pending_days(engine), summarize_quarantine(engine), sources)
+    return WarehouseState(
+        current_revision(engine),
+        pending_days(engine),
+        summarize_quarantine(engine),
+        sources,
+        reconcile_batches(engine, SOURCE_LOOKBACK.days),
+    )
 
 
 def probe_warehouse(settings: Settings, now: datetime) -> tuple[ServiceState, WarehouseState | None]:
@@ -330,6 +339,8 @@ def render_status(status: PlatformStatus) -> list[str]:
             f"quarantine  {quarantine.unresolved:,} unresolved rows ({quarantine.resolved:,} resolved by re-drives)"
             + (f"; most: {reasons}" if reasons else "")
         )
+        if warehouse.batches is not None:
+            lines.append(_batches_line(warehouse.batches))
         warn, fail = status.freshness_minutes
         lines.append(f"sources     last batch per source (7 days; warn after {warn} min, fail after {fail} min silent)")
         if not warehouse.sources:
@@ -357,6 +368,16 @@ def render_status(status: PlatformStatus) -> list[str]:
             freshness = f"; freshness {asset.freshness}" if asset.freshness else ""
             lines.append(f"  {asset.asset:<{name_width}}  {run}; {materialized}{freshness}")
     return lines
+
+
+def _batches_line(batches: list[BatchReconciliation]) -> str:
+    """Whether every batch of the last 7 days is accounted for (staged, or quarantined with a reason)."""
+    unaccounted = [batch for batch in batches if batch.problem]
+    line = f"batches     {len(batches):,} in the last 7 days"
+    if not unaccounted:
+        return line + ", every one accounted for (its records staged or quarantined with a reason)"
+    first = unaccounted[0]
+    return line + f", {len(unaccounted):,} NOT accounted for; first {first.batch_id}: {first.problem}"
 
 
 def problems_line(status: PlatformStatus) -> str:

@@ -1,6 +1,6 @@
 """Pulling events from a cursor-paginated HTTP API into staging, one page at a time, resumable.
 
-Retries are urllib3's ``Retry`` mounted on a requests session: exponential backoff with jitter on 429
+Retries are urllib3's ``Retry`` mounted on a requests session: exponential backoff with jitter on 408, 429
 and 5xx (and on connection errors), ``Retry-After`` honoured, only for GET. Each page is archived, then
 staged in one transaction together with the source's new cursor in ``source_cursors``: a crash before
 that commit leaves the old cursor and the next run fetches the same page again (same bytes, same batch
@@ -35,7 +35,8 @@ from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import source_cursors
 from etl_assets.warehouse.staging import BatchEntry, StagingCounts, stage_batch
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
+"""Answers a later request may get past; any other 4xx (a bad request, a wrong token, a missing path) is permanent."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,14 @@ class ApiSource:
 
 
 class ApiError(Exception):
-    """The API answered with an error that retries did not cure; the message says which and what to do."""
+    """The API answered with an error that retries did not cure; the message says which and what to do.
+
+    ``transient``: a later poll may succeed (the API kept failing or could not be reached); a permanent error (a 4xx
+    other than 408 and 429: a bad request, a wrong token) fails the same way until someone changes something."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -135,15 +143,19 @@ class EventsApiClient:
         except requests.exceptions.RetryError as error:
             raise ApiError(
                 f"{source.name}: {url} kept failing after {source.max_retries} retries ({_last_status(error)}); "
-                "the cursor stays where it was and the next poll tries again"
+                "the cursor stays where it was and the next poll tries again",
+                transient=True,
             ) from None
-        except requests.exceptions.ConnectionError as error:
-            raise ApiError(f"{source.name}: cannot reach {url} ({type(error).__name__}); is the API up?") from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+            raise ApiError(
+                f"{source.name}: cannot reach {url} ({type(error).__name__}); is the API up?", transient=True
+            ) from None
         if response.status_code >= 400:
             hint = " (check the token in " + (source.token_env or "the source's token_env") + ")"
             raise ApiError(
                 f"{source.name}: {response.url} answered {response.status_code}: {response.text[:200]!r}"
-                + (hint if response.status_code in (401, 403) else "")
+                + (hint if response.status_code in (401, 403) else ""),
+                transient=response.status_code in RETRY_STATUSES or response.status_code >= 500,
             )
         history = response.raw.retries.history if response.raw.retries else ()
         return FetchedPage(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -93,25 +94,32 @@ def download(client: Any, bucket: str, key: str, etag: str | None = None) -> Ite
         yield DownloadedObject(Path(spool.name), digest.hexdigest(), count)
 
 
+def metadata_value(text: str) -> str:
+    """``text`` as S3 object metadata may hold it (ASCII only): percent-encoded UTF-8 (RFC 3986), every ``%`` too,
+    so ``metadata_text`` gives back exactly ``text`` (``été/a%20b.jsonl`` ↔ ``%C3%A9t%C3%A9/a%2520b.jsonl``)."""
+    return urllib.parse.quote(text, safe="/")
+
+
+def metadata_text(value: str) -> str:
+    """The text ``metadata_value`` encoded."""
+    return urllib.parse.unquote(value, errors="strict")
+
+
 def archive_object(
     client: Any, landing_bucket: str, obj: LandingObject, archive_bucket: str, key: str, sha256: str
 ) -> None:
-    """Server-side copy of the landing object into the raw archive, with its checksum as metadata and
+    """Server-side copy of the landing object into the raw archive, with its checksum and its landing key
+    (``source-key``, encoded by ``metadata_value``: metadata is ASCII, keys are UTF-8) as metadata, and
     server-side encryption where the store offers it."""
     client.copy_object(
         Bucket=archive_bucket,
         Key=key,
         CopySource={"Bucket": landing_bucket, "Key": obj.key},
         CopySourceIfMatch=f'"{obj.etag}"',
-        Metadata={"sha256": sha256, "source-key": obj.key, "source-etag": obj.etag},
+        Metadata={"sha256": sha256, "source-key": metadata_value(obj.key), "source-etag": obj.etag},
         MetadataDirective="REPLACE",
         ServerSideEncryption="AES256",
     )
-
-
-def head(path: Path, size: int = 4096) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(size)
 
 
 @dataclass(frozen=True)

@@ -4,28 +4,47 @@ Order matters for "nothing lost": the bytes are in the raw archive and the batch
 (with its SHA-256) before a single record is staged; staging commits chunk by chunk, and a re-run of
 the same batch stages only what is missing. Replays (``sources/replay.py``) read the archive, never the
 landing bucket.
+
+Every file is accounted for: its records are staged or quarantined, or, when the file cannot be read at all
+(gone, changed or refused since it was listed; of no shape read here; compressed too deep; holding no record),
+one quarantine row (``record_no`` 0) says why, naming the file and where its bytes are archived. A file the store
+refuses for good is such a row too, entered in the ledger without an archive copy, and its run succeeds.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Engine
 
-from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, download, head
+from etl_assets.settings import Settings
+from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, download
+from etl_assets.sources.s3 import describe_s3_error, is_transient_s3_error, s3_error_code
 from etl_assets.transform.normalize import AcceptedTimes
-from etl_assets.transform.records import RejectedRecord, UnsupportedFile, detect_format, iter_records
+from etl_assets.transform.records import ParsedRecord, RejectedRecord, read_file
 from etl_assets.warehouse.staging import StagingCounts, find_batch, record_batch, stage_records
+
+UNREAD_SHA256 = ""
+"""The ledger's checksum of a file whose bytes could not be read (its ``archive_key`` is empty too)."""
+_WHY_UNREADABLE = {
+    "NoSuchKey": "it was deleted after it was listed",
+    "PreconditionFailed": "it changed after it was listed; its new version is a batch of its own",
+    "AccessDenied": "the platform's credentials may not read it",
+    "InvalidObjectState": "it is in an archive storage class; restore it first",
+}
 
 
 @dataclass(frozen=True)
 class IngestedFile:
     batch_id: str
-    archive_key: str
+    archive_key: str | None
+    """None when the file could not be read (its quarantine row says why)."""
     sha256: str
     byte_count: int
     newly_archived: bool
@@ -42,10 +61,11 @@ def ingest_landing_object(
     archive_bucket: str,
     accepted: AcceptedTimes,
     today: date | None = None,
+    array_keys: Sequence[str] | None = None,
 ) -> IngestedFile:
     started = time.perf_counter()
     known = find_batch(engine, obj.batch_id)
-    if known and known["archive_key"] and known["staged_at"] is not None:
+    if known and known["staged_at"] is not None:
         # Every chunk committed before the ledger's staged_at was set: a re-run (a retry, a re-materialization)
         # has nothing to add, so it reads neither the object nor the records. Replays re-stage on purpose.
         counts = StagingCounts(records=known["record_count"] or 0)
@@ -59,35 +79,104 @@ def ingest_landing_object(
             counts,
             time.perf_counter() - started,
         )
-    with download(client, landing_bucket, obj.key, obj.etag) as local:
-        if known and known["archive_key"]:
-            key, newly_archived = known["archive_key"], False
-        else:
-            key = archive_key(SOURCE, today or datetime.now(UTC).date(), obj)
-            archive_object(client, landing_bucket, obj, archive_bucket, key, local.sha256)
-            newly_archived = record_batch(
+    source_uri = f"s3://{landing_bucket}/{obj.key}"
+    archived = known["archive_key"] if known else None
+    # A batch archived by an earlier attempt is read from the archive: its bytes are there, checked, even if the
+    # landing object has gone since.
+    bucket, read_key, etag = (archive_bucket, archived, None) if archived else (landing_bucket, obj.key, obj.etag)
+    archiving = False
+    try:
+        with download(client, bucket, read_key, etag) as local:
+            if archived:
+                key, newly_archived = archived, False
+            else:
+                key = archive_key(SOURCE, today or datetime.now(UTC).date(), obj)
+                archiving = True
+                archive_object(client, landing_bucket, obj, archive_bucket, key, local.sha256)
+                archiving = False
+                newly_archived = record_batch(
+                    engine,
+                    batch_id=obj.batch_id,
+                    source=SOURCE,
+                    source_uri=source_uri,
+                    archive_key=key,
+                    sha256=local.sha256,
+                    byte_count=local.byte_count,
+                )
+            counts = stage_file(
                 engine,
-                batch_id=obj.batch_id,
-                source=SOURCE,
-                source_uri=f"s3://{landing_bucket}/{obj.key}",
-                archive_key=key,
-                sha256=local.sha256,
-                byte_count=local.byte_count,
+                obj.batch_id,
+                obj.key,
+                local.path,
+                accepted,
+                replay=False,
+                location=f"{source_uri}, archived as s3://{archive_bucket}/{key}",
+                array_keys=array_keys,
             )
-        counts = stage_file(engine, obj.batch_id, obj.key, local.path, accepted, replay=False)
+    except (ClientError, BotoCoreError) as error:
+        if archived or not _file_unreadable(error, archiving):
+            raise
+        counts = _quarantine_unreadable(engine, obj, source_uri, error, accepted)
+        return IngestedFile(obj.batch_id, None, UNREAD_SHA256, obj.size, False, counts, time.perf_counter() - started)
     return IngestedFile(
         obj.batch_id, key, local.sha256, local.byte_count, newly_archived, counts, time.perf_counter() - started
     )
 
 
-def stage_file(
-    engine: Engine, batch_id: str, name: str, path: Path, accepted: AcceptedTimes, *, replay: bool
+def _file_unreadable(error: BaseException, archiving: bool) -> bool:
+    """Whether ``error`` says this file cannot be read, for good: any permanent refusal to read it, or a copy
+    refused because the object is gone or changed (a copy refused otherwise is the archive's problem)."""
+    if is_transient_s3_error(error):
+        return False
+    if archiving:
+        return s3_error_code(error) in ("NoSuchKey", "PreconditionFailed")
+    return True
+
+
+def _quarantine_unreadable(
+    engine: Engine, obj: LandingObject, source_uri: str, error: BaseException, accepted: AcceptedTimes
 ) -> StagingCounts:
-    """Stage a downloaded file, read as its name and first bytes say (a replay reads an archived copy)."""
-    try:
-        fmt, compressed = detect_format(name, head(path))
-    except UnsupportedFile as error:
-        records: Any = [RejectedRecord(record_no=0, reason=f"unsupported file: {error}", raw=b"")]
-        return stage_records(engine, batch_id, SOURCE, records, accepted, replay=replay)
+    why = _WHY_UNREADABLE.get(s3_error_code(error) or "", "")
+    reason = (
+        f"could not read the file ({describe_s3_error(error)}{': ' + why if why else ''}); {source_uri}, not archived"
+    )
+    record_batch(
+        engine,
+        batch_id=obj.batch_id,
+        source=SOURCE,
+        source_uri=source_uri,
+        archive_key=None,
+        sha256=UNREAD_SHA256,
+        byte_count=obj.size,
+    )
+    return stage_records(engine, obj.batch_id, SOURCE, [RejectedRecord(0, reason, b"")], accepted)
+
+
+def stage_file(
+    engine: Engine,
+    batch_id: str,
+    name: str,
+    path: Path,
+    accepted: AcceptedTimes,
+    *,
+    replay: bool,
+    location: str,
+    array_keys: Sequence[str] | None = None,
+) -> StagingCounts:
+    """Stage a downloaded file, read as its bytes say (a replay reads an archived copy). ``location`` (where the
+    file came from and is archived) completes the reason of a quarantine row about the whole file;
+    ``array_keys`` default to ETL_JSON_ARRAY_KEYS."""
+    keys = Settings.from_env().json_array_keys if array_keys is None else array_keys
     with path.open("rb") as stream:
-        return stage_records(engine, batch_id, SOURCE, iter_records(stream, fmt, compressed), accepted, replay=replay)
+        records = _located(read_file(stream, name, array_keys=keys), location)
+        return stage_records(engine, batch_id, SOURCE, records, accepted, replay=replay)
+
+
+def _located(
+    records: Iterable[ParsedRecord | RejectedRecord], location: str
+) -> Iterator[ParsedRecord | RejectedRecord]:
+    for record in records:
+        if isinstance(record, RejectedRecord) and record.record_no == 0:
+            yield RejectedRecord(0, f"{record.reason} ({location})", record.raw)
+        else:
+            yield record

@@ -68,7 +68,7 @@ def replay_batch(
         raise CannotReplay(pruned_message(batch))
     try:
         with download(client, archive_bucket, batch["archive_key"]) as local:
-            return _replay_downloaded(engine, batch, local, accepted, api_sources)
+            return _replay_downloaded(engine, batch, local, accepted, api_sources, archive_bucket)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
             raise
@@ -84,6 +84,7 @@ def _replay_downloaded(
     local: DownloadedObject,
     accepted: AcceptedTimes,
     api_sources: Mapping[str, ApiSource],
+    archive_bucket: str,
 ) -> StagingCounts:
     source = batch["source"]
     if local.sha256 != batch["sha256"]:
@@ -92,7 +93,8 @@ def _replay_downloaded(
         )
     if source == S3_SOURCE:
         name = batch["source_uri"].rsplit("/", 1)[-1]
-        return stage_file(engine, batch["batch_id"], name, local.path, accepted, replay=True)
+        location = f"{batch['source_uri']}, archived as s3://{archive_bucket}/{batch['archive_key']}"
+        return stage_file(engine, batch["batch_id"], name, local.path, accepted, replay=True, location=location)
     if source.startswith("api:"):
         api = api_sources.get(source)
         if api is None:

@@ -1,7 +1,12 @@
 """The S3 client every part of the platform reaches the object store with (pipeline steps, the collector, the
 local stack): botocore's standard retries, bounded timeouts, path-style addressing for local endpoints.
 
-Free of Dagster, so the collector starts without importing it."""
+Free of Dagster, so the collector starts without importing it.
+
+Its errors sort into transient ones (``is_transient_s3_error``: throttling, 5xx, 408, timeouts, dropped
+connections), which botocore's standard mode retries in the call and a step's retry policy may retry again, and
+permanent ones (a request that fails validation, 4xx such as access denied or a missing object), which neither
+retries."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
 from etl_assets.settings import Settings
 
@@ -59,3 +65,44 @@ def platform_s3_client(settings: Settings) -> Any:
     return s3_client(
         f"http://127.0.0.1:{settings.s3_port}", settings.aws_region, **Settings.local_s3_client_credentials()
     )
+
+
+TRANSIENT_STATUSES = frozenset({408, 429})
+"""4xx statuses that a later attempt may get past (request timeout, too many requests); every 5xx is transient."""
+THROTTLING_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+)
+TRANSIENT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException", "InternalError", "ServiceUnavailable"})
+"""Codes botocore's standard mode retries besides throttling (its transient error codes)."""
+
+
+def s3_error_code(error: BaseException) -> str | None:
+    """The S3 error code (``NoSuchKey``, ``AccessDenied``, ``SlowDown``…) of a ``ClientError``, else None."""
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code") or None
+    return None
+
+
+def s3_status(error: BaseException) -> int | None:
+    if isinstance(error, ClientError):
+        return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None
+
+
+def is_transient_s3_error(error: BaseException) -> bool:
+    """Whether the same S3 call may succeed later: throttling, 5xx, 408/429, a timeout, a dropped connection."""
+    if isinstance(error, ClientError):
+        status = s3_status(error) or 0
+        code = s3_error_code(error) or ""
+        return status >= 500 or status in TRANSIENT_STATUSES or code in THROTTLING_CODES | TRANSIENT_CODES
+    return isinstance(error, ConnectionError | HTTPClientError)
+
+
+def describe_s3_error(error: BaseException) -> str:
+    """One line: the S3 code and status (``AccessDenied, HTTP 403``) or botocore's own error and message."""
+    if isinstance(error, ClientError):
+        return f"{s3_error_code(error) or 'error'}, HTTP {s3_status(error) or '?'}"
+    if isinstance(error, BotoCoreError):
+        text = str(error).strip().splitlines()
+        return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return type(error).__name__

@@ -17,7 +17,10 @@ and a row with no ledger entry at all still fails. Batches that lost staging row
 of the batch reconciliation (their staged count no longer adds up to the ledger's, by design).
 
 For a batch, the ledger's record count must equal its staged rows plus its records quarantined
-before staging (no id, no timestamp, unreadable).
+before staging (no id, no timestamp, unreadable). A batch that brought bytes must have brought at least one
+record (a file that could not be read has one quarantine row that says why), and a batch entered in the ledger
+must have been staged within ``UNSTAGED_GRACE_MINUTES``: otherwise bytes entered and nothing says what became
+of them.
 """
 
 from __future__ import annotations
@@ -61,18 +64,23 @@ COUNT_EVENTS_WITH_PRUNED_RECORD = text(
       AND NOT EXISTS (SELECT 1 FROM staging_events s WHERE s.id = l.staging_id)
     """
 )
+UNSTAGED_GRACE_MINUTES = 60
+"""How long a batch may sit in the ledger unstaged (its run retrying) before it counts as unaccounted for."""
 RECONCILE_BATCHES = text(
     """
-    SELECT b.batch_id, b.source, b.record_count,
+    SELECT b.batch_id, b.source, coalesce(b.record_count, 0),
            (SELECT count(*) FROM staging_events s WHERE s.batch_id = b.batch_id) AS staged,
            (SELECT count(*) FROM quarantine q
-             WHERE q.batch_id = b.batch_id AND q.stage = 'parse' AND q.resolved_at IS NULL) AS parse_quarantined
+             WHERE q.batch_id = b.batch_id AND q.stage = 'parse' AND q.resolved_at IS NULL) AS parse_quarantined,
+           b.byte_count,
+           b.staged_at IS NOT NULL AS closed
     FROM raw_batches b
-    WHERE b.staged_at IS NOT NULL AND b.staging_pruned_at IS NULL
+    WHERE b.staging_pruned_at IS NULL
       AND b.received_at >= now() - make_interval(days => :days)
+      AND (b.staged_at IS NOT NULL OR b.received_at < now() - make_interval(mins => :grace_minutes))
     ORDER BY b.received_at
     """
-).bindparams(bindparam("days"))
+).bindparams(bindparam("days"), bindparam("grace_minutes"))
 
 
 @dataclass(frozen=True)
@@ -139,12 +147,29 @@ class BatchReconciliation:
     staged: int
     parse_quarantined: int
 
+    byte_count: int = 0
+    closed: bool = True
+    """Whether staging the batch finished (``staged_at`` is set)."""
+
     @property
     def unaccounted(self) -> int:
         return self.records - self.staged - self.parse_quarantined
 
+    @property
+    def problem(self) -> str | None:
+        """Why the batch is not accounted for, or None when it is."""
+        if not self.closed:
+            return f"entered more than {UNSTAGED_GRACE_MINUTES} minutes ago and never staged"
+        if self.byte_count > 0 and self.records == 0:
+            return f"{self.byte_count:,} bytes and no record, no quarantine row saying why"
+        if self.unaccounted:
+            return f"{self.unaccounted:,} records neither staged nor quarantined"
+        return None
+
 
 def reconcile_batches(engine: Engine, within_days: int) -> list[BatchReconciliation]:
-    """Every staged batch received in the last ``within_days`` days, with its ledger count and what holds it."""
+    """Every batch received in the last ``within_days`` days that was staged or should have been by now, with its
+    ledger count and what holds it."""
     with engine.connect() as conn:
-        return [BatchReconciliation(*row) for row in conn.execute(RECONCILE_BATCHES, {"days": within_days})]
+        rows = conn.execute(RECONCILE_BATCHES, {"days": within_days, "grace_minutes": UNSTAGED_GRACE_MINUTES})
+        return [BatchReconciliation(*row) for row in rows]

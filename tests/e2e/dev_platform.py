@@ -68,9 +68,14 @@ def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_etl_dev(env: dict[str, str]) -> DevRun:
+def start_etl_dev(env: dict[str, str], *options: str) -> DevRun:
     process = subprocess.Popen(
-        [ETL, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        [ETL, "dev", *options],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     run = DevRun(process)
 
@@ -349,7 +354,8 @@ class FailedCheck:
 
 def start_dev_platform(s3_endpoint: str, home: Path, artifacts: Path, bucket_prefix: str) -> DevPlatform:
     """`etl dev` starting (wait for its ``ready`` line) on ``s3_endpoint``, with a landing and an archive bucket of
-    its own, created here and empty: no demo files are seeded, each test drops the files it means to."""
+    its own, created here and empty: no demo files are seeded, each test drops the files it means to. Its sensors
+    are stopped (``--paused``): a test starts the ones it means to."""
     s3 = s3_client(s3_endpoint, "us-east-1", **S3_CREDENTIALS)
     suffix = uuid.uuid4().hex[:10]
     landing, archive = f"{bucket_prefix}-landing-{suffix}", f"{bucket_prefix}-archive-{suffix}"
@@ -364,4 +370,4 @@ def start_dev_platform(s3_endpoint: str, home: Path, artifacts: Path, bucket_pre
         ETL_LANDING_BUCKET=landing,
         ETL_ARCHIVE_BUCKET=archive,
     )
-    return DevPlatform(start_etl_dev(env), env, s3, landing, artifacts)
+    return DevPlatform(start_etl_dev(env, "--paused"), env, s3, landing, artifacts)

@@ -193,6 +193,7 @@ class Landed:
     batch_ids: dict[str, str]
     """Key → batch id (key#ETag)."""
     runs: list[dg.ExecuteInProcessResult]
+    archive_bucket: str
 
     def batch(self, name: str) -> str:
         return self.batch_ids[name if name.startswith(PREFIX) else PREFIX + name]
@@ -257,7 +258,7 @@ def landed(postgres_server: EmbeddedPostgres, migrated_template: str, s3_endpoin
             with pipeline(defs()) as run:
                 run.settle()
                 assert run.tick("landing_files_sensor") == [] and run.tick("staged_days_sensor") == []
-                yield Landed(engine, batch_ids, run.runs)
+                yield Landed(engine, batch_ids, run.runs, buckets["archive"])
         finally:
             engine.dispose()
 
@@ -450,12 +451,22 @@ def test_ids_longer_than_an_index_entry_are_quarantined_and_long_keys_load(lande
     assert landed.event_ids("d-deep-long-big.jsonl") == {"big-10mb", "long-key", "deep-day-ok"}
 
 
-def test_empty_files_make_a_batch_of_zero_records_and_nothing_else(landed: Landed):
-    for name in ("f-empty.jsonl", "f-header-only.csv", "f-empty.jsonl.gz"):
+def test_an_empty_file_makes_a_batch_of_zero_records_and_a_file_with_bytes_and_no_record_says_why(landed: Landed):
+    ledger = landed.ledger("f-empty.jsonl")
+    assert (ledger["record_count"], ledger["quarantined_count"], ledger["byte_count"]) == (0, 0, 0)
+    assert ledger["staged_at"] is not None
+    assert landed.staged("f-empty.jsonl") == {} and landed.quarantined("f-empty.jsonl") == {}
+    for name, reason in (
+        ("f-header-only.csv", "no records: the CSV file has a header and no rows"),
+        ("f-empty.jsonl.gz", "no records: the gzip stream holds no bytes"),
+    ):
         ledger = landed.ledger(name)
-        assert (ledger["record_count"], ledger["quarantined_count"]) == (0, 0), name
-        assert ledger["staged_at"] is not None, name
-        assert landed.staged(name) == {} and landed.quarantined(name) == {}, name
+        assert (ledger["record_count"], ledger["quarantined_count"]) == (1, 1), name
+        where = f"{ledger['source_uri']}, archived as s3://{landed.archive_bucket}/{ledger['archive_key']}"
+        assert {number: (row["stage"], row["reason"]) for number, row in landed.quarantined(name).items()} == {
+            0: ("parse", f"{reason} ({where})")
+        }, name
+        assert landed.staged(name) == {}, name
 
 
 def test_a_truncated_gzip_stages_every_whole_record_and_the_ledger_names_the_truncation(landed: Landed):
@@ -488,8 +499,10 @@ def test_a_name_that_lies_about_the_format_is_read_by_its_content(landed: Landed
 
 def test_a_file_that_is_neither_json_lines_nor_csv_is_quarantined_whole(landed: Landed):
     name = "g-zip-named.csv"
+    ledger = landed.ledger(name)
+    where = f"{ledger['source_uri']}, archived as s3://{landed.archive_bucket}/{ledger['archive_key']}"
     assert {number: (row["stage"], row["reason"]) for number, row in landed.quarantined(name).items()} == {
-        0: ("parse", f"unsupported file: {PREFIX + name!r} is a zip archive, not JSON lines or CSV")
+        0: ("parse", f"unsupported file: {PREFIX + name!r} is a zip archive, not JSON, CSV or Parquet ({where})")
     }
     assert (landed.ledger(name)["record_count"], landed.ledger(name)["quarantined_count"]) == (1, 1)
 
@@ -528,7 +541,12 @@ def test_every_record_is_accounted_for(landed: Landed):
     duplicates = sum(day.total("duplicates") for day in reconciled)
     assert totals["records_in"] == totals["events"] + totals["quarantined"] + duplicates
     expected_events = 4 + 2 + 11 + 3 + WHOLE_LINES_BEFORE_CUT + 4 + 1 + 2
-    assert (totals["events"], totals["quarantined"], duplicates) == (expected_events, 4 + 3 + 5 + 5 + 1 + 1, 3)
+    no_records = 2  # the header-only CSV and the empty gzip: one row each that says so
+    assert (totals["events"], totals["quarantined"], duplicates) == (
+        expected_events,
+        4 + 3 + 5 + 5 + 1 + 1 + no_records,
+        3,
+    )
 
     checks = [
         evaluation

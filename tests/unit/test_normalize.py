@@ -60,8 +60,8 @@ FLAT_CSV = (
 
 
 def test_flat_csv_and_nested_json_of_the_same_event_give_the_same_event():
-    (nested,) = iter_records(io.BytesIO(NESTED_LINE), FileFormat.JSONL, compressed=False)
-    (flat,) = iter_records(io.BytesIO(FLAT_CSV), FileFormat.CSV, compressed=False)
+    (nested,) = iter_records(io.BytesIO(NESTED_LINE), FileFormat.JSONL)
+    (flat,) = iter_records(io.BytesIO(FLAT_CSV), FileFormat.CSV)
     assert isinstance(nested, ParsedRecord)
     assert isinstance(flat, ParsedRecord)
     from_json = normalize(nested.payload, ACCEPTED)

@@ -12,6 +12,7 @@ from etl_assets.observability.platform_status import (
     render_status,
 )
 from etl_assets.warehouse.quarantine import QuarantineSummary
+from etl_assets.warehouse.reconciliation import BatchReconciliation
 from etl_assets.warehouse.source_activity import freshness_state
 from etl_assets.warehouse.staging import PendingDay
 
@@ -48,6 +49,10 @@ def _status(collector_up: bool) -> PlatformStatus:
             pending,
             QuarantineSummary(7, 2, [("normalize", "unknown event type", 6), ("parse", "broken JSON", 1)], [], []),
             [SourceState("api:demo", NOW - timedelta(minutes=45), 12, "WARN")],
+            [
+                BatchReconciliation("landing/a.jsonl#e1", "s3", 3, 2, 1, 120),
+                BatchReconciliation("landing/b.jsonl.gz#e2", "s3", 0, 0, 0, 80),
+            ],
         ),
         assets=[
             AssetState(
@@ -73,6 +78,8 @@ def test_the_report_says_what_waits_what_is_quarantined_and_when_each_thing_last
         "  collector  up    http://127.0.0.1:9200  /healthz ok",
         "staging     20 rows waiting to merge over 4 days (2026-02-25 … 2026-02-28)",
         "quarantine  7 unresolved rows (2 resolved by re-drives); most: unknown event type (6); broken JSON (1)",
+        "batches     2 in the last 7 days, 1 NOT accounted for; first landing/b.jsonl.gz#e2: 80 bytes and no record, "
+        "no quarantine row saying why",
         "sources     last batch per source (7 days; warn after 30 min, fail after 120 min silent)",
         "  api:demo             WARN  last batch 2026-03-01 11:15 UTC (45 min ago), 12 batches",
         "assets      last run, last materialization, freshness",

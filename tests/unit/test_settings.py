@@ -83,3 +83,18 @@ def test_a_wrong_alert_webhook_url_is_reported_without_its_secret_value():
     with pytest.raises(ConfigError) as error:
         Settings.from_env({"ETL_ALERT_WEBHOOK_URL": "hooks.slack.com/T000/B000/s3cr3t"})
     assert "s3cr3t" not in str(error.value)
+
+
+def test_json_array_keys_are_a_list_of_top_level_keys():
+    assert Settings.from_env({}).json_array_keys == ("events", "data", "records", "batch")
+    assert Settings.from_env({"ETL_JSON_ARRAY_KEYS": " items, events ,items"}).json_array_keys == ("items", "events")
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"ETL_JSON_ARRAY_KEYS": "payload.events"})
+    assert str(raised.value) == (
+        "ETL_JSON_ARRAY_KEYS names 'payload.events': list top-level keys without dots, like events,data,records,batch"
+    )
+
+
+def test_pipeline_sensors_run_only_where_etl_dev_says_so():
+    assert Settings.from_env({}).sensors_running is False
+    assert Settings.from_env({"ETL_SENSORS_RUNNING": "true"}).sensors_running is True
