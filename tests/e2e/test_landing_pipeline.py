@@ -52,7 +52,7 @@ FILE_C = gzip.compress(
         event("e11", "product_view", "2025-08-01T23:59:00Z", "u3", product=P2),
         b'{"id": "e12", "type": "page_view", "timestamp": "2025-08-03T08:01:00Z", "user": {"id": "u3\\u0000"}}',
         event("e2", "product_view", "2025-08-02T09:01:00Z", "u1", product=P1),
-        event("e13", "teleport", "2025-08-03T08:02:00Z", "u3"),
+        event("e13", "", "2025-08-03T08:02:00Z", "u3"),
     ),
     mtime=0,
 )

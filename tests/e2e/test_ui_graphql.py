@@ -147,7 +147,7 @@ def test_a_failed_check_shows_its_failing_rows(dev_platform: DevPlatform, failed
     metadata = {entry["label"]: entry for entry in evaluation["metadataEntries"]}
     assert metadata["failing rows: accepted_event_type"]["intValue"] == len(failed_check.bad_event_ids)
     failing_rows = metadata["first failing rows"]["mdStr"]
-    assert "wishlist_add" in failing_rows
+    assert "no event type" in failing_rows
     assert any(event_id in failing_rows for event_id in failed_check.bad_event_ids)
     day = failed_check.day
     assert dev_platform.scalar("SELECT count(*) FROM events WHERE occurred_at::date = :day", day=day) == 0
