@@ -81,6 +81,7 @@ def test_a_clean_day_passes_every_check_and_builds_everything(definitions, wareh
             "schema_drift",
             "events_valid",
             "events_reconciled",
+            "order_lines_valid",
             *(f"{table}_valid" for table in ENRICHMENT),
         ]
     )
