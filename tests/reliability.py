@@ -3,7 +3,8 @@
 A known input is a list of records the test sends, each knowing what must become of it: the row it must be
 in ``events`` (its last version wins when an id is sent more than once) or the quarantine reason it must be
 kept under. ``reconcile`` checks the warehouse against that record by record (every expected event once,
-with the right content; every bad record in quarantine; nothing else in ``events``; nothing pending) and
+with the right content; every purchase's order line once, as sent; every bad record in quarantine; nothing
+else in ``events`` or ``order_lines``; nothing pending) and
 checks that the platform's own accounting (``etl_assets.warehouse.reconciliation``) balances and agrees.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Engine, text
@@ -23,10 +24,16 @@ from sqlalchemy import Engine, text
 from etl_assets.demo.landing_files import generate_events
 from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
 
-UNKNOWN_TYPE = "teleport"
 MISSING_ID_REASON = "no event id"
-UNKNOWN_TYPE_REASON = f"unknown event type '{UNKNOWN_TYPE}'"
+MISSING_TYPE_REASON = "no event type"
 EVERY_BATCH_DAYS = 36_500
+
+
+class ExpectedLine(NamedTuple):
+    line_number: int
+    product_id: str
+    quantity: int | None
+    price: Decimal | None
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,15 @@ class ExpectedEvent:
     user_id: str | None
     session_id: str | None
     price: Decimal | None
+    lines: tuple[ExpectedLine, ...] = field(default=(), compare=False)
+    """Its rows in ``order_lines``: a purchase of one product is a one-line order."""
 
     @classmethod
     def of(cls, event: Mapping[str, Any]) -> ExpectedEvent:
         """What a canonical event (the demo generator's shape, timestamps in ISO 8601) becomes in ``events``."""
-        price = (event.get("product") or {}).get("price")
+        product = event.get("product") or {}
+        price = product.get("price")
+        ordered = event["type"] == "purchase" and product.get("id") is not None
         return cls(
             event_id=event["id"],
             occurred_at=datetime.fromisoformat(event["timestamp"]),
@@ -51,6 +62,7 @@ class ExpectedEvent:
             user_id=(event.get("user") or {}).get("id"),
             session_id=(event.get("session") or {}).get("id"),
             price=None if price is None else Decimal(price),
+            lines=(ExpectedLine(1, product["id"], product.get("quantity"), Decimal(price)),) if ordered else (),
         )
 
 
@@ -111,7 +123,7 @@ def shop_input(
     """``events`` generated shop events with, at seeded places, what real inputs hold besides.
 
     About ``bad_share`` of the events come with a bad record next to them: one without an id (quarantined when
-    staged), one of an unknown type (quarantined by the merge) or, with ``broken_lines``, a line cut short
+    staged), one without a type (quarantined by the merge) or, with ``broken_lines``, a line cut short
     (not JSON). With ``versions``, some events are sent again further on, unchanged (a re-send) or changed (a
     correction: another session and a later time, sometimes on the next day, which moves the event).
     """
@@ -119,7 +131,7 @@ def shop_input(
     records: list[InputRecord] = []
     later: list[tuple[int, InputRecord]] = []
     """Records sent again further on, with the position they go before (``len(records)``: at the end)."""
-    bad_kinds = ["missing_id", "unknown_type", *(["broken_line"] if broken_lines else [])]
+    bad_kinds = ["missing_id", "missing_type", *(["broken_line"] if broken_lines else [])]
     for number, event in enumerate(generate_events(seed, start, days, events)):
         ref = f"ref-{seed}-{number:06d}"
         body = {"ref": ref, **event}
@@ -140,8 +152,8 @@ def _bad_record(kind: str, ref: str, body: dict[str, Any]) -> InputRecord:
     if kind == "missing_id":
         return InputRecord(ref, {**{k: v for k, v in body.items() if k != "id"}, "ref": ref}, None, MISSING_ID_REASON)
     bad = {**body, "ref": ref, "id": f"{body['id']}-x"}
-    if kind == "unknown_type":
-        return InputRecord(ref, {**bad, "type": UNKNOWN_TYPE}, None, UNKNOWN_TYPE_REASON)
+    if kind == "missing_type":
+        return InputRecord(ref, {**bad, "type": ""}, None, MISSING_TYPE_REASON)
     line = orjson.dumps(bad).decode()
     return InputRecord(ref, line[: line.index('"type"')], None)
 
@@ -170,6 +182,8 @@ class Reconciliation:
     quarantined: int = 0
     superseded: int = 0
     """Records whose id's row holds another record's version (re-sends, older versions)."""
+    lines: int = 0
+    """Order lines found once, as sent."""
     lost: list[str] = field(default_factory=list)
     doubled: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
@@ -193,6 +207,7 @@ class Reconciliation:
 
 
 EVENT_ROWS = text("SELECT event_id, occurred_at, event_type, user_id, session_id, price FROM events")
+LINE_ROWS = text("SELECT event_id, line_number, product_id, quantity, price FROM order_lines")
 OPEN_QUARANTINE = text(
     "SELECT stage, reason, event_id, payload::text, raw_record FROM quarantine WHERE resolved_at IS NULL"
 )
@@ -206,6 +221,7 @@ def reconcile(engine: Engine, known: KnownInput) -> Reconciliation:
     expected = known.expected_events()
     with engine.connect() as conn:
         rows = conn.execute(EVENT_ROWS).all()
+        line_rows = conn.execute(LINE_ROWS).all()
         quarantine_rows = conn.execute(OPEN_QUARANTINE).all()
         pending = conn.scalar(PENDING_ROWS)
         open_batches = list(conn.scalars(OPEN_BATCHES))
@@ -221,6 +237,7 @@ def reconcile(engine: Engine, known: KnownInput) -> Reconciliation:
         have = ExpectedEvent(row.event_id, row.occurred_at, row.event_type, row.user_id, row.session_id, row.price)
         if want is not None and have != want:
             result.wrong.append(f"{row.event_id} is {have}, expected {want}")
+    _reconcile_lines(result, expected, line_rows)
     winners = {id(record) for record in _last_versions(known.records)}
     for record in known.records:
         if record.expected is None:
@@ -255,6 +272,24 @@ def reconcile(engine: Engine, known: KnownInput) -> Reconciliation:
         result.platform.append(f"batches never closed: {open_batches}")
     result.platform.extend(_platform_accounting(engine, days, len(expected), len(quarantine_rows)))
     return result
+
+
+def _reconcile_lines(result: Reconciliation, expected: dict[str, ExpectedEvent], line_rows: list[Any]) -> None:
+    """Every expected order line once, as sent; no line of an event that is not expected (or not an order)."""
+    found: dict[str, list[ExpectedLine]] = {}
+    for row in line_rows:
+        found.setdefault(row.event_id, []).append(ExpectedLine(*row[1:]))
+    for event_id, event in expected.items():
+        have = sorted(found.pop(event_id, []))
+        if have == list(event.lines):
+            result.lines += len(have)
+        elif len(have) > len(event.lines) and set(have) <= set(event.lines):
+            result.doubled.append(f"order lines of {event_id}: {have}")
+        elif len(have) < len(event.lines):
+            result.lost.append(f"order lines of {event_id}: {have}, expected {list(event.lines)}")
+        else:
+            result.wrong.append(f"order lines of {event_id} are {have}, expected {list(event.lines)}")
+    result.extra.extend(f"order lines of {event_id} (not an expected order)" for event_id in sorted(found))
 
 
 def _last_versions(records: list[InputRecord]) -> list[InputRecord]:

@@ -18,8 +18,10 @@ from etl_assets.warehouse import enrichment, schema
 ENRICHMENT_VERSION = "1"
 
 
-def _daily_table(table: Table, build: Callable[[Select], Select], description: str) -> dg.AssetsDefinition:
-    lineage = column_lineage_from(build, schema.events, "events")
+def _daily_table(
+    table: Table, build: Callable[[Select], Select], description: str, also_read: tuple[Table, ...] = ()
+) -> dg.AssetsDefinition:
+    lineage = column_lineage_from(build, schema.events, "events", also_read)
 
     @dg.asset(
         name=table.name,
@@ -65,6 +67,8 @@ daily_funnel = _daily_table(
 product_daily_sales = _daily_table(
     schema.product_daily_sales,
     enrichment.product_daily_sales_query,
-    "One row per product, day and currency: orders, units sold and revenue (price times quantity) from the day's "
-    "purchase events. Rebuilt from the day's events.",
+    "One row per product, day and currency: completed orders, units sold, refunded and net, and gross, refunded and "
+    "net revenue (price times units), from the order lines of the day's order events. A refund or cancellation "
+    "without products takes back the whole order. Rebuilt from the day's events and their order lines.",
+    also_read=(schema.order_lines,),
 )

@@ -5,6 +5,7 @@
   held back and neither ``events`` nor its enrichment materializes.
 - ``events_valid`` and ``events_reconciled`` (on ``events``, blocking) run after the merge and keep
   the enrichment tables from being built on a failed day.
+- ``order_lines_valid`` (on ``events``) checks the day's order lines.
 - ``<table>_valid`` checks each enrichment table's day.
 
 The rules and thresholds live in ``etl_assets.warehouse.contracts``; how a day is read and checked
@@ -22,7 +23,13 @@ from etl_assets.settings import Settings
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse import schema
-from etl_assets.warehouse.contracts import Severity, enrichment_contracts, events_contract, staging_contract
+from etl_assets.warehouse.contracts import (
+    Severity,
+    enrichment_contracts,
+    events_contract,
+    order_lines_contract,
+    staging_contract,
+)
 from etl_assets.warehouse.quality import (
     ContractReport,
     check_daily_table,
@@ -151,8 +158,9 @@ def events_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseRes
     partitions_def=daily_partitions,
     blocking=True,
     description="Nothing lost, nothing doubled: for every batch and the whole day, records staged = rows in "
-    "events + rows quarantined + duplicates skipped (+ rows still waiting), and every row of the day's "
-    "partition is accounted for by a staged record. A mismatch is an ERROR with the numbers.",
+    "events + rows quarantined + duplicates skipped (+ rows still waiting), every row of the day's "
+    "partition is accounted for by a staged record, and every order event has one order line per product it "
+    "was sent with (no line without its event). A mismatch is an ERROR with the numbers.",
 )
 def events_reconciled(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     engine = warehouse.get_engine()
@@ -180,7 +188,9 @@ def reconciliation_result(days: list[DayReconciliation]) -> dg.AssetCheckResult:
         if passed
         else "; ".join(
             f"{day.day}: {day.unaccounted:+d} staged records unaccounted for, "
-            f"{day.events_without_record:+d} events rows without a staged record"
+            f"{day.events_without_record:+d} events rows without a staged record, "
+            f"{day.orders_with_other_lines} order events with other lines than their products, "
+            f"{day.lines_without_event} order lines without their event"
             for day in days
             if not day.balanced
         ),
@@ -193,6 +203,10 @@ def reconciliation_result(days: list[DayReconciliation]) -> dg.AssetCheckResult:
             "records unaccounted for": dg.MetadataValue.int(sum(day.unaccounted for day in days)),
             "events rows without a record": dg.MetadataValue.int(sum(day.events_without_record for day in days)),
             "events rows whose record retention pruned": dg.MetadataValue.int(sum(day.pruned_records for day in days)),
+            "order events with other lines than their products": dg.MetadataValue.int(
+                sum(day.orders_with_other_lines for day in days)
+            ),
+            "order lines without their event": dg.MetadataValue.int(sum(day.lines_without_event for day in days)),
             "batches": dg.MetadataValue.int(sum(len(day.batches) for day in days)),
             "by day": dg.MetadataValue.md(
                 markdown_table(
@@ -260,6 +274,23 @@ def _enrichment_check(table_name: str) -> dg.AssetChecksDefinition:
 
 
 enrichment_checks = [_enrichment_check(table.name) for table in schema.DAILY_TABLES]
+
+
+@dg.asset_check(
+    asset="events",
+    pool="warehouse",
+    partitions_def=daily_partitions,
+    description="The day's order lines (written with events) keep their contract: one row per event and line "
+    "number, line numbers from 1, lines only of order events, no negative price or quantity (ERROR); lines "
+    "without a product warn.",
+)
+def order_lines_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    quality = Settings.from_env().quality
+    reports = [
+        check_daily_table(warehouse.get_engine(), schema.order_lines, order_lines_contract(day), day, quality)
+        for day in days_of(context.partition_time_window)
+    ]
+    return contract_result_per_day(context, dg.AssetCheckKey(dg.AssetKey("events"), "order_lines_valid"), reports)
 
 
 @dg.asset_check(

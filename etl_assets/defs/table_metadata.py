@@ -31,9 +31,19 @@ def table_metadata(table: Table) -> dict[str, Any]:
     }
 
 
-def column_lineage_from(build: Callable[[Select], Select], source: Table, source_asset: str) -> dg.TableColumnLineage:
-    """The lineage of the table ``build`` makes from the rows of ``source`` (the asset ``source_asset``)."""
-    deps = column_lineage(build(select(source)), source)
+def column_lineage_from(
+    build: Callable[[Select], Select], source: Table, source_asset: str, also_read: tuple[Table, ...] = ()
+) -> dg.TableColumnLineage:
+    """The lineage of the table ``build`` makes from the rows of ``source`` (the asset ``source_asset``).
+
+    ``also_read`` are tables the same asset writes beside ``source`` that ``build`` reads too (``order_lines``,
+    written with ``events``); their columns are named ``<table>.<column>``.
+    """
+    query = build(select(source))
+    deps: dict[str, list[str]] = column_lineage(query, source)
+    for table in also_read:
+        for column, names in column_lineage(query, table).items():
+            deps[column] = sorted([*deps.get(column, []), *(f"{table.name}.{name}" for name in names)])
     return dg.TableColumnLineage(
         deps_by_column={
             column: [dg.TableColumnDep(asset_key=dg.AssetKey(source_asset), column_name=name) for name in names]

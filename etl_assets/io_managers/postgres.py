@@ -109,6 +109,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             "unchanged": dg.MetadataValue.int(total.unchanged),
             "duplicates skipped": dg.MetadataValue.int(total.duplicates + total.superseded),
             "moved between days": dg.MetadataValue.int(total.moved),
+            "order lines written": dg.MetadataValue.int(total.lines),
             "rows quarantined": dg.MetadataValue.int(total.rejected),
             "errors": dg.MetadataValue.int(total.rejected),
             "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in sorted(total.days)) or "none"),

@@ -17,12 +17,13 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from etl_assets.transform import exact_json
+from etl_assets.transform.vocabulary import ORDER_AMOUNT_TYPES, PAGE_CALLS, PURCHASE, comparable, event_type_of
 
 _ABSENT: Any = object()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FOUR_PLACES = Decimal("0.0001")
 _ZERO_PRICE = Decimal("0.0000")
-_PRICE_LIMIT = Decimal(10) ** 14  # the events.price column is NUMERIC(18, 4)
+_PRICE_LIMIT = Decimal(10) ** 14  # the events.price column (and every amount) is NUMERIC(18, 4)
 _QUANTITY_LIMIT = 2**31 - 1  # the events.quantity column is INTEGER
 _SHOWN_CHARS = 60
 _ID_MAX_BYTES = 1024  # ids are indexed (events, event_ledger, the daily tables): a btree entry holds 2,704 bytes
@@ -68,6 +69,21 @@ _QUANTITY = _Aliases("quantity", "qty", "product.quantity", "properties.quantity
 _ORDER_ID = _Aliases("order_id", "orderId", "order.id", "properties.order_id")
 _PAGE_URL = _Aliases("page_url", "url", "page.url", "context.page.url", "properties.url")
 _REFERRER = _Aliases("referrer", "page.referrer", "context.page.referrer", "properties.referrer")
+_PAGE_NAME = _Aliases("name", "properties.name")
+_PAGE_CATEGORY = _Aliases("category", "properties.category")
+_REVENUE = _Aliases("revenue", "properties.revenue")
+_TOTAL = _Aliases("total", "properties.total")
+_SHIPPING = _Aliases("shipping", "properties.shipping")
+_TAX = _Aliases("tax", "properties.tax")
+_DISCOUNT = _Aliases("discount", "properties.discount")
+_COUPON = _Aliases("coupon", "properties.coupon")
+_ORDER_AMOUNTS = (
+    ("revenue", _REVENUE),
+    ("total", _TOTAL),
+    ("shipping", _SHIPPING),
+    ("tax", _TAX),
+    ("discount", _DISCOUNT),
+)
 
 IDENTITY_KEYS = _EVENT_ID.first_keys | _EVENT_TYPE.first_keys | _TIMESTAMP.first_keys
 """Top-level keys an event's id, type and timestamp are read from: what staging keys a record by."""
@@ -76,7 +92,25 @@ IDENTITY_KEYS = _EVENT_ID.first_keys | _EVENT_TYPE.first_keys | _TIMESTAMP.first
 # field only when it holds a plain value; an object there is left to the nested alias.
 _CONTAINER_PATHS = frozenset(
     path[:depth]
-    for group in (_USER_ID, _SESSION_ID, _PRODUCT_ID, _PRICE, _CURRENCY, _QUANTITY, _ORDER_ID, _PAGE_URL, _REFERRER)
+    for group in (
+        _USER_ID,
+        _SESSION_ID,
+        _PRODUCT_ID,
+        _PRICE,
+        _CURRENCY,
+        _QUANTITY,
+        _ORDER_ID,
+        _PAGE_URL,
+        _REFERRER,
+        _PAGE_NAME,
+        _PAGE_CATEGORY,
+        _REVENUE,
+        _TOTAL,
+        _SHIPPING,
+        _TAX,
+        _DISCOUNT,
+        _COUPON,
+    )
     for path in group.paths
     for depth in range(1, len(path))
 )
@@ -99,15 +133,9 @@ _NO_CONTAINERS: _Containers = {}
 
 # Segment's call type: the event name of a ``track`` call is in ``event``.
 _SEGMENT_TRACK = "track"
-
-_EVENT_TYPE_NAMES: dict[str, str] = {
-    **{name: "page_view" for name in ("pageview", "page", "pageviewed", "screen", "screenview", "screenviewed")},
-    **{name: "product_view" for name in ("productview", "productviewed", "viewitem", "product")},
-    **{name: "add_to_cart" for name in ("addtocart", "productadded", "cartadd", "add", "addedtocart")},
-    **{name: "remove_from_cart" for name in ("removefromcart", "productremoved", "cartremove", "removedfromcart")},
-    **{name: "checkout_started" for name in ("checkoutstarted", "begincheckout", "checkout")},
-    **{name: "purchase" for name in ("purchase", "ordercompleted", "order", "purchased")},
-}
+# Segment calls that are not events of the shop (identities, groups, aliases).
+_NOT_EVENT_CALLS = frozenset(("identify", "group", "alias"))
+_NAME_MAX_BYTES = 1024  # event names are indexed, as ids are
 
 
 RULE_ACCEPTED_EVENT_TYPE = "accepted_event_type"
@@ -151,6 +179,8 @@ class NormalizedEvent:
     event_id: str
     occurred_at: datetime
     event_type: str
+    event_name: str
+    """The name as sent: a ``track`` call's event, a page or screen call's name, a landing file's type."""
     user_id: str | None
     anonymous_id: str | None
     session_id: str | None
@@ -161,6 +191,13 @@ class NormalizedEvent:
     order_id: str | None
     page_url: str | None
     referrer: str | None
+    page_category: str | None
+    revenue: Decimal | None
+    total: Decimal | None
+    shipping: Decimal | None
+    tax: Decimal | None
+    discount: Decimal | None
+    coupon: str | None
     properties: dict[str, Any] | None
     quality_tags: tuple[str, ...]
     content_hash: str
@@ -180,7 +217,12 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
     tags: set[str] = set()
 
     event_id = _event_id(_pick(record, _EVENT_ID, consumed))
-    event_type = _event_type(record, consumed)
+    event_name, page_call = _event_name(record, consumed)
+    event_type = event_type_of(event_name)
+    page_category = None
+    if page_call is not None:
+        event_name = _name_text(_pick(record, _PAGE_NAME, consumed), "page name") or page_call
+        page_category = _text(_pick(record, _PAGE_CATEGORY, consumed), "page category")
     occurred_at, time_tag = _occurred_at(_pick(record, _TIMESTAMP, consumed), accepted)
     if time_tag is not None:
         tags.add(time_tag)
@@ -197,19 +239,26 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
     price = _price(_pick(record, _PRICE, consumed))
     currency = _currency(_pick(record, _CURRENCY, consumed))
     quantity = _quantity(_pick(record, _QUANTITY, consumed))
+    revenue = total = shipping = tax = discount = coupon = None
+    if event_type in ORDER_AMOUNT_TYPES:
+        revenue, total, shipping, tax, discount = (
+            _amount(_pick(record, aliases, consumed), name) for name, aliases in _ORDER_AMOUNTS
+        )
+        coupon = _text(_pick(record, _COUPON, consumed), "coupon")
 
-    if event_type == "purchase":
-        if price is None:
+    properties = _properties(_without(record, consumed, _CONTAINERS)) or None
+    if event_type == PURCHASE:
+        priced = price is not None or revenue is not None or total is not None or _has_products(properties)
+        if not priced:
             tags.add(TAG_PURCHASE_WITHOUT_PRICE)
         elif currency is None:
             tags.add(TAG_CURRENCY_MISSING)
-
-    properties = _properties(_without(record, consumed, _CONTAINERS)) or None
     quality_tags = tuple(sorted(tags))
     fields = (
         event_id,
         occurred_at,
         event_type,
+        event_name,
         user_id,
         anonymous_id,
         session_id,
@@ -220,6 +269,9 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
         order_id,
         page_url,
         referrer,
+        page_category,
+        *(None if amount is None else str(amount) for amount in (revenue, total, shipping, tax, discount)),
+        coupon,
         properties,
         quality_tags,
     )
@@ -227,6 +279,7 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
         event_id=event_id,
         occurred_at=occurred_at,
         event_type=event_type,
+        event_name=event_name,
         user_id=user_id,
         anonymous_id=anonymous_id,
         session_id=session_id,
@@ -237,6 +290,13 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
         order_id=order_id,
         page_url=page_url,
         referrer=referrer,
+        page_category=page_category,
+        revenue=revenue,
+        total=total,
+        shipping=shipping,
+        tax=tax,
+        discount=discount,
+        coupon=coupon,
         properties=properties,
         quality_tags=quality_tags,
         content_hash=hashlib.md5(_canonical_json(fields), usedforsecurity=False).hexdigest(),
@@ -367,27 +427,46 @@ def _event_id(value: Any) -> str:
     return event_id
 
 
-def _event_type(record: dict[str, Any], consumed: _Consumed) -> str:
+def _event_name(record: dict[str, Any], consumed: _Consumed) -> tuple[str, str | None]:
+    """The event's name as sent, and the Segment page call (``page``, ``screen``) it is, if it is one.
+
+    Any name is accepted (the vocabulary maps it onto a type, ``custom`` at worst); only a record without a
+    name, a name that is not text, or a Segment call that is not an event (identify, group, alias) is rejected.
+    """
     chosen: Any = None
     for key in _EVENT_TYPE.first_keys_in_order:
         value = record.get(key, _ABSENT)
         if value is _ABSENT:
             continue
-        if isinstance(value, str) and _type_name(value) == _SEGMENT_TRACK:
+        if isinstance(value, str) and comparable(value) == _SEGMENT_TRACK:
             consumed[key] = True
         elif chosen is None and not _is_empty(value):
             consumed[key] = True
             chosen = value
     if chosen is None:
         raise RecordRejected("no event type", rule=RULE_ACCEPTED_EVENT_TYPE)
-    event_type = _EVENT_TYPE_NAMES.get(_type_name(chosen)) if isinstance(chosen, str) else None
-    if event_type is None:
-        raise RecordRejected(f"unknown event type {_shown(chosen)}", rule=RULE_ACCEPTED_EVENT_TYPE)
-    return event_type
+    if not isinstance(chosen, str):
+        raise RecordRejected(f"event type {_shown(chosen)} is not a name (text)", rule=RULE_ACCEPTED_EVENT_TYPE)
+    call = comparable(chosen)
+    if call in _NOT_EVENT_CALLS:
+        raise RecordRejected(f"a Segment {call} call is not an event", rule=RULE_ACCEPTED_EVENT_TYPE)
+    name = _name_text(chosen, "event type")
+    assert name is not None  # not empty: checked above
+    return name, (call if call in PAGE_CALLS else None)
 
 
-def _type_name(value: str) -> str:
-    return value.lower().replace(" ", "").replace("-", "").replace("_", "")
+def _name_text(value: Any, field: str) -> str | None:
+    text = _text(value, field)
+    if text is not None and len(text) > _NAME_MAX_BYTES // 4:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > _NAME_MAX_BYTES:
+            raise RecordRejected(f"{field} is {size:,} bytes long; a name may have at most {_NAME_MAX_BYTES:,}")
+    return text
+
+
+def _has_products(properties: dict[str, Any] | None) -> bool:
+    products = properties.get("products") if properties else None
+    return isinstance(products, list) and bool(products)
 
 
 def _occurred_at(value: Any, accepted: AcceptedTimes) -> tuple[datetime, str | None]:
@@ -523,6 +602,17 @@ def _price(value: Any) -> Decimal | None:
     return _ZERO_PRICE if price.is_zero() else price
 
 
+def _amount(value: Any, field: str) -> Decimal | None:
+    """An order's money amount (revenue, total, shipping, tax, discount): any sign, four decimal places."""
+    if value is None:
+        return None
+    number = _number(value, field)
+    if abs(number) >= _PRICE_LIMIT:
+        raise RecordRejected(f"{field} {_clipped(str(number))} is too large (the limit is {_PRICE_LIMIT})")
+    amount = number.quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)
+    return _ZERO_PRICE if amount.is_zero() else amount
+
+
 def _currency(value: Any) -> str | None:
     if value is None:
         return None
@@ -532,7 +622,7 @@ def _currency(value: Any) -> str | None:
     return code
 
 
-def _quantity(value: Any) -> int | None:
+def _quantity(value: Any, field: str = "quantity") -> int | None:
     if value is None:
         return None
     if type(value) is str and value.isdigit() and value.isascii() and len(value) < 10:
@@ -540,15 +630,15 @@ def _quantity(value: Any) -> int | None:
     if type(value) is int and 0 <= value <= _QUANTITY_LIMIT:
         return value
     try:
-        number = _number(value, "quantity")
+        number = _number(value, field)
     except RecordRejected:
-        raise RecordRejected(f"quantity {_shown(value)} is not a whole number") from None
+        raise RecordRejected(f"{field} {_shown(value)} is not a whole number") from None
     if number != number.to_integral_value():
-        raise RecordRejected(f"quantity {_shown(value)} is not a whole number")
+        raise RecordRejected(f"{field} {_shown(value)} is not a whole number")
     if number < 0:
-        raise RecordRejected(f"negative quantity {_shown(value)}")
+        raise RecordRejected(f"negative {field} {_shown(value)}")
     if number > _QUANTITY_LIMIT:
-        raise RecordRejected(f"quantity {_shown(value)} is too large (the limit is {_QUANTITY_LIMIT})")
+        raise RecordRejected(f"{field} {_shown(value)} is too large (the limit is {_QUANTITY_LIMIT})")
     return int(number)
 
 
@@ -609,3 +699,10 @@ def _canonical_json(fields: tuple[Any, ...]) -> bytes:
         # Integers beyond 64 bits, lone surrogates, non-text keys, nesting deeper than 254: what cannot be hashed
         # here cannot be written to the properties column either.
         raise RecordRejected(f"record cannot be stored as JSON: {error}") from error
+
+
+# The value rules of the event's own fields, for the other shapes inside a record (an order's products).
+parse_text = _text
+parse_id = _id_text
+parse_price = _price
+parse_whole_number = _quantity

@@ -38,10 +38,11 @@ from etl_assets.transform.normalize import (
     RULE_TIME_IN_RANGE,
     RULE_VALID_VALUES,
 )
-from etl_assets.transform.vocabulary import EVENT_TYPES
+from etl_assets.transform.vocabulary import EVENT_TYPES, ORDER_EVENT_TYPES, PURCHASE
 
 ISO_4217_CODES = frozenset(currency.alpha_3 for currency in pycountry.currencies)
-PRODUCT_EVENT_TYPES = ("product_view", "add_to_cart", "remove_from_cart", "purchase")
+PRODUCT_EVENT_TYPES = ("product_click", "product_view", "add_to_cart", "remove_from_cart", "wishlist_add")
+"""Types about one product, which name it (an order names its products in its lines)."""
 
 RowTest = Callable[[pd.DataFrame], pd.Series]
 
@@ -114,7 +115,7 @@ def _is_type(*types: str) -> RowTest:
 
 
 def _priced_purchase(frame: pd.DataFrame) -> pd.Series:
-    return (frame["event_type"] == "purchase") & frame["price"].notna()
+    return (frame["event_type"] == PURCHASE) & frame[["price", "revenue", "total"]].notna().any(axis=1)
 
 
 def _rate_between_0_and_1(*columns: str) -> RowTest:
@@ -141,7 +142,7 @@ def events_contract(day: date, now: datetime, quality: QualitySettings) -> Contr
         Rule(RULE_PRICE_NOT_NEGATIVE, "price and quantity are not negative", _not_negative("price", "quantity")),
         Rule(
             "purchase_currency_iso4217",
-            "a purchase with a price names its ISO 4217 currency",
+            "a purchase with a price, revenue or total names its ISO 4217 currency",
             lambda frame: frame["currency"].isin(ISO_4217_CODES),
             applies=_priced_purchase,
             tolerance=quality.max_currency_missing_share,
@@ -170,7 +171,11 @@ def events_contract(day: date, now: datetime, quality: QualitySettings) -> Contr
             **soft,
         ),
         Rule(
-            "purchase_price_present", "purchases carry a price", _present("price"), applies=_is_type("purchase"), **soft
+            "purchase_price_present",
+            "purchases carry a price, a revenue or a total",
+            lambda frame: frame[["price", "revenue", "total"]].notna().any(axis=1),
+            applies=_is_type(PURCHASE),
+            **soft,
         ),
     )
     return Contract(
@@ -310,8 +315,16 @@ def enrichment_contracts(day: date) -> dict[str, Contract]:
                 ),
                 Rule(
                     "sales_not_negative",
-                    "orders, units and revenue are not negative",
-                    _not_negative("orders", "units", "revenue"),
+                    "orders, units sold and refunded, gross and refunded revenue are not negative",
+                    _not_negative("orders", "units_sold", "units_refunded", "gross_revenue", "refunded_revenue"),
+                ),
+                Rule(
+                    "net_is_gross_less_refunds",
+                    "net units and net revenue are what was sold less what was refunded",
+                    lambda frame: (
+                        (frame["net_units"] == frame["units_sold"] - frame["units_refunded"])
+                        & ((frame["net_revenue"] - (frame["gross_revenue"] - frame["refunded_revenue"])).abs() < 1e-6)
+                    ),
                 ),
                 Rule(
                     "currency_iso4217",
@@ -320,6 +333,40 @@ def enrichment_contracts(day: date) -> dict[str, Contract]:
                 ),
             ),
             key="product_id",
-            shown_columns=("day", "product_id", "currency", "revenue"),
+            shown_columns=("day", "product_id", "currency", "gross_revenue", "refunded_revenue"),
         ),
     }
+
+
+def order_lines_contract(day: date) -> Contract:
+    """Rules of one day of ``order_lines`` (the lines of the day's order events)."""
+    return Contract(
+        "order_lines",
+        (
+            _day_is(day),
+            Rule(
+                "line_unique",
+                "one row per event and line number",
+                lambda frame: ~frame.duplicated(["event_id", "line_number"], keep=False),
+            ),
+            Rule("line_number_positive", "line numbers start at 1", lambda frame: frame["line_number"] >= 1),
+            Rule(
+                "line_of_an_order",
+                "the line belongs to an order event",
+                lambda frame: frame["event_type"].isin(ORDER_EVENT_TYPES),
+            ),
+            Rule(
+                "price_and_quantity_not_negative",
+                "price and quantity are not negative",
+                _not_negative("price", "quantity"),
+            ),
+            Rule(
+                "product_present",
+                "a line names its product (product_id or sku)",
+                _present("product_id"),
+                severity=Severity.WARN,
+            ),
+        ),
+        key="event_id",
+        shown_columns=("day", "event_id", "line_number", "product_id", "quantity", "price"),
+    )

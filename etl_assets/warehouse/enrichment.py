@@ -14,8 +14,27 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Date, Integer, Numeric, Select, and_, case, cast, distinct, func, literal, literal_column, select
+from sqlalchemy import (
+    Date,
+    FromClause,
+    Integer,
+    Numeric,
+    Select,
+    and_,
+    case,
+    cast,
+    distinct,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.sql.elements import ColumnElement
+
+from etl_assets.transform.vocabulary import PURCHASE, REFUND_EVENT_TYPES
+from etl_assets.warehouse.schema import order_lines
 
 SESSION_GAP = timedelta(minutes=30)
 
@@ -129,24 +148,103 @@ def daily_funnel_query(events_in_window: Select) -> Select:
     ).group_by(per_visitor.c.day)
 
 
+def _line_units(lines: FromClause) -> ColumnElement[int]:
+    return func.coalesce(lines.c.quantity, 1)
+
+
 def product_daily_sales_query(events_in_window: Select) -> Select:
-    """Purchases with a product and a currency; a purchase without a quantity counts one unit."""
+    """Sold, refunded and net units and revenue per product, day and currency, from the lines of the window's
+    order events (``order_lines``).
+
+    A completed order (``purchase``) sells its lines on its day. A refund or cancellation takes back, on its own
+    day, the lines it lists; one that lists none takes back the whole order: the lines of the latest completed
+    order event with its ``order_id``, whatever day that was. A line without a quantity counts one unit; a
+    refunded line without a price is valued at the order's price for that product.
+    """
     source = events_in_window.subquery("window_events")
-    units = func.coalesce(source.c.quantity, 1)
     day = _utc_day(source.c.occurred_at)
-    return (
+    own = order_lines.alias("own_lines")
+    sold_or_refunded = or_(source.c.event_type == PURCHASE, source.c.event_type.in_(REFUND_EVENT_TYPES))
+    is_refund = source.c.event_type.in_(REFUND_EVENT_TYPES)
+
+    ordered = order_lines.alias("ordered_lines")
+    order_price = (
+        select(ordered.c.price)
+        .where(
+            ordered.c.order_id == own.c.order_id,
+            ordered.c.product_id == own.c.product_id,
+            ordered.c.event_type == PURCHASE,
+            ordered.c.price.is_not(None),
+        )
+        .order_by(ordered.c.occurred_at.desc(), ordered.c.event_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    listed = (
         select(
             day.label("day"),
-            source.c.product_id.label("product_id"),
-            source.c.currency.label("currency"),
-            func.count(distinct(func.coalesce(source.c.order_id, source.c.event_id))).label("orders"),
-            cast(func.sum(units), Integer).label("units"),
-            func.coalesce(func.sum(source.c.price * units), 0).label("revenue"),
+            source.c.event_type.label("event_type"),
+            func.coalesce(source.c.order_id, source.c.event_id).label("order_key"),
+            own.c.product_id.label("product_id"),
+            own.c.currency.label("currency"),
+            _line_units(own).label("units"),
+            (case((is_refund, func.coalesce(own.c.price, order_price)), else_=own.c.price) * _line_units(own)).label(
+                "amount"
+            ),
         )
-        .where(
-            source.c.event_type == "purchase",
-            source.c.product_id.is_not(None),
-            source.c.currency.is_not(None),
+        .select_from(source)
+        .join(own, and_(own.c.event_id == source.c.event_id, own.c.occurred_at == source.c.occurred_at))
+        .where(sold_or_refunded)
+    )
+
+    refunded_order = order_lines.alias("refunded_order")
+    has_own_lines = (
+        select(literal(1))
+        .where(own.c.event_id == source.c.event_id, own.c.occurred_at == source.c.occurred_at)
+        .exists()
+    )
+    latest_order_event = (
+        select(ordered.c.event_id)
+        .where(ordered.c.order_id == source.c.order_id, ordered.c.event_type == PURCHASE)
+        .order_by(ordered.c.occurred_at.desc(), ordered.c.event_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    whole = (
+        select(
+            day.label("day"),
+            source.c.event_type.label("event_type"),
+            source.c.order_id.label("order_key"),
+            refunded_order.c.product_id.label("product_id"),
+            refunded_order.c.currency.label("currency"),
+            _line_units(refunded_order).label("units"),
+            (refunded_order.c.price * _line_units(refunded_order)).label("amount"),
         )
-        .group_by(day, source.c.product_id, source.c.currency)
+        .select_from(source)
+        .join(refunded_order, refunded_order.c.event_id == latest_order_event)
+        .where(is_refund, source.c.order_id.is_not(None), ~has_own_lines)
+    )
+
+    lines = union_all(listed, whole).subquery("sale_lines")
+    sale = lines.c.event_type == PURCHASE
+    refund = lines.c.event_type != PURCHASE
+    units_sold = cast(func.coalesce(func.sum(lines.c.units).filter(sale), 0), Integer)
+    units_refunded = cast(func.coalesce(func.sum(lines.c.units).filter(refund), 0), Integer)
+    gross = func.coalesce(func.sum(lines.c.amount).filter(sale), 0)
+    refunded = func.coalesce(func.sum(lines.c.amount).filter(refund), 0)
+    return (
+        select(
+            lines.c.day.label("day"),
+            lines.c.product_id.label("product_id"),
+            lines.c.currency.label("currency"),
+            func.count(distinct(lines.c.order_key)).filter(sale).label("orders"),
+            units_sold.label("units_sold"),
+            units_refunded.label("units_refunded"),
+            (units_sold - units_refunded).label("net_units"),
+            gross.label("gross_revenue"),
+            refunded.label("refunded_revenue"),
+            (gross - refunded).label("net_revenue"),
+        )
+        .where(lines.c.product_id.is_not(None), lines.c.currency.is_not(None))
+        .group_by(lines.c.day, lines.c.product_id, lines.c.currency)
     )

@@ -11,7 +11,9 @@ versions of an ``event_id``, the one that arrived last (highest ``staging_events
 2. drops versions older than the ledger's (superseded: a later file already sent this event),
 3. deletes the row from its old day when the winning version moved to another day,
 4. inserts or updates ``events``, touching a row only when its ``content_hash`` changed,
-5. advances the ledger, marks the staging rows succeeded or failed, and quarantines the failures.
+5. replaces the ``order_lines`` of exactly the rows it wrote (an order re-sent unchanged keeps its lines, a
+   changed one gets its new lines instead of the old ones, a moved one moves them),
+6. advances the ledger, marks the staging rows succeeded or failed, and quarantines the failures.
 """
 
 from __future__ import annotations
@@ -21,20 +23,29 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.dialects import postgresql
 
 from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
+from etl_assets.transform.orders import OrderLine, order_lines
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.copy import copy_rows
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import events
+from etl_assets.warehouse.schema import order_lines as order_lines_table
 from etl_assets.warehouse.staging import StagedRow
 
 MERGE_LOCK_KEY = 0x6576656E7473  # "events": one merge into events at a time
 
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "loaded_at")
-INCOMING_COLUMNS = ("staging_id", "rejection", *EVENT_COLUMNS)
+INCOMING_COLUMNS = ("staging_id", "rejection", *EVENT_COLUMNS, "lines")
+LINE_COLUMNS = tuple(
+    column.name
+    for column in order_lines_table.columns
+    if column.name not in ("event_id", "occurred_at", "day", "event_type", "order_id", "currency")
+)
+"""The columns of a line that come from the product (the others are the order event's)."""
 UPDATABLE_COLUMNS = tuple(name for name in EVENT_COLUMNS if name not in ("event_id", "occurred_at"))
 
 
@@ -48,6 +59,7 @@ class StagedResult:
     ingested_at: datetime
     event: NormalizedEvent | None
     rejection: str | None = None
+    lines: tuple[OrderLine, ...] = ()
 
 
 @dataclass
@@ -60,10 +72,22 @@ class MergeCounts:
     updated: int = 0
     unchanged: int = 0
     moved: int = 0
+    lines: int = 0
+    """Order lines written (of the events inserted, updated or moved)."""
     days: set[date] = field(default_factory=set)
 
     def add(self, other: MergeCounts) -> None:
-        for name in ("received", "rejected", "duplicates", "superseded", "inserted", "updated", "unchanged", "moved"):
+        for name in (
+            "received",
+            "rejected",
+            "duplicates",
+            "superseded",
+            "inserted",
+            "updated",
+            "unchanged",
+            "moved",
+            "lines",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.days |= other.days
 
@@ -71,30 +95,17 @@ class MergeCounts:
 def _incoming_row(result: StagedResult) -> tuple:
     event = result.event
     if event is None:
-        return (result.staging_id, result.rejection or "rejected", *((None,) * len(EVENT_COLUMNS)))
-    return (
-        result.staging_id,
-        None,
-        event.event_id,
-        event.occurred_at,
-        event.event_type,
-        event.user_id,
-        event.anonymous_id,
-        event.session_id,
-        event.product_id,
-        event.quantity,
-        event.price,
-        event.currency,
-        event.order_id,
-        event.page_url,
-        event.referrer,
-        None if event.properties is None else exact_json.dumps(event.properties).decode(),
-        list(event.quality_tags),
-        result.source,
-        result.batch_id,
-        event.content_hash,
-        result.ingested_at,
-    )
+        return (result.staging_id, result.rejection or "rejected", *((None,) * (len(EVENT_COLUMNS) + 1)))
+    values = {
+        **{name: getattr(event, name) for name in EVENT_COLUMNS if hasattr(event, name)},
+        "properties": None if event.properties is None else exact_json.dumps(event.properties).decode(),
+        "quality_tags": list(event.quality_tags),
+        "source": result.source,
+        "batch_id": result.batch_id,
+        "ingested_at": result.ingested_at,
+    }
+    lines = exact_json.dumps([line.as_json() for line in result.lines]).decode() if result.lines else None
+    return (result.staging_id, None, *(values[name] for name in EVENT_COLUMNS), lines)
 
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
@@ -103,12 +114,14 @@ _ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUM
 TAKE_MERGE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 CREATE_INCOMING = text(
     "CREATE TEMP TABLE incoming_results ON COMMIT DROP AS "
-    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS} FROM events WITH NO DATA"
+    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS}, NULL::jsonb AS lines "
+    "FROM events WITH NO DATA"
 )
+CREATE_WRITTEN = text("CREATE TEMP TABLE written_events (event_id text PRIMARY KEY) ON COMMIT DROP")
 COUNT_REJECTED = text("SELECT count(*) FROM incoming_results WHERE rejection IS NOT NULL")
 KEEP_NEWEST_VERSION = text(
     "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS} FROM incoming_results "
+    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS}, lines FROM incoming_results "
     "WHERE rejection IS NULL ORDER BY event_id, staging_id DESC"
 )
 COUNT_CANDIDATES = text("SELECT count(*) FROM candidates")
@@ -126,9 +139,23 @@ COUNT_NEW = text(
     "(SELECT 1 FROM events e WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at)"
 )
 UPSERT_CHANGED_EVENTS = text(
-    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM candidates "
+    f"WITH written AS (INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM candidates "
     f"ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
-    "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash"
+    "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash RETURNING event_id) "
+    "INSERT INTO written_events SELECT event_id FROM written"
+)
+DELETE_REPLACED_LINES = text("DELETE FROM order_lines o USING written_events w WHERE o.event_id = w.event_id")
+_LINE_RECORD = ", ".join(
+    f"{name} {order_lines_table.c[name].type.compile(dialect=postgresql.dialect())}" for name in LINE_COLUMNS
+)
+INSERT_WRITTEN_LINES = text(
+    "INSERT INTO order_lines (event_id, occurred_at, day, event_type, order_id, currency, "
+    f"{', '.join(LINE_COLUMNS)}) "
+    "SELECT c.event_id, c.occurred_at, (c.occurred_at AT TIME ZONE 'UTC')::date, c.event_type, c.order_id, "
+    f"c.currency, {', '.join(f'l.{name}' for name in LINE_COLUMNS)} "
+    "FROM candidates c JOIN written_events w ON w.event_id = c.event_id "
+    f"CROSS JOIN LATERAL jsonb_to_recordset(c.lines) AS l({_LINE_RECORD}) "
+    "WHERE c.lines IS NOT NULL"
 )
 ADVANCE_LEDGER = text(
     "INSERT INTO event_ledger (event_id, occurred_at, staging_id) "
@@ -164,6 +191,7 @@ def merge_staged_results(conn: Connection, results: Iterable[StagedResult], tran
     counts = MergeCounts()
     conn.execute(TAKE_MERGE_LOCK, {"key": MERGE_LOCK_KEY})
     conn.execute(CREATE_INCOMING)
+    conn.execute(CREATE_WRITTEN)
     counts.received = copy_rows(conn, "incoming_results", INCOMING_COLUMNS, map(_incoming_row, results))
     counts.rejected = conn.scalar(COUNT_REJECTED)
     conn.execute(KEEP_NEWEST_VERSION)
@@ -178,6 +206,8 @@ def merge_staged_results(conn: Connection, results: Iterable[StagedResult], tran
     written = conn.execute(UPSERT_CHANGED_EVENTS).rowcount
     counts.updated = written - counts.inserted
     counts.unchanged = candidates - counts.superseded - written
+    conn.execute(DELETE_REPLACED_LINES)
+    counts.lines = conn.execute(INSERT_WRITTEN_LINES).rowcount
     conn.execute(ADVANCE_LEDGER)
     for outcome in (MARK_STAGING_SUCCEEDED, MARK_STAGING_FAILED):
         conn.execute(outcome, {"version": transform_version})
@@ -220,7 +250,8 @@ def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes, *, pii:
     for row in rows:
         try:
             event = normalize(pseudonymize_payload(exact_json.loads(row.payload_json), pii), accepted)
+            lines = order_lines(event)
         except RecordRejected as error:
             yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
         else:
-            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, event)
+            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, event, lines=lines)

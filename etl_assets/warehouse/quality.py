@@ -25,6 +25,7 @@ from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table,
 from etl_assets.settings import QualitySettings
 from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, normalize
+from etl_assets.transform.orders import order_lines
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.contracts import Contract, Rule, Severity
 from etl_assets.warehouse.schema import events, staging_events
@@ -186,6 +187,8 @@ EVENTS_CHECKED_COLUMNS = frozenset(
         "quantity",
         "price",
         "currency",
+        "revenue",
+        "total",
         "page_url",
         "source",
         "batch_id",
@@ -264,7 +267,9 @@ def _judged(row: Sequence[Any], accepted: AcceptedTimes, pii: PiiPolicy | None) 
     try:
         if pii is not None:
             record = pseudonymize_payload(record, pii)
-        return (*staged, normalize(record, accepted).occurred_at, None, None)
+        event = normalize(record, accepted)
+        order_lines(event)  # a product that cannot be a line rejects the record, as in the merge
+        return (*staged, event.occurred_at, None, None)
     except RecordRejected as error:
         return (*staged, None, error.rule, str(error))
 

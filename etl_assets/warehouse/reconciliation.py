@@ -16,6 +16,11 @@ staging row that is gone is accounted for as *pruned*; every remaining staged re
 and a row with no ledger entry at all still fails. Batches that lost staging rows to retention are left out
 of the batch reconciliation (their staged count no longer adds up to the ledger's, by design).
 
+Order lines reconcile with their events: each order event of the day whose staged record is still there has
+exactly the lines its ``products`` list has (one for a flat order with a product of its own, none for a whole
+refund), and no line of the day belongs to an event that is not in ``events`` (a line left behind by an event
+that changed or moved). ``(event_id, line_number)`` is the table's key, so no line is there twice.
+
 For a batch, the ledger's record count must equal its staged rows plus its records quarantined
 before staging (no id, no timestamp, unreadable). A batch that brought bytes must have brought at least one
 record (a file that could not be read has one quarantine row that says why), and a batch entered in the ledger
@@ -30,6 +35,7 @@ from datetime import date
 
 from sqlalchemy import Engine, bindparam, text
 
+from etl_assets.transform.vocabulary import ORDER_EVENT_TYPES
 from etl_assets.warehouse.quality import day_bounds
 
 RECONCILE_DAY_BY_BATCH = text(
@@ -52,6 +58,27 @@ RECONCILE_DAY_BY_BATCH = text(
     WHERE s.event_day = :day
     GROUP BY s.batch_id
     ORDER BY s.batch_id
+    """
+)
+ORDER_EVENTS_WITH_OTHER_LINES = text(
+    f"""
+    SELECT count(*) FROM events e
+    JOIN event_ledger l ON l.event_id = e.event_id AND l.occurred_at = e.occurred_at
+    JOIN staging_events s ON s.id = l.staging_id
+    WHERE e.occurred_at >= :start AND e.occurred_at < :end AND e.event_type IN {ORDER_EVENT_TYPES!r}
+      AND (SELECT count(*) FROM order_lines o WHERE o.event_id = e.event_id AND o.occurred_at = e.occurred_at)
+          <> CASE WHEN jsonb_typeof(e.properties -> 'products') = 'array'
+                       AND jsonb_array_length(e.properties -> 'products') > 0
+                  THEN jsonb_array_length(e.properties -> 'products')
+                  WHEN e.product_id IS NOT NULL THEN 1 ELSE 0 END
+    """
+)
+"""Order events whose lines are not one per product sent (those whose record retention pruned are left out: a
+day merged before lines existed cannot be reprocessed once its records are gone)."""
+LINES_WITHOUT_EVENT = text(
+    """
+    SELECT count(*) FROM order_lines o WHERE o.day = :day
+      AND NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = o.event_id AND e.occurred_at = o.occurred_at)
     """
 )
 COUNT_EVENTS_OF_DAY = text("SELECT count(*) FROM events WHERE occurred_at >= :start AND occurred_at < :end")
@@ -104,6 +131,10 @@ class DayReconciliation:
     batches: list[BatchOfDay] = field(default_factory=list)
     pruned_records: int = 0
     """Rows of the day's partition whose staged record the retention job deleted (0 on a day never pruned)."""
+    orders_with_other_lines: int = 0
+    """Order events of the day whose lines in ``order_lines`` are not one per product they were sent with."""
+    lines_without_event: int = 0
+    """Rows of ``order_lines`` of the day whose event is not in ``events``."""
 
     def total(self, name: str) -> int:
         return sum(getattr(batch, name) for batch in self.batches)
@@ -119,7 +150,12 @@ class DayReconciliation:
 
     @property
     def balanced(self) -> bool:
-        return self.unaccounted == 0 and self.events_without_record == 0
+        return (
+            self.unaccounted == 0
+            and self.events_without_record == 0
+            and self.orders_with_other_lines == 0
+            and self.lines_without_event == 0
+        )
 
     @property
     def mismatched_batches(self) -> list[BatchOfDay]:
@@ -136,7 +172,9 @@ def reconcile_day(engine: Engine, day: date) -> DayReconciliation:
             if conn.scalar(DAY_WAS_PRUNED, {"day": day})
             else 0
         )
-    return DayReconciliation(day, events_rows, batches, pruned)
+        other_lines = conn.scalar(ORDER_EVENTS_WITH_OTHER_LINES, {"start": start, "end": end})
+        orphan_lines = conn.scalar(LINES_WITHOUT_EVENT, {"day": day})
+    return DayReconciliation(day, events_rows, batches, pruned, other_lines, orphan_lines)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Flow of a record: ``raw_batches`` (one row per file, API page or webhook request that entered)
 → ``staging_events`` (one row per raw record, append-only but for its status columns)
 → ``events`` (normalized, one row per ``event_id``, range-partitioned by day of ``occurred_at``)
-or ``quarantine`` (with the reason) → the daily enrichment tables.
+(and ``order_lines``, one row per product of an order event) or ``quarantine`` (with the reason) → the daily
+enrichment tables.
 
 PostgreSQL requires the partition key inside every unique constraint of a partitioned table, so
 ``events`` can only enforce ``(event_id, occurred_at)``. ``event_ledger`` holds one row per
@@ -35,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from etl_assets.transform.vocabulary import EVENT_TYPES
+from etl_assets.transform.vocabulary import EVENT_TYPES, ORDER_EVENT_TYPES
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -115,7 +116,13 @@ events = Table(
     metadata,
     Column("event_id", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False, comment="When it happened, UTC."),
-    Column("event_type", Text, nullable=False),
+    Column("event_type", Text, nullable=False, comment="Canonical type of the event's name; custom for any other."),
+    Column(
+        "event_name",
+        Text,
+        nullable=True,
+        comment="The name as sent: a track call's event, a page or screen call's name, a file's type.",
+    ),
     Column("user_id", Text, nullable=True),
     Column("anonymous_id", Text, nullable=True),
     Column("session_id", Text, nullable=True),
@@ -124,8 +131,15 @@ events = Table(
     Column("price", MONEY, nullable=True),
     Column("currency", String(3), nullable=True),
     Column("order_id", Text, nullable=True),
+    Column("revenue", MONEY, nullable=True, comment="An order's revenue, as sent."),
+    Column("total", MONEY, nullable=True, comment="An order's total, as sent."),
+    Column("shipping", MONEY, nullable=True),
+    Column("tax", MONEY, nullable=True),
+    Column("discount", MONEY, nullable=True),
+    Column("coupon", Text, nullable=True, comment="The coupon of an order (or of a coupon event)."),
     Column("page_url", Text, nullable=True),
     Column("referrer", Text, nullable=True),
+    Column("page_category", Text, nullable=True, comment="The category of a page or screen call."),
     Column("properties", JSONB, nullable=True, comment="Fields the normalized shape has no column for."),
     Column("quality_tags", ARRAY(Text), nullable=False, server_default=text("'{}'")),
     Column("source", Text, nullable=False),
@@ -157,6 +171,37 @@ event_ledger = Table(
         comment="Staging row of the version in events; a later-arrived version (higher id) wins, an older one never.",
     ),
     comment="Where each event_id lives in events: keeps event_id unique across day partitions.",
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("event_id", Text, nullable=False),
+    Column("line_number", Integer, nullable=False, comment="1-based place of the product in the event's products."),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, comment="The order event's time, UTC."),
+    Column("day", Date, nullable=False, comment="UTC day of occurred_at."),
+    Column("event_type", Text, nullable=False, comment="The order event's type: a sale, an update or a refund."),
+    Column("order_id", Text, nullable=True),
+    Column("currency", String(3), nullable=True, comment="The order event's currency."),
+    Column("product_id", Text, nullable=True),
+    Column("sku", Text, nullable=True),
+    Column("name", Text, nullable=True),
+    Column("category", Text, nullable=True),
+    Column("brand", Text, nullable=True),
+    Column("variant", Text, nullable=True),
+    Column("price", MONEY, nullable=True, comment="Unit price."),
+    Column("quantity", Integer, nullable=True, comment="Units; a line without one counts one unit."),
+    Column("coupon", Text, nullable=True),
+    Column("position", Integer, nullable=True, comment="The product's position as the sender gave it."),
+    PrimaryKeyConstraint("event_id", "line_number"),
+    CheckConstraint(f"event_type IN {ORDER_EVENT_TYPES!r}", name="event_type"),
+    CheckConstraint("line_number >= 1", name="line_number_positive"),
+    CheckConstraint("price IS NULL OR price >= 0", name="price_not_negative"),
+    CheckConstraint("quantity IS NULL OR quantity >= 0", name="quantity_not_negative"),
+    Index(None, "order_id"),
+    Index(None, "day"),
+    comment="One row per product of an order event (completed, updated, refunded, cancelled), merged with its "
+    "event: replaced when the event changes, moved when it moves.",
 )
 
 quarantine = Table(
@@ -279,11 +324,15 @@ product_daily_sales = Table(
     Column("day", Date, nullable=False),
     Column("product_id", Text, nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("orders", Integer, nullable=False),
-    Column("units", Integer, nullable=False),
-    Column("revenue", MONEY, nullable=False),
+    Column("orders", Integer, nullable=False, comment="Completed orders with the product."),
+    Column("units_sold", Integer, nullable=False),
+    Column("units_refunded", Integer, nullable=False, comment="Units of refunded and cancelled orders."),
+    Column("net_units", Integer, nullable=False, comment="units_sold - units_refunded."),
+    Column("gross_revenue", MONEY, nullable=False, comment="Price times units of the completed orders."),
+    Column("refunded_revenue", MONEY, nullable=False, comment="Price times units refunded or cancelled."),
+    Column("net_revenue", MONEY, nullable=False, comment="gross_revenue - refunded_revenue."),
     PrimaryKeyConstraint("day", "product_id", "currency"),
-    comment="Units and revenue per product, day and currency.",
+    comment="Units and revenue per product, day and currency: sold, refunded (on the day of the refund) and net.",
 )
 
 DAILY_TABLES = (user_daily_activity, sessions, daily_funnel, product_daily_sales)

@@ -56,6 +56,7 @@ PHASES = {
     "merge": (
         "merge lock",
         "events upsert",
+        "order lines",
         "ledger advance",
         "staging status",
         "normalize quarantine",
@@ -93,10 +94,12 @@ class Trial:
 
 
 def fast_trials() -> list[Trial]:
-    """One trial per family of kill points, and the collector's acknowledgement (its most delicate point)."""
+    """One trial per family of kill points, the merge's order lines, and the collector's acknowledgement (its most
+    delicate point)."""
     chosen = [
         ("ingest", "COPY into staging"),
         ("merge", "events upsert"),
+        ("merge", "order lines"),
         ("api", "cursor move"),
         ("collector", "flush COPY"),
         ("collector", "acknowledgement"),
@@ -330,12 +333,15 @@ def merge_trial(lab: Lab) -> Outcome:
     lab.platform.run_keys.add(request.run_key)
     with lab.engine.connect() as conn:
         staged = conn.scalar(text("SELECT count(*) FROM staging_events"))
-    rejected = sum(1 for record in known.quarantined() if record.reason and "unknown event type" in record.reason)
+    rejected = sum(1 for record in known.quarantined() if record.reason and "no event type" in record.reason)
     events = len(known.expected_events())
+    lines = sum(len(event.lines) for event in known.expected_events().values())
     assert rejected, "the input holds no record the merge would quarantine"
+    assert lines, "the input holds no order"
     gate = {
         "merge lock": lambda: LockGate(MERGE_LOCK_KEY, "merge lock"),
         "events upsert": lambda: RowGate("events", nth=rng.randint(1, events)),
+        "order lines": lambda: RowGate("order_lines", nth=rng.randint(1, lines)),
         "ledger advance": lambda: RowGate("event_ledger", nth=rng.randint(1, events)),
         "staging status": lambda: RowGate(
             "staging_events", nth=rng.randint(1, staged), event="UPDATE", when="OLD.status = 'pending'"

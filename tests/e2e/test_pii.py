@@ -57,6 +57,21 @@ RECORDS = [
         "currency": "EUR",
         "page_url": "https://shop.example/thanks?email=bob%40example.org",
     },
+    {
+        "id": "p4",
+        "type": "Order Completed",
+        "timestamp": "2025-08-02T10:05:00Z",
+        "user_id": "u-bob",
+        "properties": {
+            "order_id": "o4",
+            "currency": "EUR",
+            "coupon": "for dave@example.com",
+            "products": [
+                {"product_id": "sku1", "price": 10, "quantity": 1},
+                {"product_id": "sku2", "price": 5, "name": "gift card for dave@example.com", "coupon": "192.0.2.5"},
+            ],
+        },
+    },
 ]
 CSV = (
     b"id,type,timestamp,user_id,email,ip,phone\r\n"
@@ -81,6 +96,8 @@ CLEAR_VALUES = [
     "192.0.2.99",
     "07700 900123",
     "07700900123",
+    "dave@example.com",
+    "192.0.2.5",
 ]
 
 
@@ -89,14 +106,15 @@ def rows_as_text(engine, table: str) -> list[str]:
         return [row.lower() for row in conn.scalars(text(f"SELECT t::text FROM {table} t"))]
 
 
-def test_no_clear_pii_reaches_events_or_the_daily_tables(definitions, s3, buckets, warehouse_engine):
+def test_no_clear_pii_reaches_events_order_lines_or_the_daily_tables(definitions, s3, buckets, warehouse_engine):
     for key, body in FILES.items():
         s3.put_object(Bucket=buckets["landing"], Key=key, Body=body)
     with pipeline(definitions) as run:
         run.settle()
         assert run.runs and all(result.success for result in run.runs)
 
-    searched = {table: rows_as_text(warehouse_engine, table) for table in ("events", *(t.name for t in DAILY_TABLES))}
+    tables = ("events", "order_lines", *(t.name for t in DAILY_TABLES))
+    searched = {table: rows_as_text(warehouse_engine, table) for table in tables}
     assert all(searched.values()), "every table has rows to search"
     for table, rows in searched.items():
         for clear in CLEAR_VALUES:
@@ -107,13 +125,13 @@ def test_no_clear_pii_reaches_events_or_the_daily_tables(definitions, s3, bucket
         distinct_users = conn.scalar(text("SELECT count(DISTINCT user_id) FROM events"))
         activity = dict(conn.execute(text("SELECT user_id, events FROM user_daily_activity")).all())
     ann, bob, carol = hidden("ann@example.com"), hidden("bob@example.org"), hidden("carol@example.net")
-    assert set(events) == {"p1", "p2", "p3", "c1"}
+    assert set(events) == {"p1", "p2", "p3", "p4", "c1"}
     # one person, one pseudonym, whichever field and spelling carried the email
     assert events["p1"].user_id == events["p2"].user_id == ann
     assert events["c1"].user_id == carol
     assert events["p3"].user_id == "u-bob"  # not PII: left as sent
     assert distinct_users == 3
-    assert activity == {ann: 2, "u-bob": 1, carol: 1}
+    assert activity == {ann: 2, "u-bob": 2, carol: 1}
     p1, p2, p3, c1 = (events[name].properties for name in ("p1", "p2", "p3", "c1"))
     assert p1["user"]["email"] == ann and p1["referrer_email"] == ann
     assert p1["context"]["ip"] == hidden("203.0.113.7")

@@ -237,7 +237,7 @@ def iso(moment: datetime) -> str:
 
 
 def landing_file(moment: datetime) -> bytes:
-    """Three good events and one of an unknown type (the staging check warns about it: an alert)."""
+    """Three good events and one without a type (the staging check warns about it: an alert)."""
     records = [
         {"id": "s1", "type": "page_view", "timestamp": iso(moment), "user": {"id": "u1"}, "email": PII_EMAIL},
         {
@@ -247,7 +247,7 @@ def landing_file(moment: datetime) -> bytes:
             "user": {"id": "u1"},
             "product": {"id": "p1", "price": "10.00", "currency": "EUR"},
         },
-        {"id": "s3", "type": "teleport", "timestamp": iso(moment), "user": {"id": "u2"}},
+        {"id": "s3", "type": "", "timestamp": iso(moment), "user": {"id": "u2"}},
         {"id": "s4", "type": "page_view", "timestamp": iso(moment), "user": {"id": "u3"}},
     ]
     return b"".join(json.dumps(record).encode() + b"\n" for record in records)
@@ -474,7 +474,7 @@ def test_marker_secrets_are_used_and_never_shown(
                 for evaluation in result.get_asset_check_evaluations()
                 if not evaluation.passed
             ]
-            assert failed_checks, "the unknown event type should fail the staging check with WARN"
+            assert failed_checks, "the event without a type should fail the staging check with WARN"
             # The webhook is down at first: the POST is retried (urllib3 logs each retry at WARNING), the
             # sensor logs that the alert waits; then it is up and the alert is delivered.
             assert tick(platform, "quality_alerts_sensor", evidence) == []

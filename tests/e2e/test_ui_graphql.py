@@ -63,5 +63,5 @@ def test_a_failed_check_is_recorded_once_as_an_error_with_its_failing_rows(
     metadata = {entry["label"]: entry for entry in evaluation["metadataEntries"]}
     assert metadata["failing rows: accepted_event_type"]["intValue"] == len(failed_check.bad_event_ids)
     failing_rows = metadata["first failing rows"]["mdStr"]
-    assert "wishlist_add" in failing_rows
+    assert "no event type" in failing_rows
     assert any(event_id in failing_rows for event_id in failed_check.bad_event_ids)

@@ -131,7 +131,7 @@ def test_the_pipeline_runs_with_each_part_as_its_own_role(
             b'{"id": "e%d", "type": "page_view", "timestamp": "2025-03-01T10:00:%02dZ", "user_id": "u1"}\n' % (n, n)
             for n in range(20)
         )
-        + b'{"id": "bad", "type": "teleport", "timestamp": "2025-03-01T11:00:00Z", "user_id": "u1"}\n'
+        + b'{"id": "bad", "type": "", "timestamp": "2025-03-01T11:00:00Z", "user_id": "u1"}\n'
     )
     s3.put_object(Bucket=buckets["landing"], Key="landing/2025-03-01/roles.jsonl", Body=records)
 

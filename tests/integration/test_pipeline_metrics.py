@@ -29,7 +29,7 @@ def _event(number: int, kind: str = "page_view") -> dict:
 
 
 def test_a_scrape_reports_staging_quarantine_sources_and_the_last_merge(warehouse_engine):
-    stage_payloads(warehouse_engine, "first", [_event(n) for n in range(6)] + [_event(6, "teleport")])
+    stage_payloads(warehouse_engine, "first", [_event(n) for n in range(6)] + [_event(6, "")])
     stage_payloads(warehouse_engine, "second", [_event(n) for n in range(10, 13)])
     with serve(metrics_app(warehouse_engine)) as url:
         before = _samples(url)

@@ -54,7 +54,7 @@ def keys(s3, bucket: str) -> set[str]:
 @pytest.fixture
 def aged(warehouse_engine: Engine, s3, buckets) -> Engine:
     engine = warehouse_engine
-    stage_payloads(engine, "old-merged", [event("o1", DAY), event("o2", DAY), event("o3", DAY, "teleport")])
+    stage_payloads(engine, "old-merged", [event("o1", DAY), event("o2", DAY), event("o3", DAY, "")])
     stage_payloads(engine, "recent", [event("r1", DAY), event("r2", DAY)])
     merge(engine, DAY)
     stage_payloads(engine, "old-pending", [event("p1", PENDING_DAY), event("p2", PENDING_DAY)])

@@ -30,6 +30,7 @@ WAREHOUSE_STEPS = {
     "staging_events_schema_drift",
     "events_events_valid",
     "events_events_reconciled",
+    "events_order_lines_valid",
     "raw_payloads_batches_reconciled",
     "raw_payloads_sources_fresh",
     "user_daily_activity_user_daily_activity_valid",

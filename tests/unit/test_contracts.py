@@ -32,6 +32,8 @@ def _event(number: int, **changes) -> dict:
         "price": None,
         "currency": None,
         "order_id": None,
+        "revenue": None,
+        "total": None,
         "page_url": f"https://shop.example/p/{number}",
         "referrer": None,
         "source": "s3",
@@ -52,7 +54,7 @@ def _events_report(rows: list[dict], quality: QualitySettings = QUALITY, now: da
     report = ContractReport(events_contract(DAY, now, quality), DAY)
     frame = pd.DataFrame.from_records(rows)
     frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
-    for column in ("price", "quantity"):
+    for column in ("price", "quantity", "revenue", "total"):
         frame[column] = pd.to_numeric(frame[column])
     report.add_frame(frame)
     return report
@@ -79,7 +81,7 @@ def test_a_duplicate_event_id_is_an_error_naming_both_rows():
 @pytest.mark.parametrize(
     ("changes", "rule"),
     [
-        ({"event_type": "wishlist_add"}, "accepted_event_type"),
+        ({"event_type": "Signed Up"}, "accepted_event_type"),
         ({"price": -1.0, "event_type": "add_to_cart", "product_id": "p"}, "price_not_negative"),
         ({"occurred_at": datetime(2025, 3, 2, 0, 0, tzinfo=UTC)}, "occurred_at_in_day"),
         ({"user_id": None, "anonymous_id": None}, "identity_present"),

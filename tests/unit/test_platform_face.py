@@ -73,9 +73,17 @@ def test_the_daily_tables_show_which_events_columns_they_come_from(repository):
         assert set(lineage.deps_by_column) <= set(table.columns.keys())
         for deps in lineage.deps_by_column.values():
             assert deps
-            assert all(dep.asset_key == dg.AssetKey("events") and dep.column_name in schema.events.c for dep in deps)
+            assert all(
+                dep.asset_key == dg.AssetKey("events")
+                and (
+                    dep.column_name in schema.events.c
+                    or dep.column_name.removeprefix("order_lines.") in schema.order_lines.c
+                )
+                for dep in deps
+            )
     sales = graph.get(dg.AssetKey("product_daily_sales")).metadata["dagster/column_lineage"].deps_by_column
-    assert {dep.column_name for dep in sales["revenue"]} == {"price", "quantity"}
+    assert {"order_lines.price", "order_lines.quantity"} <= {dep.column_name for dep in sales["gross_revenue"]}
+    assert {dep.column_name for dep in sales["units_sold"]} == {"event_type", "order_lines.quantity"}
     assert {dep.column_name for dep in sales["day"]} == {"occurred_at"}
 
 

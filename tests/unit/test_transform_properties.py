@@ -391,7 +391,7 @@ def as_record(event: NormalizedEvent) -> dict[str, Any]:
     """An event written back as a record: its columns under their first names, what is left in ``properties``."""
     columns = {
         "id": event.event_id,
-        "type": event.event_type,
+        "type": event.event_name,
         "timestamp": event.occurred_at.isoformat(),
         "user_id": event.user_id,
         "anonymous_id": event.anonymous_id,
@@ -403,6 +403,12 @@ def as_record(event: NormalizedEvent) -> dict[str, Any]:
         "order_id": event.order_id,
         "page_url": event.page_url,
         "referrer": event.referrer,
+        "revenue": None if event.revenue is None else str(event.revenue),
+        "total": None if event.total is None else str(event.total),
+        "shipping": None if event.shipping is None else str(event.shipping),
+        "tax": None if event.tax is None else str(event.tax),
+        "discount": None if event.discount is None else str(event.discount),
+        "coupon": event.coupon,
         "properties": event.properties,
     }
     return {name: value for name, value in columns.items() if value is not None}
