@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from etl_assets.localstack.dagster import location_statuses
 from etl_assets.settings import Settings, redact
 from etl_assets.warehouse.engine import create_warehouse_engine
+from etl_assets.warehouse.identity import IdentitySummary, summarize_identity
 from etl_assets.warehouse.migrate import current_revision
 from etl_assets.warehouse.quarantine import QuarantineSummary, summarize_quarantine
 from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
@@ -73,6 +74,7 @@ class WarehouseState:
     pending: list[PendingDay]
     quarantine: QuarantineSummary
     sources: list[SourceState]
+    identity: IdentitySummary | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,13 @@ def warehouse_state(engine: Engine, now: datetime, warn_minutes: int, fail_minut
         )
         for activity in recent_source_activity(engine, now, SOURCE_LOOKBACK)
     ]
-    return WarehouseState(current_revision(engine), pending_days(engine), summarize_quarantine(engine), sources)
+    return WarehouseState(
+        current_revision(engine),
+        pending_days(engine),
+        summarize_quarantine(engine),
+        sources,
+        summarize_identity(engine),
+    )
 
 
 def probe_warehouse(settings: Settings, now: datetime) -> tuple[ServiceState, WarehouseState | None]:
@@ -330,6 +338,12 @@ def render_status(status: PlatformStatus) -> list[str]:
             f"quarantine  {quarantine.unresolved:,} unresolved rows ({quarantine.resolved:,} resolved by re-drives)"
             + (f"; most: {reasons}" if reasons else "")
         )
+        if warehouse.identity is not None:
+            identity = warehouse.identity
+            lines.append(
+                f"identity    {identity.users:,} users, {identity.linked:,} ids linked to them, "
+                f"{identity.refused:,} links refused (they would merge two known users: see identity_links)"
+            )
         warn, fail = status.freshness_minutes
         lines.append(f"sources     last batch per source (7 days; warn after {warn} min, fail after {fail} min silent)")
         if not warehouse.sources:

@@ -17,6 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from etl_assets.transform import exact_json
+from etl_assets.transform.vocabulary import IDENTITY_CALL_TYPES
 
 _ABSENT: Any = object()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -107,6 +108,7 @@ _EVENT_TYPE_NAMES: dict[str, str] = {
     **{name: "remove_from_cart" for name in ("removefromcart", "productremoved", "cartremove", "removedfromcart")},
     **{name: "checkout_started" for name in ("checkoutstarted", "begincheckout", "checkout")},
     **{name: "purchase" for name in ("purchase", "ordercompleted", "order", "purchased")},
+    **{name: name for name in IDENTITY_CALL_TYPES},
 }
 
 
@@ -342,6 +344,11 @@ def _text(value: Any, field: str) -> str | None:
     if not text.isascii():
         text = unicodedata.normalize("NFC", text)
     return text
+
+
+def id_text(value: Any, field: str) -> str | None:
+    """An id's canonical text, as the id columns hold it (``None`` when empty); ``RecordRejected`` when unfit."""
+    return _id_text(value, field)
 
 
 def _id_text(value: Any, field: str) -> str | None:

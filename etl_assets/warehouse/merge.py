@@ -10,7 +10,9 @@ versions of an ``event_id``, the one that arrived last (highest ``staging_events
 1. keeps the newest version per ``event_id`` among its input (older ones are duplicates),
 2. drops versions older than the ledger's (superseded: a later file already sent this event),
 3. deletes the row from its old day when the winning version moved to another day,
-4. inserts or updates ``events``, touching a row only when its ``content_hash`` changed,
+4. feeds the identity graph (users, traits, links: ``warehouse.identity``) and inserts or updates ``events``
+   with each row's ``person_id``, touching a row only when its ``content_hash`` changed; then moves the events of
+   re-linked ids to their person and asks for the other days this changed to be rebuilt,
 5. advances the ledger, marks the staging rows succeeded or failed, and quarantines the failures.
 """
 
@@ -23,8 +25,10 @@ from datetime import date, datetime
 from sqlalchemy import Connection, Engine, text
 
 from etl_assets.transform import exact_json
+from etl_assets.transform.identity import NO_FACTS, IdentityFacts, identity_facts
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
+from etl_assets.warehouse import identity
 from etl_assets.warehouse.copy import copy_rows
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.retries import in_transaction
@@ -33,8 +37,9 @@ from etl_assets.warehouse.staging import StagedRow
 
 MERGE_LOCK_KEY = 0x6576656E7473  # "events": one merge into events at a time
 
-EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "loaded_at")
-INCOMING_COLUMNS = ("staging_id", "rejection", *EVENT_COLUMNS)
+EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name not in ("loaded_at", "person_id"))
+"""The columns a merge copies from its input; ``person_id`` comes from the identity graph (``warehouse.identity``)."""
+INCOMING_COLUMNS = ("staging_id", "rejection", *EVENT_COLUMNS, *identity.IDENTITY_COLUMNS)
 UPDATABLE_COLUMNS = tuple(name for name in EVENT_COLUMNS if name not in ("event_id", "occurred_at"))
 
 
@@ -48,6 +53,7 @@ class StagedResult:
     ingested_at: datetime
     event: NormalizedEvent | None
     rejection: str | None = None
+    identity: IdentityFacts = NO_FACTS
 
 
 @dataclass
@@ -60,10 +66,23 @@ class MergeCounts:
     updated: int = 0
     unchanged: int = 0
     moved: int = 0
+    links_refused: int = 0
+    persons_moved: int = 0
     days: set[date] = field(default_factory=set)
 
     def add(self, other: MergeCounts) -> None:
-        for name in ("received", "rejected", "duplicates", "superseded", "inserted", "updated", "unchanged", "moved"):
+        for name in (
+            "received",
+            "rejected",
+            "duplicates",
+            "superseded",
+            "inserted",
+            "updated",
+            "unchanged",
+            "moved",
+            "links_refused",
+            "persons_moved",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.days |= other.days
 
@@ -71,7 +90,12 @@ class MergeCounts:
 def _incoming_row(result: StagedResult) -> tuple:
     event = result.event
     if event is None:
-        return (result.staging_id, result.rejection or "rejected", *((None,) * len(EVENT_COLUMNS)))
+        return (
+            result.staging_id,
+            result.rejection or "rejected",
+            *((None,) * (len(EVENT_COLUMNS) + len(identity.IDENTITY_COLUMNS))),
+        )
+    facts = result.identity
     return (
         result.staging_id,
         None,
@@ -94,21 +118,29 @@ def _incoming_row(result: StagedResult) -> tuple:
         result.batch_id,
         event.content_hash,
         result.ingested_at,
+        list(facts.linked_ids) or None,
+        facts.group_id,
+        None if facts.traits is None else exact_json.dumps(facts.traits).decode(),
     )
 
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
-_ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
+_ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in (*UPDATABLE_COLUMNS, "person_id"))
+_IDENTITY_COLUMNS = ", ".join(identity.IDENTITY_COLUMNS)
+_IDENTITY_TYPED = ", ".join(
+    f"NULL::{identity.IDENTITY_COLUMN_TYPES[name]} AS {name}" for name in identity.IDENTITY_COLUMNS
+)
 
 TAKE_MERGE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 CREATE_INCOMING = text(
     "CREATE TEMP TABLE incoming_results ON COMMIT DROP AS "
-    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS} FROM events WITH NO DATA"
+    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS}, {_IDENTITY_TYPED} FROM events "
+    "WITH NO DATA"
 )
 COUNT_REJECTED = text("SELECT count(*) FROM incoming_results WHERE rejection IS NOT NULL")
 KEEP_NEWEST_VERSION = text(
     "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS} FROM incoming_results "
+    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS}, {_IDENTITY_COLUMNS} FROM incoming_results "
     "WHERE rejection IS NULL ORDER BY event_id, staging_id DESC"
 )
 COUNT_CANDIDATES = text("SELECT count(*) FROM candidates")
@@ -126,10 +158,15 @@ COUNT_NEW = text(
     "(SELECT 1 FROM events e WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at)"
 )
 UPSERT_CHANGED_EVENTS = text(
-    f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM candidates "
-    f"ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
-    "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash"
+    "WITH written AS ("
+    f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_COLUMNS}, {identity.PERSON_OF_CANDIDATE} FROM candidates "
+    f"  ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
+    "  WHERE events.content_hash IS DISTINCT FROM excluded.content_hash "
+    "  RETURNING person_id, occurred_at"
+    ") "
+    "INSERT INTO written_persons (person_id, occurred_at) SELECT person_id, occurred_at FROM written"
 )
+"""Writes the new and changed events; their persons and times go to ``written_persons`` (``warehouse.identity``)."""
 ADVANCE_LEDGER = text(
     "INSERT INTO event_ledger (event_id, occurred_at, staging_id) "
     "SELECT event_id, occurred_at, staging_id FROM candidates "
@@ -175,9 +212,12 @@ def merge_staged_results(conn: Connection, results: Iterable[StagedResult], tran
     ensure_event_partitions(conn, days)
     counts.moved = conn.execute(DELETE_MOVED).rowcount
     counts.inserted = conn.scalar(COUNT_NEW)
+    links = identity.link_candidates(conn)
     written = conn.execute(UPSERT_CHANGED_EVENTS).rowcount
     counts.updated = written - counts.inserted
     counts.unchanged = candidates - counts.superseded - written
+    identity.after_upsert(conn, days, links)
+    counts.links_refused, counts.persons_moved = links.links_refused, links.persons_moved
     conn.execute(ADVANCE_LEDGER)
     for outcome in (MARK_STAGING_SUCCEEDED, MARK_STAGING_FAILED):
         conn.execute(outcome, {"version": transform_version})
@@ -220,7 +260,8 @@ def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes, *, pii:
     for row in rows:
         try:
             event = normalize(pseudonymize_payload(exact_json.loads(row.payload_json), pii), accepted)
+            facts = identity_facts(event)
         except RecordRejected as error:
             yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
         else:
-            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, event)
+            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, event, identity=facts)
