@@ -55,6 +55,7 @@ PHASES = {
     "ingest": ("ledger entry", "COPY into staging", "parse quarantine", "batch close"),
     "merge": (
         "merge lock",
+        "identity links",
         "events upsert",
         "ledger advance",
         "staging status",
@@ -332,9 +333,12 @@ def merge_trial(lab: Lab) -> Outcome:
         staged = conn.scalar(text("SELECT count(*) FROM staging_events"))
     rejected = sum(1 for record in known.quarantined() if record.reason and "unknown event type" in record.reason)
     events = len(known.expected_events())
+    links = len(known.links())
     assert rejected, "the input holds no record the merge would quarantine"
+    assert links, "the input holds no login that links an anonymous visitor to a user"
     gate = {
         "merge lock": lambda: LockGate(MERGE_LOCK_KEY, "merge lock"),
+        "identity links": lambda: RowGate("identity_links", nth=rng.randint(1, links)),
         "events upsert": lambda: RowGate("events", nth=rng.randint(1, events)),
         "ledger advance": lambda: RowGate("event_ledger", nth=rng.randint(1, events)),
         "staging status": lambda: RowGate(
