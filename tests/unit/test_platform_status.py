@@ -11,6 +11,7 @@ from etl_assets.observability.platform_status import (
     problems_line,
     render_status,
 )
+from etl_assets.warehouse.identity import IdentitySummary
 from etl_assets.warehouse.quarantine import QuarantineSummary
 from etl_assets.warehouse.source_activity import freshness_state
 from etl_assets.warehouse.staging import PendingDay
@@ -48,6 +49,7 @@ def _status(collector_up: bool) -> PlatformStatus:
             pending,
             QuarantineSummary(7, 2, [("normalize", "unknown event type", 6), ("parse", "broken JSON", 1)], [], []),
             [SourceState("api:demo", NOW - timedelta(minutes=45), 12, "WARN")],
+            IdentitySummary(users=1200, linked=3400, refused=2),
         ),
         assets=[
             AssetState(
@@ -73,6 +75,8 @@ def test_the_report_says_what_waits_what_is_quarantined_and_when_each_thing_last
         "  collector  up    http://127.0.0.1:9200  /healthz ok",
         "staging     20 rows waiting to merge over 4 days (2026-02-25 … 2026-02-28)",
         "quarantine  7 unresolved rows (2 resolved by re-drives); most: unknown event type (6); broken JSON (1)",
+        "identity    1,200 users, 3,400 ids linked to them, 2 links refused (they would merge two known users: see "
+        "identity_links)",
         "sources     last batch per source (7 days; warn after 30 min, fail after 120 min silent)",
         "  api:demo             WARN  last batch 2026-03-01 11:15 UTC (45 min ago), 12 batches",
         "assets      last run, last materialization, freshness",
