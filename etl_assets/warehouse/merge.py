@@ -37,9 +37,10 @@ from etl_assets.warehouse.staging import StagedRow
 
 MERGE_LOCK_KEY = 0x6576656E7473  # "events": one merge into events at a time
 
-EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name not in ("loaded_at", "person_id"))
+EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "loaded_at")
+MERGED_COLUMNS = tuple(name for name in EVENT_COLUMNS if name != "person_id")
 """The columns a merge copies from its input; ``person_id`` comes from the identity graph (``warehouse.identity``)."""
-INCOMING_COLUMNS = ("staging_id", "rejection", *EVENT_COLUMNS, *identity.IDENTITY_COLUMNS)
+INCOMING_COLUMNS = ("staging_id", "rejection", *MERGED_COLUMNS, *identity.IDENTITY_COLUMNS)
 UPDATABLE_COLUMNS = tuple(name for name in EVENT_COLUMNS if name not in ("event_id", "occurred_at"))
 
 
@@ -93,7 +94,7 @@ def _incoming_row(result: StagedResult) -> tuple:
         return (
             result.staging_id,
             result.rejection or "rejected",
-            *((None,) * (len(EVENT_COLUMNS) + len(identity.IDENTITY_COLUMNS))),
+            *((None,) * (len(MERGED_COLUMNS) + len(identity.IDENTITY_COLUMNS))),
         )
     facts = result.identity
     return (
@@ -124,8 +125,8 @@ def _incoming_row(result: StagedResult) -> tuple:
     )
 
 
-_COLUMNS = ", ".join(EVENT_COLUMNS)
-_ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in (*UPDATABLE_COLUMNS, "person_id"))
+_COLUMNS = ", ".join(MERGED_COLUMNS)
+_ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
 _IDENTITY_COLUMNS = ", ".join(identity.IDENTITY_COLUMNS)
 _IDENTITY_TYPED = ", ".join(
     f"NULL::{identity.IDENTITY_COLUMN_TYPES[name]} AS {name}" for name in identity.IDENTITY_COLUMNS
