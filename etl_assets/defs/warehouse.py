@@ -50,7 +50,10 @@ class EventsConfig(dg.Config):
     description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. A day's merge "
     "normalizes its pending staging rows (and those an older transform version processed) and merges them by "
     "event_id in one transaction: re-runs, replays and duplicates change nothing, a changed event updates its "
-    "row, an event re-sent with another timestamp moves. Rows the transform rejects go to quarantine. PII "
+    "row, an event re-sent with another timestamp moves. Each row gets its person_id from the identity graph "
+    "(users, identity_links, group_memberships, fed by identify/alias/group calls and events with both ids); a "
+    "late link moves earlier events to their person and requests their days' rebuild. Rows the transform rejects "
+    "go to quarantine. PII "
     "(ETL_PII_FIELDS) is pseudonymized with ETL_PII_KEY before normalizing: no column holds it in clear.",
 )
 def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_events: StagedRowsReader) -> StagedDays:
