@@ -1,4 +1,7 @@
-"""The daily tables count persons, through the real sensor and its runs (in-process, real PostgreSQL)."""
+"""The daily tables count persons, through the real sensor and its runs (in-process, real PostgreSQL).
+
+A late identify re-attributing a merged day through the sensor is tested once, through the Segment SDK
+(tests/e2e/test_segment_sdk.py); at the merge, in tests/integration/test_identity_graph.py."""
 
 from datetime import date
 
@@ -85,31 +88,3 @@ def test_a_session_past_midnight_is_one_session_of_its_first_day_and_a_late_even
     assert asked == ["2025-08-01", "2025-08-02"]
     assert sessions(warehouse_engine) == [(DAY, "ann", 4, False)]
     assert activity(warehouse_engine) == [(DAY, "ann", 2, 1), (date(2025, 8, 2), "ann", 2, 0)]
-
-
-def test_a_late_identify_re_attributes_a_merged_day_through_the_sensor_and_again_changes_nothing(
-    definitions, warehouse_engine
-):
-    stage_payloads(
-        warehouse_engine,
-        "day",
-        [
-            message("d1", "2025-08-01T10:00:00Z", "product_view", anonymous="anon-1"),
-            message("d2", "2025-08-01T10:01:00Z", "add_to_cart", anonymous="anon-1"),
-            message("d3", "2025-08-01T10:02:00Z", "purchase", user="ann"),
-        ],
-    )
-    with pipeline(definitions) as run:
-        settle(run)
-        assert funnel(warehouse_engine) == (1, 1, 0)
-
-        late = [message("i1", "2025-08-04T09:00:00Z", "identify", anonymous="anon-1", user="ann")]
-        stage_payloads(warehouse_engine, "late-identify", late)
-        assert settle(run) == ["2025-08-04", "2025-08-01"]
-        assert funnel(warehouse_engine) == (1, 1, 1)
-        assert sessions(warehouse_engine) == [(DAY, "ann", 3, True)]
-        before = (funnel(warehouse_engine), sessions(warehouse_engine), activity(warehouse_engine))
-
-        stage_payloads(warehouse_engine, "late-identify-again", late)
-        assert settle(run) == ["2025-08-04"]
-        assert (funnel(warehouse_engine), sessions(warehouse_engine), activity(warehouse_engine)) == before
