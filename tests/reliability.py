@@ -3,9 +3,9 @@
 A known input is a list of records the test sends, each knowing what must become of it: the row it must be
 in ``events`` (its last version wins when an id is sent more than once) or the quarantine reason it must be
 kept under. ``reconcile`` checks the warehouse against that record by record (every expected event once,
-with the right content; every purchase's order line once, as sent; every bad record in quarantine; nothing
-else in ``events`` or ``order_lines``; nothing pending) and
-checks that the platform's own accounting (``etl_assets.warehouse.reconciliation``) balances and agrees.
+with the right content and person; every purchase's order line once, as sent; every bad record in quarantine;
+nothing else in ``events`` or ``order_lines``; nothing pending; every identity link the input made once, and no
+other) and checks that the platform's own accounting (``etl_assets.warehouse.reconciliation``) balances and agrees.
 """
 
 from __future__ import annotations
@@ -109,6 +109,14 @@ class KnownInput:
     def bodies(self) -> list[dict[str, Any]]:
         return [record.body for record in self.records if isinstance(record.body, dict)]
 
+    def links(self) -> dict[str, str]:
+        """The identity links the input makes: each identify's anonymous id → its user id."""
+        return {
+            record.body["anonymous_id"]: record.body["user"]["id"]
+            for record in self.records
+            if record.expected is not None and record.expected.event_type == "identify"
+        }
+
 
 def shop_input(
     seed: int,
@@ -125,19 +133,35 @@ def shop_input(
     About ``bad_share`` of the events come with a bad record next to them: one without an id (quarantined when
     staged), one without a type (quarantined by the merge) or, with ``broken_lines``, a line cut short
     (not JSON). With ``versions``, some events are sent again further on, unchanged (a re-send) or changed (a
-    correction: another session and a later time, sometimes on the next day, which moves the event).
+    correction: another session and a later time, sometimes on the next day, which moves the event). Some
+    anonymous visitors log in: an ``identify`` further on links their anonymous id to a user of their own, so
+    their earlier events (of any day) belong to that user.
     """
     rng = random.Random(seed)
     records: list[InputRecord] = []
     later: list[tuple[int, InputRecord]] = []
     """Records sent again further on, with the position they go before (``len(records)``: at the end)."""
     bad_kinds = ["missing_id", "missing_type", *(["broken_line"] if broken_lines else [])]
+    logged_in: set[str] = set()
     for number, event in enumerate(generate_events(seed, start, days, events)):
         ref = f"ref-{seed}-{number:06d}"
         body = {"ref": ref, **event}
         records.append(InputRecord(ref, body, ExpectedEvent.of(body)))
         if rng.random() < bad_share:
             records.append(_bad_record(rng.choice(bad_kinds), f"{ref}-bad", body))
+        anonymous = event.get("anonymous_id")
+        if anonymous and anonymous not in logged_in and rng.random() < 0.05:
+            logged_in.add(anonymous)
+            login = {
+                "ref": f"{ref}-login",
+                "id": f"{event['id']}-login",
+                "type": "identify",
+                "timestamp": event["timestamp"],
+                "user": {"id": f"member-{anonymous}"},
+                "anonymous_id": anonymous,
+                "traits": {"plan": rng.choice(["free", "pro"])},
+            }
+            later.append((len(records), InputRecord(login["ref"], login, ExpectedEvent.of(login))))
         if versions and rng.random() < 0.03:
             later.append((len(records), InputRecord(f"{ref}-again", body, ExpectedEvent.of(body))))
         elif versions and rng.random() < 0.03:
@@ -206,8 +230,11 @@ class Reconciliation:
         assert not self.problems, "reconciliation failed:\n" + "\n".join(self.problems)
 
 
-EVENT_ROWS = text("SELECT event_id, occurred_at, event_type, user_id, session_id, price FROM events")
+EVENT_ROWS = text(
+    "SELECT event_id, occurred_at, event_type, user_id, session_id, price, anonymous_id, person_id FROM events"
+)
 LINE_ROWS = text("SELECT event_id, line_number, product_id, quantity, price FROM order_lines")
+IDENTITY_LINKS = text("SELECT anonymous_id, user_id, status FROM identity_links")
 OPEN_QUARANTINE = text(
     "SELECT stage, reason, event_id, payload::text, raw_record FROM quarantine WHERE resolved_at IS NULL"
 )
@@ -226,17 +253,26 @@ def reconcile(engine: Engine, known: KnownInput) -> Reconciliation:
         pending = conn.scalar(PENDING_ROWS)
         open_batches = list(conn.scalars(OPEN_BATCHES))
         days = list(conn.scalars(STAGED_DAYS))
+        links = conn.execute(IDENTITY_LINKS).all()
     result = Reconciliation(records=len(known.records))
 
+    known_links = known.links()
     found = Counter(row.event_id for row in rows)
     result.doubled = sorted(event_id for event_id, count in found.items() if count > 1)
     result.extra = sorted(set(found) - set(expected))
     result.lost = sorted(set(expected) - set(found))
+    have_links = {(link.anonymous_id, link.user_id, link.status) for link in links}
+    want_links = {(anonymous, user, "linked") for anonymous, user in known_links.items()}
+    result.lost.extend(f"identity link {link}" for link in sorted(want_links - have_links))
+    result.extra.extend(f"identity link {link}" for link in sorted(have_links - want_links))
     for row in rows:
         want = expected.get(row.event_id)
         have = ExpectedEvent(row.event_id, row.occurred_at, row.event_type, row.user_id, row.session_id, row.price)
         if want is not None and have != want:
             result.wrong.append(f"{row.event_id} is {have}, expected {want}")
+        person = row.user_id or known_links.get(row.anonymous_id) or row.anonymous_id
+        if row.person_id != person:
+            result.wrong.append(f"{row.event_id} belongs to person {row.person_id}, expected {person}")
     _reconcile_lines(result, expected, line_rows)
     winners = {id(record) for record in _last_versions(known.records)}
     for record in known.records:

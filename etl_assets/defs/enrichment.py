@@ -15,16 +15,32 @@ from etl_assets.defs.partitions import daily_partitions, single_run_backfill
 from etl_assets.defs.table_metadata import OWNERS, column_lineage_from, table_metadata
 from etl_assets.warehouse import enrichment, schema
 
-ENRICHMENT_VERSION = "1"
+ENRICHMENT_VERSION = "2"
+
+
+AROUND_EACH_DAY = dg.TimeWindowPartitionMapping(
+    start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
+)
+"""A day's events with the day before and after: what sessions that run past midnight are read from."""
 
 
 def _daily_table(
-    table: Table, build: Callable[[Select], Select], description: str, also_read: tuple[Table, ...] = ()
+    table: Table,
+    build: Callable[..., Select],
+    description: str,
+    *,
+    also_read: tuple[Table, ...] = (),
+    sessions_across_days: bool = False,
 ) -> dg.AssetsDefinition:
+    """The asset of a daily table built by ``build``; ``also_read``: tables the query reads beside ``events``;
+    ``sessions_across_days``: ``build`` takes the events of a day wider on each side and the days to keep
+    (``enrichment.Days``)."""
     lineage = column_lineage_from(build, schema.events, "events", also_read)
+    ins = {"events": dg.AssetIn(partition_mapping=AROUND_EACH_DAY)} if sessions_across_days else None
 
     @dg.asset(
         name=table.name,
+        ins=ins,
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
         pool="warehouse",
@@ -38,6 +54,9 @@ def _daily_table(
     )
     def daily_table(context: dg.AssetExecutionContext, events: Select) -> Select:
         context.add_output_metadata({"dagster/column_lineage": lineage})
+        if sessions_across_days:
+            window = context.partition_time_window
+            return build(events, (window.start.date(), window.end.date()))
         return build(events)
 
     return daily_table
@@ -46,21 +65,25 @@ def _daily_table(
 user_daily_activity = _daily_table(
     schema.user_daily_activity,
     enrichment.user_daily_activity_query,
-    "One row per visitor and day (the user id, or the anonymous id of a visitor who never logged in): events by "
-    "type, sessions, first and last seen. Rebuilt from the day's events whenever the day is merged.",
+    "One row per person and day (events.person_id: the user, with the anonymous browsing linked to them, or the "
+    "anonymous id of a visitor who never logged in): events by type, sessions started, first and last seen. "
+    "Rebuilt from the day's events whenever the day is merged or its persons change.",
+    sessions_across_days=True,
 )
 
 sessions = _daily_table(
     schema.sessions,
     enrichment.sessions_query,
-    "One row per visit: a visitor's events until 30 minutes pass without one (or midnight UTC); start, end, "
-    "duration, events, page views and whether the visit ended in a purchase. Rebuilt from the day's events.",
+    "One row per visit: a person's events until 30 minutes pass without one, on the day it started (a visit "
+    "past midnight UTC stays one); start, end, duration, events, page views and whether the visit ended in a "
+    "purchase. Rebuilt from the day's events and those of the days around it.",
+    sessions_across_days=True,
 )
 
 daily_funnel = _daily_table(
     schema.daily_funnel,
     enrichment.daily_funnel_query,
-    "One row per day: visitors who viewed a product → of those, who added to cart → of those, who purchased; "
+    "One row per day: persons who viewed a product → of those, who added to cart → of those, who purchased; "
     "with the conversion rate of each step (between 0 and 1). Rebuilt from the day's events.",
 )
 

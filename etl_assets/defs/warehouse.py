@@ -1,8 +1,9 @@
 """The warehouse: ``events``, one row per ``event_id``, partitioned by UTC day, merged from staging.
 
-``staged_days_sensor`` watches staging for days with pending rows and requests one run per range of
-consecutive days, covering ``events`` and the day's enrichment tables, so every day a file touched
-(late events included) is merged and rebuilt.
+``staged_days_sensor`` watches staging for days with pending rows, and ``rebuild_requests`` for days a merge
+changed beyond its own (a late identify re-attributes earlier days; a session runs past midnight), and requests
+one run per range of consecutive days, covering ``events`` and the day's enrichment tables, so every day a file
+touched (late events included) is merged and rebuilt.
 """
 
 import hashlib
@@ -25,6 +26,7 @@ from etl_assets.resources import WarehouseResource
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse.merge import StagedResult, normalize_staged
+from etl_assets.warehouse.rebuild import RequestedDay, requested_days
 from etl_assets.warehouse.schema import events as events_table
 from etl_assets.warehouse.staging import PendingDay, StagedRowsReader, pending_days
 
@@ -49,7 +51,10 @@ class EventsConfig(dg.Config):
     description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. A day's merge "
     "normalizes its pending staging rows (and those an older transform version processed) and merges them by "
     "event_id in one transaction: re-runs, replays and duplicates change nothing, a changed event updates its "
-    "row, an event re-sent with another timestamp moves. Rows the transform rejects go to quarantine. PII "
+    "row, an event re-sent with another timestamp moves. Each row gets its person_id from the identity graph "
+    "(users, identity_links, group_memberships, fed by identify/alias/group calls and events with both ids); a "
+    "late link moves earlier events to their person and requests their days' rebuild. Rows the transform rejects "
+    "go to quarantine. PII "
     "(ETL_PII_FIELDS) is pseudonymized with ETL_PII_KEY before normalizing: no column holds it in clear.",
 )
 def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_events: StagedRowsReader) -> StagedDays:
@@ -101,6 +106,18 @@ def consecutive_ranges(days: list[PendingDay]) -> list[list[PendingDay]]:
     return ranges
 
 
+def with_requested(pending: list[PendingDay], requested: list[RequestedDay]) -> list[PendingDay]:
+    """The pending days and the days with rebuild requests, one entry a day; a new request changes its version."""
+    days = {item.day: item for item in pending}
+    for request in requested:
+        known = days.get(request.day)
+        if known is None:
+            days[request.day] = PendingDay(request.day, 0, 0, request.requested_at)
+        elif request.requested_at > known.last_staged_at:
+            days[request.day] = PendingDay(known.day, known.rows, known.newest_id, request.requested_at)
+    return sorted(days.values(), key=lambda item: item.day)
+
+
 def _key(day: date) -> str:
     return day.isoformat()
 
@@ -114,7 +131,8 @@ def _fingerprint(run: list[PendingDay]) -> str:
     minimum_interval_seconds=10,
     default_status=PIPELINE_SENSOR_STATUS,
     description="Every 10 seconds, requests a run of events and its enrichment for each range of consecutive days that has "
-    "staging rows waiting, once the previous such run has finished; the run key names the days' pending rows, "
+    "staging rows waiting or a rebuild requested (persons re-attributed by a late identify, a session across "
+    "midnight), once the previous such run has finished; the run key names the days' pending rows and requests, "
     "so new or re-staged data runs again. A run that failed (not one a blocking check stopped) is requested "
     "again 10 min, 30 min and 2 h after its failures.",
 )
@@ -129,7 +147,8 @@ def staged_days_sensor(
     requests = []
     waiting = []
     now = time.time()
-    for run in consecutive_ranges(pending_days(warehouse.get_engine())):
+    engine = warehouse.get_engine()
+    for run in consecutive_ranges(with_requested(pending_days(engine), requested_days(engine))):
         days = f"{_key(run[0].day)}..{_key(run[-1].day)}"
         pending_key = f"{days}@{_fingerprint(run)}"
         decision = failed_days.decide(failed_days.past_runs(context.instance, daily_events_job.name, pending_key), now)

@@ -110,6 +110,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             "duplicates skipped": dg.MetadataValue.int(total.duplicates + total.superseded),
             "moved between days": dg.MetadataValue.int(total.moved),
             "order lines written": dg.MetadataValue.int(total.lines),
+            "identity links refused": dg.MetadataValue.int(total.links_refused),
+            "events re-attributed to a person": dg.MetadataValue.int(total.persons_moved),
             "rows quarantined": dg.MetadataValue.int(total.rejected),
             "errors": dg.MetadataValue.int(total.rejected),
             "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in sorted(total.days)) or "none"),

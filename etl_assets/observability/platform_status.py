@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from etl_assets.localstack.dagster import location_statuses
 from etl_assets.settings import Settings, redact
 from etl_assets.warehouse.engine import create_warehouse_engine
+from etl_assets.warehouse.identity import IdentitySummary, summarize_identity
 from etl_assets.warehouse.migrate import current_revision
 from etl_assets.warehouse.quarantine import QuarantineSummary, summarize_quarantine
 from etl_assets.warehouse.reconciliation import BatchReconciliation, reconcile_batches
@@ -76,6 +77,7 @@ class WarehouseState:
     sources: list[SourceState]
     batches: list[BatchReconciliation] | None = None
     """The batches of the last 7 days as reconciliation sees them (None: not counted)."""
+    identity: IdentitySummary | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def warehouse_state(engine: Engine, now: datetime, warn_minutes: int, fail_minut
         summarize_quarantine(engine),
         sources,
         reconcile_batches(engine, SOURCE_LOOKBACK.days),
+        summarize_identity(engine),
     )
 
 
@@ -341,6 +344,12 @@ def render_status(status: PlatformStatus) -> list[str]:
         )
         if warehouse.batches is not None:
             lines.append(_batches_line(warehouse.batches))
+        if warehouse.identity is not None:
+            identity = warehouse.identity
+            lines.append(
+                f"identity    {identity.users:,} users, {identity.linked:,} ids linked to them, "
+                f"{identity.refused:,} links refused (they would merge two known users: see identity_links)"
+            )
         warn, fail = status.freshness_minutes
         lines.append(f"sources     last batch per source (7 days; warn after {warn} min, fail after {fail} min silent)")
         if not warehouse.sources:

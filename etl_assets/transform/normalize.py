@@ -133,8 +133,6 @@ _NO_CONTAINERS: _Containers = {}
 
 # Segment's call type: the event name of a ``track`` call is in ``event``.
 _SEGMENT_TRACK = "track"
-# Segment calls that are not events of the shop (identities, groups, aliases).
-_NOT_EVENT_CALLS = frozenset(("identify", "group", "alias"))
 _NAME_MAX_BYTES = 1024  # event names are indexed, as ids are
 
 
@@ -404,6 +402,11 @@ def _text(value: Any, field: str) -> str | None:
     return text
 
 
+def id_text(value: Any, field: str) -> str | None:
+    """An id's canonical text, as the id columns hold it (``None`` when empty); ``RecordRejected`` when unfit."""
+    return _id_text(value, field)
+
+
 def _id_text(value: Any, field: str) -> str | None:
     text = _text(value, field)
     if text is None:
@@ -430,8 +433,8 @@ def _event_id(value: Any) -> str:
 def _event_name(record: dict[str, Any], consumed: _Consumed) -> tuple[str, str | None]:
     """The event's name as sent, and the Segment page call (``page``, ``screen``) it is, if it is one.
 
-    Any name is accepted (the vocabulary maps it onto a type, ``custom`` at worst); only a record without a
-    name, a name that is not text, or a Segment call that is not an event (identify, group, alias) is rejected.
+    Any name is accepted (the vocabulary maps it onto a type, ``custom`` at worst; Segment's identify, group and
+    alias calls onto types of their own); only a record without a name, or a name that is not text, is rejected.
     """
     chosen: Any = None
     for key in _EVENT_TYPE.first_keys_in_order:
@@ -448,8 +451,6 @@ def _event_name(record: dict[str, Any], consumed: _Consumed) -> tuple[str, str |
     if not isinstance(chosen, str):
         raise RecordRejected(f"event type {_shown(chosen)} is not a name (text)", rule=RULE_ACCEPTED_EVENT_TYPE)
     call = comparable(chosen)
-    if call in _NOT_EVENT_CALLS:
-        raise RecordRejected(f"a Segment {call} call is not an event", rule=RULE_ACCEPTED_EVENT_TYPE)
     name = _name_text(chosen, "event type")
     assert name is not None  # not empty: checked above
     return name, (call if call in PAGE_CALLS else None)

@@ -69,14 +69,27 @@ LEGACY_NAMES: dict[str, str] = {
 }
 """Other spellings landing files and APIs send (compared without case, spaces, dashes and underscores)."""
 
+IDENTITY_CALL_TYPES = ("identify", "alias", "group")
+"""Segment's calls that say who someone is rather than what they did: kept in ``events`` under their own type,
+fed to the identity graph (``users``, ``identity_links``, ``group_memberships``), left out of every activity count."""
+
 EVENT_TYPES = tuple(
-    dict.fromkeys((PAGE_VIEW, *SPEC_EVENT_TYPES.values(), ORDER_REFUNDED, ORDER_CANCELLED, ORDER_UPDATED, CUSTOM))
+    dict.fromkeys(
+        (
+            PAGE_VIEW,
+            *SPEC_EVENT_TYPES.values(),
+            ORDER_REFUNDED,
+            ORDER_CANCELLED,
+            ORDER_UPDATED,
+            CUSTOM,
+            *IDENTITY_CALL_TYPES,
+        )
+    )
 )
 """Every canonical type, in the order the README lists them."""
 
 ORDER_EVENT_TYPES = (PURCHASE, ORDER_UPDATED, ORDER_REFUNDED, ORDER_CANCELLED)
 """Types whose products become rows of ``order_lines``."""
-REFUND_EVENT_TYPES = (ORDER_REFUNDED, ORDER_CANCELLED)
 ORDER_AMOUNT_TYPES = frozenset(
     (
         "cart_view",
@@ -93,6 +106,7 @@ ORDER_AMOUNT_TYPES = frozenset(
 )
 """Types whose revenue, total, shipping, tax, discount and coupon are the order's (columns of ``events``); on any
 other event such fields stay in ``properties``, whatever they hold."""
+REFUND_EVENT_TYPES = (ORDER_REFUNDED, ORDER_CANCELLED)
 """Types that take their lines (or, without products, the whole order) back in ``product_daily_sales``."""
 
 

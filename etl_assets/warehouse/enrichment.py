@@ -5,14 +5,19 @@ hands an asset) and returns a ``Select`` whose labels are the target table's col
 replaces the window's rows with its result server-side, in one transaction. No row passes through
 Python.
 
-A visitor is the user id, or the anonymous id when there is none. Sessions are cut at 30 minutes
-without an event and at midnight UTC, so each day's tables depend on that day's events only and a
-day can be rebuilt on its own.
+Everything counts persons (``events.person_id``, kept by the identity graph), not ids: anonymous browsing, a
+login and a purchase are one visitor. The identity calls (``identify``, ``alias``, ``group``) are no activity
+and count nowhere here.
+
+A session is a person's events until 30 minutes pass without one. One that runs past midnight UTC stays one
+session, counted on the day it started: so ``sessions`` and ``user_daily_activity`` read their days' events
+with a day before and after (their assets map ``events`` one day wider), sessionize all of them, and keep the
+rows of their own days (``days``). A session longer than a day is cut where that margin ends.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import (
     Date,
@@ -33,10 +38,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from etl_assets.transform.vocabulary import PURCHASE, REFUND_EVENT_TYPES
+from etl_assets.transform.vocabulary import IDENTITY_CALL_TYPES, PURCHASE, REFUND_EVENT_TYPES
 from etl_assets.warehouse.schema import order_lines
 
 SESSION_GAP = timedelta(minutes=30)
+
+Days = tuple[date, date] | None
+"""``[first, end)`` days whose rows a query keeps; ``None``: every day of its events."""
 
 
 def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -51,83 +59,94 @@ def _utc_day(timestamp: ColumnElement) -> ColumnElement:
     return cast(func.timezone(UTC, timestamp), Date)
 
 
+def _within(day: ColumnElement, days: Days) -> list[ColumnElement[bool]]:
+    return [] if days is None else [day >= days[0], day < days[1]]
+
+
 def sessionized(events_in_window: Select) -> Select:
-    """The window's events with their visitor, UTC day and session number (per visitor and day)."""
+    """The window's activity events with their person, UTC day, whether each starts a session, and the session's
+    number (per person, across days)."""
     source = events_in_window.subquery("window_events")
-    visitor = func.coalesce(source.c.user_id, source.c.anonymous_id).label("visitor")
-    day = _utc_day(source.c.occurred_at).label("day")
-    with_gaps = select(
-        source.c.event_type,
-        source.c.occurred_at,
-        visitor,
-        day,
-        (
-            source.c.occurred_at
-            - func.lag(source.c.occurred_at).over(partition_by=(visitor, day), order_by=source.c.occurred_at)
-        ).label("gap"),
-    ).subquery("with_gaps")
+    with_gaps = (
+        select(
+            source.c.event_type,
+            source.c.occurred_at,
+            source.c.person_id.label("person"),
+            _utc_day(source.c.occurred_at).label("day"),
+            (
+                source.c.occurred_at
+                - func.lag(source.c.occurred_at).over(partition_by=source.c.person_id, order_by=source.c.occurred_at)
+            ).label("gap"),
+        )
+        .where(source.c.event_type.not_in(IDENTITY_CALL_TYPES))
+        .subquery("with_gaps")
+    )
     starts_session = case((with_gaps.c.gap.is_(None), 1), (with_gaps.c.gap > SESSION_GAP, 1), else_=0)
     return select(
         with_gaps.c.event_type,
         with_gaps.c.occurred_at,
-        with_gaps.c.visitor,
+        with_gaps.c.person,
         with_gaps.c.day,
+        starts_session.label("starts_session"),
         func.sum(starts_session)
-        .over(partition_by=(with_gaps.c.visitor, with_gaps.c.day), order_by=with_gaps.c.occurred_at)
+        .over(partition_by=with_gaps.c.person, order_by=with_gaps.c.occurred_at)
         .label("session_no"),
-    ).where(with_gaps.c.visitor.is_not(None))
+    )
 
 
-def user_daily_activity_query(events_in_window: Select) -> Select:
+def user_daily_activity_query(events_in_window: Select, days: Days = None) -> Select:
     rows = sessionized(events_in_window).subquery("visits")
-    return select(
-        rows.c.day.label("day"),
-        rows.c.visitor.label("user_id"),
-        func.count().label("events"),
-        _count_where(rows.c.event_type == "page_view").label("page_views"),
-        _count_where(rows.c.event_type == "product_view").label("product_views"),
-        _count_where(rows.c.event_type == "add_to_cart").label("add_to_carts"),
-        _count_where(rows.c.event_type == "purchase").label("purchases"),
-        cast(func.max(rows.c.session_no), Integer).label("sessions"),
-        func.min(rows.c.occurred_at).label("first_seen_at"),
-        func.max(rows.c.occurred_at).label("last_seen_at"),
-    ).group_by(rows.c.day, rows.c.visitor)
+    return (
+        select(
+            rows.c.day.label("day"),
+            rows.c.person.label("user_id"),
+            func.count().label("events"),
+            _count_where(rows.c.event_type == "page_view").label("page_views"),
+            _count_where(rows.c.event_type == "product_view").label("product_views"),
+            _count_where(rows.c.event_type == "add_to_cart").label("add_to_carts"),
+            _count_where(rows.c.event_type == "purchase").label("purchases"),
+            cast(func.sum(rows.c.starts_session), Integer).label("sessions"),
+            func.min(rows.c.occurred_at).label("first_seen_at"),
+            func.max(rows.c.occurred_at).label("last_seen_at"),
+        )
+        .where(*_within(rows.c.day, days))
+        .group_by(rows.c.day, rows.c.person)
+    )
 
 
-def sessions_query(events_in_window: Select) -> Select:
+def sessions_query(events_in_window: Select, days: Days = None) -> Select:
     rows = sessionized(events_in_window).subquery("visits")
     started_at = func.min(rows.c.occurred_at)
     ended_at = func.max(rows.c.occurred_at)
-    return select(
-        rows.c.day.label("day"),
+    query = select(
+        _utc_day(started_at).label("day"),
         (
-            rows.c.visitor
-            + literal("@")
-            + func.to_char(func.timezone(UTC, started_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            rows.c.person + literal("@") + func.to_char(func.timezone(UTC, started_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         ).label("session_key"),
-        rows.c.visitor.label("user_id"),
+        rows.c.person.label("user_id"),
         started_at.label("started_at"),
         ended_at.label("ended_at"),
         cast(func.extract("epoch", ended_at - started_at), Integer).label("duration_seconds"),
         func.count().label("events"),
         _count_where(rows.c.event_type == "page_view").label("page_views"),
         func.bool_or(rows.c.event_type == "purchase").label("converted"),
-    ).group_by(rows.c.day, rows.c.visitor, rows.c.session_no)
+    ).group_by(rows.c.person, rows.c.session_no)
+    return query if days is None else query.having(*_within(_utc_day(started_at), days))
 
 
 def daily_funnel_query(events_in_window: Select) -> Select:
-    """Viewed a product → added to cart → purchased, each stage counting only visitors of the stage before,
+    """Viewed a product → added to cart → purchased, each stage counting only persons of the stage before,
     so every rate lies between 0 and 1."""
     source = events_in_window.subquery("window_events")
     per_visitor = (
         select(
             _utc_day(source.c.occurred_at).label("day"),
-            func.coalesce(source.c.user_id, source.c.anonymous_id).label("visitor"),
+            source.c.person_id.label("visitor"),
             func.bool_or(source.c.event_type == "product_view").label("viewed"),
             func.bool_or(source.c.event_type == "add_to_cart").label("carted"),
             func.bool_or(source.c.event_type == "purchase").label("purchased"),
         )
-        .group_by(_utc_day(source.c.occurred_at), func.coalesce(source.c.user_id, source.c.anonymous_id))
+        .group_by(_utc_day(source.c.occurred_at), source.c.person_id)
         .subquery("per_visitor")
     )
     viewers = func.count().filter(per_visitor.c.viewed)

@@ -10,7 +10,9 @@ versions of an ``event_id``, the one that arrived last (highest ``staging_events
 1. keeps the newest version per ``event_id`` among its input (older ones are duplicates),
 2. drops versions older than the ledger's (superseded: a later file already sent this event),
 3. deletes the row from its old day when the winning version moved to another day,
-4. inserts or updates ``events``, touching a row only when its ``content_hash`` changed,
+4. feeds the identity graph (users, traits, links: ``warehouse.identity``) and inserts or updates ``events``
+   with each row's ``person_id``, touching a row only when its ``content_hash`` changed; then moves the events of
+   re-linked ids to their person and asks for the other days this changed to be rebuilt,
 5. replaces the ``order_lines`` of exactly the rows it wrote (an order re-sent unchanged keeps its lines, a
    changed one gets its new lines instead of the old ones, a moved one moves them),
 6. advances the ledger, marks the staging rows succeeded or failed, and quarantines the failures.
@@ -26,9 +28,11 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects import postgresql
 
 from etl_assets.transform import exact_json
+from etl_assets.transform.identity import NO_FACTS, IdentityFacts, identity_facts
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
 from etl_assets.transform.orders import OrderLine, order_lines
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
+from etl_assets.warehouse import identity
 from etl_assets.warehouse.copy import copy_rows
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.retries import in_transaction
@@ -39,7 +43,9 @@ from etl_assets.warehouse.staging import StagedRow
 MERGE_LOCK_KEY = 0x6576656E7473  # "events": one merge into events at a time
 
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "loaded_at")
-INCOMING_COLUMNS = ("staging_id", "rejection", *EVENT_COLUMNS, "lines")
+MERGED_COLUMNS = tuple(name for name in EVENT_COLUMNS if name != "person_id")
+"""The columns a merge copies from its input; ``person_id`` comes from the identity graph (``warehouse.identity``)."""
+INCOMING_COLUMNS = ("staging_id", "rejection", *MERGED_COLUMNS, "lines", *identity.IDENTITY_COLUMNS)
 LINE_COLUMNS = tuple(
     column.name
     for column in order_lines_table.columns
@@ -60,6 +66,7 @@ class StagedResult:
     event: NormalizedEvent | None
     rejection: str | None = None
     lines: tuple[OrderLine, ...] = ()
+    identity: IdentityFacts = NO_FACTS
 
 
 @dataclass
@@ -74,6 +81,8 @@ class MergeCounts:
     moved: int = 0
     lines: int = 0
     """Order lines written (of the events inserted, updated or moved)."""
+    links_refused: int = 0
+    persons_moved: int = 0
     days: set[date] = field(default_factory=set)
 
     def add(self, other: MergeCounts) -> None:
@@ -87,6 +96,8 @@ class MergeCounts:
             "unchanged",
             "moved",
             "lines",
+            "links_refused",
+            "persons_moved",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.days |= other.days
@@ -95,9 +106,13 @@ class MergeCounts:
 def _incoming_row(result: StagedResult) -> tuple:
     event = result.event
     if event is None:
-        return (result.staging_id, result.rejection or "rejected", *((None,) * (len(EVENT_COLUMNS) + 1)))
+        return (
+            result.staging_id,
+            result.rejection or "rejected",
+            *((None,) * (len(MERGED_COLUMNS) + 1 + len(identity.IDENTITY_COLUMNS))),
+        )
     values = {
-        **{name: getattr(event, name) for name in EVENT_COLUMNS if hasattr(event, name)},
+        **{name: getattr(event, name) for name in MERGED_COLUMNS if hasattr(event, name)},
         "properties": None if event.properties is None else exact_json.dumps(event.properties).decode(),
         "quality_tags": list(event.quality_tags),
         "source": result.source,
@@ -105,23 +120,36 @@ def _incoming_row(result: StagedResult) -> tuple:
         "ingested_at": result.ingested_at,
     }
     lines = exact_json.dumps([line.as_json() for line in result.lines]).decode() if result.lines else None
-    return (result.staging_id, None, *(values[name] for name in EVENT_COLUMNS), lines)
+    facts = result.identity
+    return (
+        result.staging_id,
+        None,
+        *(values[name] for name in MERGED_COLUMNS),
+        lines,
+        list(facts.linked_ids) or None,
+        facts.group_id,
+        None if facts.traits is None else exact_json.dumps(facts.traits).decode(),
+    )
 
 
-_COLUMNS = ", ".join(EVENT_COLUMNS)
+_COLUMNS = ", ".join(MERGED_COLUMNS)
 _ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
+_IDENTITY_COLUMNS = ", ".join(identity.IDENTITY_COLUMNS)
+_IDENTITY_TYPED = ", ".join(
+    f"NULL::{identity.IDENTITY_COLUMN_TYPES[name]} AS {name}" for name in identity.IDENTITY_COLUMNS
+)
 
 TAKE_MERGE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 CREATE_INCOMING = text(
     "CREATE TEMP TABLE incoming_results ON COMMIT DROP AS "
-    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS}, NULL::jsonb AS lines "
-    "FROM events WITH NO DATA"
+    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS}, NULL::jsonb AS lines, "
+    f"{_IDENTITY_TYPED} FROM events WITH NO DATA"
 )
 CREATE_WRITTEN = text("CREATE TEMP TABLE written_events (event_id text PRIMARY KEY) ON COMMIT DROP")
 COUNT_REJECTED = text("SELECT count(*) FROM incoming_results WHERE rejection IS NOT NULL")
 KEEP_NEWEST_VERSION = text(
     "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS}, lines FROM incoming_results "
+    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS}, lines, {_IDENTITY_COLUMNS} FROM incoming_results "
     "WHERE rejection IS NULL ORDER BY event_id, staging_id DESC"
 )
 COUNT_CANDIDATES = text("SELECT count(*) FROM candidates")
@@ -139,11 +167,16 @@ COUNT_NEW = text(
     "(SELECT 1 FROM events e WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at)"
 )
 UPSERT_CHANGED_EVENTS = text(
-    f"WITH written AS (INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM candidates "
-    f"ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
-    "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash RETURNING event_id) "
-    "INSERT INTO written_events SELECT event_id FROM written"
+    "WITH written AS ("
+    f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_COLUMNS}, {identity.PERSON_OF_CANDIDATE} FROM candidates "
+    f"  ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
+    "  WHERE events.content_hash IS DISTINCT FROM excluded.content_hash "
+    "  RETURNING event_id, person_id, occurred_at"
+    "), marked AS (INSERT INTO written_events SELECT event_id FROM written) "
+    "INSERT INTO written_persons (person_id, occurred_at) SELECT person_id, occurred_at FROM written"
 )
+"""Writes the new and changed events; their ids go to ``written_events`` (whose order lines are replaced), their
+persons and times to ``written_persons`` (``warehouse.identity``)."""
 DELETE_REPLACED_LINES = text("DELETE FROM order_lines o USING written_events w WHERE o.event_id = w.event_id")
 _LINE_RECORD = ", ".join(
     f"{name} {order_lines_table.c[name].type.compile(dialect=postgresql.dialect())}" for name in LINE_COLUMNS
@@ -203,11 +236,14 @@ def merge_staged_results(conn: Connection, results: Iterable[StagedResult], tran
     ensure_event_partitions(conn, days)
     counts.moved = conn.execute(DELETE_MOVED).rowcount
     counts.inserted = conn.scalar(COUNT_NEW)
+    links = identity.link_candidates(conn)
     written = conn.execute(UPSERT_CHANGED_EVENTS).rowcount
     counts.updated = written - counts.inserted
     counts.unchanged = candidates - counts.superseded - written
     conn.execute(DELETE_REPLACED_LINES)
     counts.lines = conn.execute(INSERT_WRITTEN_LINES).rowcount
+    identity.after_upsert(conn, days, links)
+    counts.links_refused, counts.persons_moved = links.links_refused, links.persons_moved
     conn.execute(ADVANCE_LEDGER)
     for outcome in (MARK_STAGING_SUCCEEDED, MARK_STAGING_FAILED):
         conn.execute(outcome, {"version": transform_version})
@@ -251,7 +287,10 @@ def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes, *, pii:
         try:
             event = normalize(pseudonymize_payload(exact_json.loads(row.payload_json), pii), accepted)
             lines = order_lines(event)
+            facts = identity_facts(event)
         except RecordRejected as error:
             yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
         else:
-            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, event, lines=lines)
+            yield StagedResult(
+                row.staging_id, row.source, row.batch_id, row.ingested_at, event, lines=lines, identity=facts
+            )

@@ -49,6 +49,7 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 STAGING_STATUSES = ("pending", "succeeded", "failed")
+LINK_STATUSES = ("linked", "refused")
 MONEY = Numeric(18, 4)
 
 
@@ -125,6 +126,13 @@ events = Table(
     ),
     Column("user_id", Text, nullable=True),
     Column("anonymous_id", Text, nullable=True),
+    Column(
+        "person_id",
+        Text,
+        nullable=False,
+        comment="The person the event belongs to: its user id, else the user its anonymous id is linked to "
+        "(identity_links), else the anonymous id.",
+    ),
     Column("session_id", Text, nullable=True),
     Column("product_id", Text, nullable=True),
     Column("quantity", Integer, nullable=True),
@@ -155,6 +163,8 @@ events = Table(
     Index(None, "user_id", "occurred_at"),
     Index(None, "event_type", "occurred_at"),
     Index(None, "product_id"),
+    Index(None, "person_id", "occurred_at"),
+    Index(None, "anonymous_id"),
     postgresql_partition_by="RANGE (occurred_at)",
     comment="Normalized events, one row per event_id, partitioned by UTC day of occurred_at.",
 )
@@ -228,6 +238,70 @@ quarantine = Table(
     comment="Records that could not be loaded, with the reason and the bytes; nothing accepted is lost.",
 )
 
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column(
+        "traits",
+        JSONB,
+        nullable=True,
+        comment="Latest traits from identify calls (newest value per trait), PII pseudonymized as in events.",
+    ),
+    Column("traits_at", DateTime(timezone=True), nullable=True, comment="Timestamp of the newest identify."),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False, comment="Earliest event with this user id."),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    comment="Every user id events carry, with the latest traits its identify calls gave.",
+)
+
+identity_links = Table(
+    "identity_links",
+    metadata,
+    Column("anonymous_id", Text, nullable=False, comment="An anonymous id, or the previous id of an alias call."),
+    Column("user_id", Text, nullable=False),
+    Column("via", Text, nullable=False, comment="What first said so: identify, alias, or event (both ids on one)."),
+    Column("event_id", Text, nullable=False, comment="The earliest event that links the two ids."),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, comment="When that event happened."),
+    Column(
+        "status",
+        Text,
+        nullable=False,
+        comment="linked: the anonymous id's events belong to the user; refused: it would merge two known users.",
+    ),
+    Column("reason", Text, nullable=True, comment="Why a link is refused."),
+    Column("decided_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("anonymous_id", "user_id"),
+    CheckConstraint(f"status IN {LINK_STATUSES!r}", name="status"),
+    Index(None, "user_id"),
+    comment="The identity graph: which anonymous ids belong to which user; an id is linked to one user at most.",
+)
+
+group_memberships = Table(
+    "group_memberships",
+    metadata,
+    Column("group_id", Text, nullable=False),
+    Column("member_id", Text, nullable=False, comment="The user id of the group call, else its anonymous id."),
+    Column("user_id", Text, nullable=True),
+    Column("anonymous_id", Text, nullable=True),
+    Column("traits", JSONB, nullable=True, comment="The group's traits (newest value per trait), PII pseudonymized."),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, comment="Timestamp of the newest group call."),
+    Column("event_id", Text, nullable=False, comment="The newest group call (a row of events)."),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("group_id", "member_id"),
+    comment="Group calls: which user (or anonymous visitor) belongs to which group, with the group's traits.",
+)
+
+rebuild_requests = Table(
+    "rebuild_requests",
+    metadata,
+    Column("day", Date, nullable=False),
+    Column("table_name", Text, nullable=False, comment="A daily table whose rows of the day are out of date."),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("day", "table_name"),
+    comment="Days a merge changed beyond its own (persons re-attributed, sessions across midnight): "
+    "staged_days_sensor runs them, and a table's rebuild of the day removes its request.",
+)
+
 source_cursors = Table(
     "source_cursors",
     metadata,
@@ -276,25 +350,25 @@ user_daily_activity = Table(
     "user_daily_activity",
     metadata,
     Column("day", Date, nullable=False),
-    Column("user_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False, comment="The person (events.person_id)."),
     Column("events", Integer, nullable=False),
     Column("page_views", Integer, nullable=False),
     Column("product_views", Integer, nullable=False),
     Column("add_to_carts", Integer, nullable=False),
     Column("purchases", Integer, nullable=False),
-    Column("sessions", Integer, nullable=False),
+    Column("sessions", Integer, nullable=False, comment="Sessions the person started that day."),
     Column("first_seen_at", DateTime(timezone=True), nullable=False),
     Column("last_seen_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("day", "user_id"),
-    comment="Per user and day: events by type, sessions, first and last seen.",
+    comment="Per person and day: events by type, sessions, first and last seen.",
 )
 
 sessions = Table(
     "sessions",
     metadata,
     Column("day", Date, nullable=False, comment="UTC day the session started."),
-    Column("session_key", Text, nullable=False, comment="User (or anonymous id) and start time."),
-    Column("user_id", Text, nullable=False),
+    Column("session_key", Text, nullable=False, comment="Person id and start time."),
+    Column("user_id", Text, nullable=False, comment="The person (events.person_id)."),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("ended_at", DateTime(timezone=True), nullable=False),
     Column("duration_seconds", Integer, nullable=False),
@@ -302,16 +376,17 @@ sessions = Table(
     Column("page_views", Integer, nullable=False),
     Column("converted", Boolean, nullable=False, comment="The session holds a purchase."),
     PrimaryKeyConstraint("day", "session_key"),
-    comment="Sessions: 30 minutes without an event closes one.",
+    comment="Sessions of a person: 30 minutes without an event closes one; one that runs past midnight stays one, "
+    "on the day it started.",
 )
 
 daily_funnel = Table(
     "daily_funnel",
     metadata,
     Column("day", Date, primary_key=True),
-    Column("viewers", Integer, nullable=False, comment="Users who viewed a product."),
-    Column("carters", Integer, nullable=False, comment="Users who added to cart."),
-    Column("purchasers", Integer, nullable=False, comment="Users who purchased."),
+    Column("viewers", Integer, nullable=False, comment="Persons who viewed a product."),
+    Column("carters", Integer, nullable=False, comment="Persons who added to cart."),
+    Column("purchasers", Integer, nullable=False, comment="Persons who purchased."),
     Column("view_to_cart_rate", Numeric(7, 6), nullable=True),
     Column("cart_to_purchase_rate", Numeric(7, 6), nullable=True),
     Column("view_to_purchase_rate", Numeric(7, 6), nullable=True),
@@ -336,3 +411,8 @@ product_daily_sales = Table(
 )
 
 DAILY_TABLES = (user_daily_activity, sessions, daily_funnel, product_daily_sales)
+PERSON_TABLES = (user_daily_activity, sessions, daily_funnel)
+"""The daily tables that count persons: rebuilt for every day whose events change person."""
+SESSION_TABLES = (user_daily_activity, sessions)
+"""The daily tables that read sessions, which may run past midnight: a change near midnight rebuilds the next or
+previous day too."""

@@ -55,6 +55,7 @@ PHASES = {
     "ingest": ("ledger entry", "COPY into staging", "parse quarantine", "batch close"),
     "merge": (
         "merge lock",
+        "identity links",
         "events upsert",
         "order lines",
         "ledger advance",
@@ -336,10 +337,13 @@ def merge_trial(lab: Lab) -> Outcome:
     rejected = sum(1 for record in known.quarantined() if record.reason and "no event type" in record.reason)
     events = len(known.expected_events())
     lines = sum(len(event.lines) for event in known.expected_events().values())
+    links = len(known.links())
     assert rejected, "the input holds no record the merge would quarantine"
     assert lines, "the input holds no order"
+    assert links, "the input holds no login that links an anonymous visitor to a user"
     gate = {
         "merge lock": lambda: LockGate(MERGE_LOCK_KEY, "merge lock"),
+        "identity links": lambda: RowGate("identity_links", nth=rng.randint(1, links)),
         "events upsert": lambda: RowGate("events", nth=rng.randint(1, events)),
         "order lines": lambda: RowGate("order_lines", nth=rng.randint(1, lines)),
         "ledger advance": lambda: RowGate("event_ledger", nth=rng.randint(1, events)),

@@ -159,6 +159,23 @@ def zip_archive() -> bytes:
     return buffer.getvalue()
 
 
+# --- j: identity calls with hostile ids and traits, and ones that cannot be read -------------------------------
+FILE_J = jsonl(
+    event("id-browse", "2025-09-03T09:00:00Z", user_id=None, anonymous_id="anon-hostile"),
+    event(
+        "id-login",
+        "2025-09-03T09:05:00Z",
+        kind="identify",
+        user_id=SQL_USER,
+        anonymous_id="anon-hostile",
+        traits={SQL_KEY: SQL_NOTE, "nested": {"deep": [1, 2]}},
+    ),
+    event("id-bad-traits", "2025-09-03T09:06:00Z", kind="identify", traits="vip"),
+    event("id-bad-alias", "2025-09-03T09:07:00Z", kind="alias", previousId={"id": 1}),
+    event("id-group-no-id", "2025-09-03T09:08:00Z", kind="group", traits={"name": "x"}),
+    event("id-alias-self", "2025-09-03T09:09:00Z", kind="alias", previousId="u1"),
+)
+
 SQL_NAMED_KEY = f"{PREFIX}h-'; DROP TABLE raw_batches; --.jsonl"
 FILES = {
     f"{PREFIX}a-bom-crlf-encoding.jsonl": FILE_A,
@@ -180,6 +197,7 @@ FILES = {
         event("d1", "2025-09-03T10:00:00Z", page_url="https://shop.example/v2"),
         event("d2", "2025-09-03T11:00:00Z", kind="product_view", product_id="p1"),
     ),
+    f"{PREFIX}j-identity.jsonl": FILE_J,
     f"{PREFIX}i-dups-2.jsonl": jsonl(
         event("d1", "2025-09-03T10:00:00Z", page_url="https://shop.example/v3"),
         event("d2", "2025-09-04T09:00:00Z", kind="product_view", product_id="p2"),
@@ -522,6 +540,35 @@ def test_duplicate_ids_within_and_across_files_keep_the_newest_version_once(land
     assert duplicates == {date(2025, 9, 3): 3, date(2025, 9, 4): 0}
 
 
+def test_identity_calls_with_hostile_values_link_verbatim_and_unreadable_ones_are_quarantined(landed: Landed):
+    persons = {
+        row["event_id"]: (row["event_type"], row["person_id"])
+        for row in landed.rows(
+            "SELECT event_id, event_type, person_id FROM events WHERE batch_id = :b", b=landed.batch("j-identity.jsonl")
+        )
+    }
+    assert persons == {
+        "id-browse": ("page_view", SQL_USER),
+        "id-login": ("identify", SQL_USER),
+        "id-group-no-id": ("group", "u1"),
+        "id-alias-self": ("alias", "u1"),
+    }
+    assert landed.rows("SELECT anonymous_id, user_id, via, status FROM identity_links") == [
+        {"anonymous_id": "anon-hostile", "user_id": SQL_USER, "via": "identify", "status": "linked"}
+    ]
+    assert landed.rows("SELECT traits FROM users WHERE user_id = :u", u=SQL_USER) == [
+        {"traits": {SQL_KEY: SQL_NOTE, "nested": {"deep": [1, 2]}}}
+    ]
+    assert landed.rows("SELECT count(*) AS groups FROM group_memberships") == [{"groups": 0}]
+    reasons = {
+        row["event_id"]: (row["stage"], row["reason"]) for row in landed.quarantined("j-identity.jsonl").values()
+    }
+    assert reasons == {
+        "id-bad-traits": ("normalize", "traits must be an object, not str"),
+        "id-bad-alias": ("normalize", "previousId {'id': 1} is not a string or a number"),
+    }
+
+
 def test_every_record_is_accounted_for(landed: Landed):
     """Records in = rows in events + rows in quarantine + duplicates skipped, for every batch and every day, as the
     platform's reconciliation and its events_reconciled check count them."""
@@ -540,11 +587,12 @@ def test_every_record_is_accounted_for(landed: Landed):
     )
     duplicates = sum(day.total("duplicates") for day in reconciled)
     assert totals["records_in"] == totals["events"] + totals["quarantined"] + duplicates
-    expected_events = 4 + 2 + 11 + 3 + WHOLE_LINES_BEFORE_CUT + 4 + 1 + 2
+    expected_events = 4 + 2 + 11 + 3 + WHOLE_LINES_BEFORE_CUT + 4 + 1 + 2 + 4
     no_records = 2  # the header-only CSV and the empty gzip: one row each that says so
+    identity_rejected = 2  # unreadable traits, an unusable alias id
     assert (totals["events"], totals["quarantined"], duplicates) == (
         expected_events,
-        4 + 3 + 5 + 5 + 1 + 1 + no_records,
+        4 + 3 + 5 + 5 + 1 + 1 + no_records + identity_rejected,
         3,
     )
 

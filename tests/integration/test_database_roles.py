@@ -69,14 +69,19 @@ ALLOWED = {
         "SELECT count(*) FROM staging_events",
         "UPDATE staging_events SET status = 'succeeded'",
         "SELECT etl_create_events_partition('2025-03-01'); "
-        "INSERT INTO events (event_id, occurred_at, event_type, source, batch_id, content_hash, ingested_at) "
-        "VALUES ('x', '2025-03-01 12:00+00', 'page_view', 's3', 'b', 'h', now())",
+        "INSERT INTO events (event_id, occurred_at, event_type, person_id, source, batch_id, content_hash, ingested_at) "
+        "VALUES ('x', '2025-03-01 12:00+00', 'page_view', 'p', 's3', 'b', 'h', now())",
+        "INSERT INTO identity_links (anonymous_id, user_id, via, event_id, occurred_at, status) "
+        "VALUES ('a', 'u', 'event', 'x', now(), 'linked')",
+        "INSERT INTO users (user_id, first_seen_at) VALUES ('u', now())",
+        "DELETE FROM rebuild_requests",
         "DELETE FROM daily_funnel",
     ],
     "etl_reader": [
         "SELECT count(*) FROM events",
         "SELECT count(*) FROM daily_funnel",
         "SELECT count(*) FROM user_daily_activity",
+        "SELECT count(*) FROM identity_links",
     ],
 }
 

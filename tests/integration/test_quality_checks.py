@@ -169,9 +169,9 @@ def test_a_duplicate_event_id_in_events_fails_the_blocking_checks_and_skips_enri
         ensure_event_partitions(conn, [DAY])
         conn.execute(
             text(
-                "INSERT INTO events (event_id, occurred_at, event_type, user_id, source, batch_id, content_hash, "
-                "ingested_at) VALUES ('evt-1', '2025-03-01 18:00+00', 'page_view', 'user-1', 's3', 'manual', "
-                "repeat('0', 32), now())"
+                "INSERT INTO events (event_id, occurred_at, event_type, user_id, person_id, source, batch_id, "
+                "content_hash, ingested_at) VALUES ('evt-1', '2025-03-01 18:00+00', 'page_view', 'user-1', 'user-1', "
+                "'s3', 'manual', repeat('0', 32), now())"
             )
         )
     result = _run_day(definitions, instance)

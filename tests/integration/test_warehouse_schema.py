@@ -16,6 +16,7 @@ def _event(event_id: str, occurred_at: datetime, **extra):
         "occurred_at": occurred_at,
         "event_type": "purchase",
         "user_id": "u1",
+        "person_id": "u1",
         "source": "test",
         "batch_id": "b1",
         "content_hash": "0" * 32,

@@ -5,7 +5,8 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times, days_of
-from etl_assets.defs.warehouse import consecutive_ranges
+from etl_assets.defs.warehouse import consecutive_ranges, with_requested
+from etl_assets.warehouse.rebuild import RequestedDay
 from etl_assets.warehouse.staging import PendingDay
 
 STAGED = datetime(2025, 8, 10, tzinfo=UTC)
@@ -26,6 +27,18 @@ def test_a_pending_day_changes_version_with_new_or_restaged_rows():
     assert PendingDay(date(2025, 8, 1), 11, 101, STAGED).version != base.version
     assert PendingDay(date(2025, 8, 1), 10, 100, datetime(2025, 8, 11, tzinfo=UTC)).version != base.version
     assert PendingDay(date(2025, 8, 1), 10, 100, STAGED).version == base.version
+
+
+def test_days_with_rebuild_requests_join_the_pending_days_and_a_newer_request_changes_the_version():
+    later = datetime(2025, 8, 11, tzinfo=UTC)
+    requested = [RequestedDay(date(2025, 8, 2), STAGED), RequestedDay(date(2025, 8, 5), later)]
+    days = with_requested(pending(date(2025, 8, 1), date(2025, 8, 5)), requested)
+    assert [(item.day.day, item.rows) for item in days] == [(1, 1), (2, 0), (5, 1)]
+    assert [[item.day.day for item in run] for run in consecutive_ranges(days)] == [[1, 2], [5]]
+    assert days[2].version != pending(date(2025, 8, 1), date(2025, 8, 5))[1].version
+    assert with_requested(pending(date(2025, 8, 5)), [RequestedDay(date(2025, 8, 5), STAGED)]) == pending(
+        date(2025, 8, 5)
+    )
 
 
 def test_a_partition_window_covers_its_days():

@@ -11,6 +11,7 @@ from etl_assets.observability.platform_status import (
     problems_line,
     render_status,
 )
+from etl_assets.warehouse.identity import IdentitySummary
 from etl_assets.warehouse.quarantine import QuarantineSummary
 from etl_assets.warehouse.reconciliation import BatchReconciliation
 from etl_assets.warehouse.source_activity import freshness_state
@@ -53,6 +54,7 @@ def _status(collector_up: bool) -> PlatformStatus:
                 BatchReconciliation("landing/a.jsonl#e1", "s3", 3, 2, 1, 120),
                 BatchReconciliation("landing/b.jsonl.gz#e2", "s3", 0, 0, 0, 80),
             ],
+            IdentitySummary(users=1200, linked=3400, refused=2),
         ),
         assets=[
             AssetState(
@@ -80,6 +82,8 @@ def test_the_report_says_what_waits_what_is_quarantined_and_when_each_thing_last
         "quarantine  7 unresolved rows (2 resolved by re-drives); most: unknown event type (6); broken JSON (1)",
         "batches     2 in the last 7 days, 1 NOT accounted for; first landing/b.jsonl.gz#e2: 80 bytes and no record, "
         "no quarantine row saying why",
+        "identity    1,200 users, 3,400 ids linked to them, 2 links refused (they would merge two known users: see "
+        "identity_links)",
         "sources     last batch per source (7 days; warn after 30 min, fail after 120 min silent)",
         "  api:demo             WARN  last batch 2026-03-01 11:15 UTC (45 min ago), 12 batches",
         "assets      last run, last materialization, freshness",

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import orjson
 import pytest
 
-from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, normalize
+from etl_assets.transform.normalize import AcceptedTimes, normalize
 from etl_assets.transform.segment import (
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
@@ -322,8 +322,9 @@ def test_a_derived_message_id_becomes_the_event_id():
     assert event.event_id.startswith("derived-")
 
 
-def test_an_identify_call_is_not_an_event():
-    completed = one("identify", {"userId": "u1", "traits": {"email": "a@example.com"}, "messageId": "m-2"})
-    with pytest.raises(RecordRejected) as raised:
-        normalize(completed, ACCEPTED)
-    assert "identify" in str(raised.value)
+@pytest.mark.parametrize("call", ["identify", "alias", "group"])
+def test_identify_alias_and_group_calls_are_events_of_their_own_type(call: str):
+    completed = one(call, {"userId": "u1", "traits": {"plan": "pro"}, "messageId": "m-2"})
+    event = normalize(completed, ACCEPTED)
+    assert (event.event_type, event.user_id) == (call, "u1")
+    assert event.properties is not None and event.properties["traits"] == {"plan": "pro"}
