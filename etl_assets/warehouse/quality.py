@@ -240,17 +240,20 @@ STAGING_CHECK_COLUMNS = (
 )
 
 
+_CHECKED_STAGING_COLUMNS = (
+    staging_events.c.id,
+    staging_events.c.batch_id,
+    staging_events.c.record_no,
+    staging_events.c.event_id,
+    staging_events.c.event_day,
+    staging_events.c.source,
+    cast(staging_events.c.payload, Text),
+)
+
+
 def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, waiting_only: bool) -> Select:
     query = (
-        select(
-            staging_events.c.id,
-            staging_events.c.batch_id,
-            staging_events.c.record_no,
-            staging_events.c.event_id,
-            staging_events.c.event_day,
-            staging_events.c.source,
-            cast(staging_events.c.payload, Text),
-        )
+        select(*_CHECKED_STAGING_COLUMNS)
         .where(staging_events.c.event_day == day)
         .order_by(staging_events.c.event_id, staging_events.c.id)
     )
@@ -284,7 +287,8 @@ def check_staged_day(
     pii: PiiPolicy | None = None,
 ) -> list[ContractReport]:
     """Check, source by source, the staged rows the next merge of ``day`` will read (the whole day when none
-    wait): one report per source, so one source's bad rows are judged against its own rows only."""
+    wait): one report per source, so one source's bad rows are judged against its own rows only. A source with
+    fewer rows waiting than ``min_rows`` is judged with its latest merged rows of the day too."""
     by_source = (
         select(staging_events.c.source, func.count())
         .where(staging_events.c.event_day == day)
@@ -306,6 +310,11 @@ def check_staged_day(
         )
         report.reading = scope if sample_every == 1 else f"a sample of every {sample_every}th row of {scope}"
         report.rows_waiting = counts[source] if waiting else 0
+        if waiting and counts[source] < quality.min_rows:
+            latest = _latest_merged_rows(engine, day, source, transform_version, quality.min_rows - counts[source])
+            if latest:
+                report.add_frame(_frame([_judged(row, accepted, pii) for row in latest], None, STAGING_CHECK_COLUMNS))
+                report.reading += f" and its {len(latest):,} latest merged rows of the day"
     query = _staged_rows_to_check(day, transform_version, sample_every, waiting_only=waiting)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=quality.chunk_rows).execute(query)
@@ -316,6 +325,24 @@ def check_staged_day(
             for source, rows in frame.groupby("source", sort=False):
                 reports[str(source)].add_frame(rows)
     return list(reports.values())
+
+
+def _latest_merged_rows(engine: Engine, day: date, source: str, transform_version: str, limit: int) -> list[Row]:
+    """The latest ``limit`` rows of ``source`` and ``day`` that merged already.
+
+    A near-real-time run finds a few rows of a source waiting, too few for a share to mean anything
+    (``ETL_QUALITY_MIN_ROWS``); judged with the source's latest rows of the day, a source that keeps sending
+    mostly bad rows is held however often its rows merge, and one whose bad hour has passed is not.
+    """
+    query = (
+        select(*_CHECKED_STAGING_COLUMNS)
+        .where(staging_events.c.event_day == day, staging_events.c.source == source)
+        .where(~waiting_to_merge(transform_version))
+        .order_by(staging_events.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).all()
 
 
 def held_reason(report: ContractReport) -> str | None:

@@ -126,15 +126,10 @@ def test_the_s3_sensor_starts_a_run_for_a_new_file_that_succeeds(dev_platform: D
     assert staged == 25
 
 
-def test_a_run_stopped_by_a_blocking_check_is_not_retried(failed_check: FailedCheck):
-    """The same bad day would fail the same check again: run retries are for crashed runs, not failed steps."""
-    assert failed_check.run_status == "FAILURE"
-    assert failed_check.run_tags["dagster/failure_reason"] == "STEP_FAILURE"
-    assert failed_check.run_tags["dagster/will_retry"] == "false"
-
-
-def test_a_failed_check_shows_its_failing_rows(dev_platform: DevPlatform, failed_check: FailedCheck):
-    assert failed_check.run_status == "FAILURE"  # the blocking check held the day back
+def test_a_held_source_shows_its_reason_and_failing_rows_and_does_not_fail_the_run(
+    dev_platform: DevPlatform, failed_check: FailedCheck
+):
+    assert failed_check.run_status == "SUCCESS"  # the gate held the source back; the run itself went on
     executions = [
         execution
         for execution in dev_platform.check_executions("staging_events", "staged_day_valid")
@@ -142,12 +137,14 @@ def test_a_failed_check_shows_its_failing_rows(dev_platform: DevPlatform, failed
     ]
     assert len(executions) == 1
     evaluation = executions[0]["evaluation"]
-    assert (evaluation["success"], evaluation["severity"]) == (False, "ERROR")
-    assert "accepted_event_type" in evaluation["description"]
-    metadata = {entry["label"]: entry for entry in evaluation["metadataEntries"]}
-    assert metadata["failing rows: accepted_event_type"]["intValue"] == len(failed_check.bad_event_ids)
-    failing_rows = metadata["first failing rows"]["mdStr"]
-    assert "wishlist_add" in failing_rows
-    assert any(event_id in failing_rows for event_id in failed_check.bad_event_ids)
+    assert (evaluation["success"], evaluation["severity"]) == (False, "WARN")
     day = failed_check.day
+    assert evaluation["description"].startswith(f"held back: s3 on {day.isoformat()} (160 rows waiting): valid_values")
+    metadata = {entry["label"]: entry for entry in evaluation["metadataEntries"]}
+    assert metadata["failing rows: valid_values"]["intValue"] == len(failed_check.bad_event_ids)
+    assert metadata["sources held back"]["intValue"] == 1
+    assert f"| {day.isoformat()} | s3 | 160 | valid_values:" in metadata["held back"]["mdStr"]
+    failing_rows = metadata["first failing rows"]["mdStr"]
+    assert "is not a number" in failing_rows
+    assert any(event_id in failing_rows for event_id in failed_check.bad_event_ids)
     assert dev_platform.scalar("SELECT count(*) FROM events WHERE occurred_at::date = :day", day=day) == 0
