@@ -179,8 +179,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "ETL_QUALITY_MAX_REJECTED_SHARE",
         "0.05",
-        "Share of a day's staged rows the transform may reject (each reason on its own) before the staging check "
-        "fails with ERROR and holds the day back; below it, rejected rows are quarantined and the check warns.",
+        "Share of a source's staged rows of a day the transform may reject (each reason on its own) before the "
+        "staging gate holds that source back for the day (its rows wait; the other sources merge); below it, "
+        "rejected rows are quarantined and the check warns.",
     ),
     Variable(
         "ETL_QUALITY_MIN_ROWS",

@@ -243,6 +243,26 @@ def reconciliation_result(days: list[DayReconciliation]) -> dg.AssetCheckResult:
             "events rows without a record": dg.MetadataValue.int(sum(day.events_without_record for day in days)),
             "events rows whose record retention pruned": dg.MetadataValue.int(sum(day.pruned_records for day in days)),
             "batches": dg.MetadataValue.int(sum(len(day.batches) for day in days)),
+            "rows held back": dg.MetadataValue.int(sum(day.total("held") for day in days)),
+            "by source": dg.MetadataValue.md(
+                markdown_table(
+                    ("day", "source", "received", "in events", "quarantined", "duplicates", "waiting", "held back"),
+                    (
+                        (
+                            day.day.isoformat(),
+                            source,
+                            figures["received"],
+                            figures["in_events"],
+                            figures["quarantined"],
+                            figures["duplicates"],
+                            figures["pending"],
+                            figures["held"],
+                        )
+                        for day in days
+                        for source, figures in sorted(day.by_source().items())
+                    ),
+                )
+            ),
             "by day": dg.MetadataValue.md(
                 markdown_table(
                     ("day", "received", "in events", "quarantined", "duplicates", "waiting", "events rows", "balanced"),

@@ -88,6 +88,10 @@ def test_a_source_sending_half_malformed_events_is_held_and_the_other_source_of_
     assert f"| {DAY.isoformat()} | {SHOP} | valid_values | ERROR | 0 | 150 |" in rules
     [reconciled] = [e for e in result.get_asset_check_evaluations() if e.check_name == "events_reconciled"]
     assert reconciled.passed and reconciled.metadata["rows waiting to merge"].value == 200
+    assert reconciled.metadata["rows held back"].value == 200
+    by_source = reconciled.metadata["by source"].value
+    assert f"| {DAY.isoformat()} | {APP} | 200 | 0 | 0 | 0 | 200 | 200 |" in by_source
+    assert f"| {DAY.isoformat()} | {SHOP} | 150 | 150 | 0 | 0 | 0 | 0 |" in by_source
 
     # The alert names the held source and why.
     alerts = [check_alert(instance, record, Settings.from_env()) for record in check_evaluations(instance, None, 50)]
@@ -162,3 +166,20 @@ def test_a_range_run_with_one_bad_day_merges_every_other_day_and_source(definiti
             text("SELECT event_day, source, count(*) FROM staging_events WHERE status = 'pending' GROUP BY 1, 2")
         ).all()
     assert pending == [(days[1], APP, 200)]
+
+
+def test_a_source_with_few_rows_waiting_is_judged_with_its_latest_merged_rows(definitions, warehouse_engine, instance):
+    """Near-real-time runs find a few rows waiting; a source that turns bad is still held once its share of the
+    latest rows is over the tolerance."""
+    stage_payloads(warehouse_engine, "app-good", _events("app", DAY, 120), source=APP)
+    assert _run(definitions, instance, partition_key=DAY.isoformat()).success
+    assert _events_by_source(warehouse_engine) == {APP: 120}
+
+    bad = [{**event, "id": f"late-{event['id']}", "price": "€12.50"} for event in _events("app", DAY, 30)]
+    stage_payloads(warehouse_engine, "app-bad", bad, source=APP)
+    result = _run(definitions, instance, partition_key=DAY.isoformat())
+    assert result.success
+    gate = _gate(result)
+    assert "the 30 rows waiting to merge and its 70 latest merged rows of the day" in gate.metadata["read"].value
+    assert _holds(warehouse_engine) == [(DAY, APP, "valid_values: 30 of 100 rows (30.0%), over the tolerance 5.0%")]
+    assert _events_by_source(warehouse_engine) == {APP: 120}
