@@ -82,7 +82,7 @@ def contract_result(reports: list[ContractReport], held: list[Hold] | None = Non
         metadata={
             **held_metadata,
             "rows checked": dg.MetadataValue.int(sum(report.rows for report in reports)),
-            "days": dg.MetadataValue.text(", ".join(report.day.isoformat() for report in reports)),
+            "days": dg.MetadataValue.text(", ".join(sorted({report.day.isoformat() for report in reports}))),
             "read": dg.MetadataValue.text("; ".join(readings)),
             **{f"failing rows: {rule}": dg.MetadataValue.int(count) for rule, count in sorted(failing_by_rule.items())},
             "rules": dg.MetadataValue.md(rules_markdown(reports)),

@@ -46,5 +46,5 @@ def failed_check(dev_platform: DevPlatform) -> FailedCheck:
     dev_platform.stage("e2e-bad-day", payloads)
     run_id = dev_platform.client.submit_job_execution("daily_events_job", tags={"dagster/partition": day.isoformat()})
     status = dev_platform.wait_for_run(run_id)
-    bad = [payload["id"] for payload in payloads if payload["price"] == "€12.50"]
+    bad = [payload["id"] for payload in payloads if payload.get("price") == "€12.50"]
     return FailedCheck(day, run_id, status, bad)

@@ -70,11 +70,11 @@ def test_a_source_sending_half_malformed_events_is_held_and_the_other_reaches_ev
                 properties = {"product_id": f"p{number % 9}", "price": 12.5, "currency": "EUR"}
                 _, message = shop.track(f"{run}-shopper-{number % 20}", "Product Viewed", properties)
                 sent_now.append(message["messageId"])
-                days.add(message["timestamp"][:10])
+                days.add(str(message["timestamp"])[:10])
                 bad = {**properties, "price": "€12.50"} if number % 2 else properties
                 _, message = app.track(f"{run}-app-user-{number % 20}", "Product Viewed", bad)
                 app_ids.append(message["messageId"])
-                days.add(message["timestamp"][:10])
+                days.add(str(message["timestamp"])[:10])
             shop.flush()
             app.flush()
             now = time.time()
