@@ -7,7 +7,9 @@ that says what is wrong and what to do, instead of a traceback deep inside a run
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from etl_assets.transform.inbound import SEGMENT_SOURCE
 from etl_assets.transform.records import DEFAULT_ARRAY_KEYS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -109,8 +112,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "ETL_SEGMENT_WRITE_KEYS",
         None,
-        "Comma-separated write keys the collector's Segment-compatible API accepts. Unset: `etl dev` uses "
-        "`local-write-key`; elsewhere every Segment call is refused.",
+        "Write keys the collector's Segment-compatible API accepts, each naming its source: comma-separated "
+        "`key=name` entries (its events come from source `segment:name`), a bare `key` (source `segment`), or a "
+        'JSON object `{"key": "name"}`. Freshness, drift, reconciliation, metrics, alerts, the staging gate and '
+        "`etl status` treat each source on its own. Unset: `etl dev` uses `local-write-key`; elsewhere every "
+        "Segment call is refused.",
     ),
     Variable(
         "ETL_WEBHOOK_SECRETS",
@@ -186,8 +192,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "ETL_QUALITY_MAX_REJECTED_SHARE",
         "0.05",
-        "Share of a day's staged rows the transform may reject (each reason on its own) before the staging check "
-        "fails with ERROR and holds the day back; below it, rejected rows are quarantined and the check warns.",
+        "Share of a source's staged rows of a day the transform may reject (each reason on its own) before the "
+        "staging gate holds that source back for the day (its rows wait; the other sources merge); below it, "
+        "rejected rows are quarantined and the check warns.",
     ),
     Variable(
         "ETL_QUALITY_MIN_ROWS",
@@ -319,10 +326,50 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def segment_write_keys(env: Mapping[str, str] | None = None) -> frozenset[str]:
-    """The write keys the collector accepts (secrets: read by the collector at start, never stored in Settings)."""
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def segment_write_keys(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Write key → the source its events come from, from ``ETL_SEGMENT_WRITE_KEYS`` (secrets: read by the collector
+    at start, never stored in Settings, never in a message; an error names an entry by its position).
+
+    ``key=name`` entries (or a JSON object ``{"key": "name"}``) give source ``segment:name``; a bare key gives
+    ``segment``, the one source of every key before keys had names.
+    """
     env = os.environ if env is None else env
-    return frozenset(key.strip() for key in env.get("ETL_SEGMENT_WRITE_KEYS", "").split(",") if key.strip())
+    raw = env.get("ETL_SEGMENT_WRITE_KEYS", "").strip()
+    if raw.startswith("{"):
+        try:
+            entries = json.loads(raw)
+        except ValueError:
+            raise ConfigError(
+                'ETL_SEGMENT_WRITE_KEYS starts with "{" but is not a JSON object: write {"key": "name", …}'
+            ) from None
+        if not all(isinstance(key, str) and isinstance(name, str) for key, name in entries.items()):
+            raise ConfigError('ETL_SEGMENT_WRITE_KEYS as JSON maps keys to names, both strings: {"key": "name", …}')
+        pairs = [(key.strip(), name.strip(), True) for key, name in entries.items()]
+    else:
+        pairs = []
+        for entry in filter(None, (entry.strip() for entry in raw.split(","))):
+            key, separator, name = entry.partition("=")
+            pairs.append((key.strip(), name.strip(), bool(separator)))
+    keys: dict[str, str] = {}
+    for position, (key, name, named) in enumerate(pairs, start=1):
+        if not key:
+            raise ConfigError(f"ETL_SEGMENT_WRITE_KEYS entry {position} has no key: write key=name, comma-separated")
+        if named and not SOURCE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"ETL_SEGMENT_WRITE_KEYS entry {position} names its source {name!r}: a source name is 1-63 letters, "
+                "digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        source = f"{SEGMENT_SOURCE}:{name}" if named else SEGMENT_SOURCE
+        if keys.get(key, source) != source:
+            raise ConfigError(
+                f"ETL_SEGMENT_WRITE_KEYS entry {position} repeats an earlier key with another source: "
+                "a key belongs to one source"
+            )
+        keys[key] = source
+    return keys
 
 
 def webhook_secrets(env: Mapping[str, str] | None = None) -> dict[str, tuple[str, ...]]:

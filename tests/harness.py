@@ -95,13 +95,19 @@ ACCEPTED = AcceptedTimes(datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 
 
 
 def stage_payloads(
-    engine: Engine, batch_id: str, payloads: list[dict], *, replay: bool = False, accepted: AcceptedTimes = ACCEPTED
+    engine: Engine,
+    batch_id: str,
+    payloads: list[dict],
+    *,
+    replay: bool = False,
+    accepted: AcceptedTimes = ACCEPTED,
+    source: str = "s3",
 ) -> None:
-    """Enter a batch in the ledger and stage ``payloads`` as its records, as an ingest run would."""
+    """Enter a batch in the ledger and stage ``payloads`` as its records, as an ingest run from ``source`` would."""
     record_batch(
         engine,
         batch_id=batch_id,
-        source="s3",
+        source=source,
         source_uri=f"s3://b/{batch_id}",
         archive_key=None,
         sha256="0" * 64,
@@ -110,7 +116,7 @@ def stage_payloads(
     records = [
         ParsedRecord(number, payload, orjson.dumps(payload).decode()) for number, payload in enumerate(payloads, 1)
     ]
-    stage_records(engine, batch_id, "s3", records, accepted, replay=replay)
+    stage_records(engine, batch_id, source, records, accepted, replay=replay)
 
 
 def table_rows(engine: Engine, table: str, order_by: str, exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 - ``POST /webhooks/{partner}``: a partner's signed delivery (see ``signatures``). 401 for a bad or stale
   signature or an unknown partner, 413 over the size limit, 400 for malformed JSON, with the reason.
 - ``POST /v1/batch|track|page|screen|identify|group|alias``: Segment's HTTP Tracking API, Basic auth with
-  the write key as user name (or ``writeKey`` in the body), gzip bodies accepted, Segment's size limits.
+  the write key as user name (or ``writeKey`` in the body), gzip bodies accepted, Segment's size limits. The
+  write key decides the source its events are staged under (``segment:<name>``, ``CollectorConfig.write_keys``).
 - ``GET /healthz``: 200 when the warehouse answers, 503 when it does not.
 - ``GET /metrics``: Prometheus metrics.
 
@@ -19,7 +20,7 @@ import binascii
 import random
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,13 +43,14 @@ from etl_assets.collector.signatures import (
     SignatureRejected,
     verify,
 )
-from etl_assets.transform.inbound import SEGMENT_SOURCE, WEBHOOK_SOURCE_PREFIX, AcceptedRequest, InboundRequest
+from etl_assets.transform.inbound import WEBHOOK_SOURCE_PREFIX, AcceptedRequest, InboundRequest
 from etl_assets.transform.segment import ENDPOINTS, InvalidRequest, size_limit
 
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    write_keys: frozenset[str] = frozenset()
+    write_keys: Mapping[str, str] = field(default_factory=dict)
+    """Write key → the source its events come from (``segment`` or ``segment:<name>``)."""
     webhook_secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     max_webhook_bytes: int = 1_048_576
     signature_tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
@@ -151,18 +153,20 @@ def create_app(
         if call not in ENDPOINTS:
             raise Refused(404, "unknown_endpoint", f"/v1/{call} is not a Tracking API endpoint")
         header_key = _basic_auth_user(request.headers.get("authorization"))
-        if header_key is not None and header_key not in config.write_keys:
+        source = config.write_keys.get(header_key) if header_key is not None else None
+        if header_key is not None and source is None:
             raise Refused(401, "bad_write_key", "the write key is not one this collector accepts")
         body = await _read_body(request, size_limit(call))
         if request.headers.get("content-encoding", "").lower() == "gzip":
             body = _gunzip(body, size_limit(call))
-        if header_key is None:
+        if source is None:
             body_key = _write_key_in_body(body)
-            if body_key not in config.write_keys:
+            source = config.write_keys.get(body_key) if isinstance(body_key, str) else None
+            if source is None:
                 raise Refused(
                     401, "bad_write_key", "send the write key as the Basic auth user name (or writeKey in the body)"
                 )
-        inbound = InboundRequest(SEGMENT_SOURCE, call, datetime.now(UTC), _text(body))
+        inbound = InboundRequest(source, call, datetime.now(UTC), _text(body))
         return await accept("segment", inbound)
 
     async def healthz(request: Request) -> Response:

@@ -1,8 +1,9 @@
 """Data checks: the tables' contracts (pandera) and reconciliation, per day, in the Dagster UI.
 
-- ``staged_day_valid`` (on ``staging_events``, blocking) runs in ``daily_events_job`` before the merge:
-  if too much of a day's staged data would be rejected, or rows sit in the wrong day, the day is
-  held back and neither ``events`` nor its enrichment materializes.
+- ``staged_day_valid`` (on ``staging_events``) runs in ``daily_events_job`` before the merge and judges each
+  source of each day on its own: a source whose staged rows the transform would mostly reject, or whose rows
+  sit in the wrong day, is held back (``etl_assets.warehouse.holds``): its rows stay pending, the check warns
+  with the reason, and the day's other sources merge. Only an error of the check itself blocks the merge.
 - ``events_valid`` and ``events_reconciled`` (on ``events``, blocking) run after the merge and keep
   the enrichment tables from being built on a failed day.
 - ``order_lines_valid`` (on ``events``) checks the day's order lines.
@@ -30,6 +31,7 @@ from etl_assets.warehouse.contracts import (
     order_lines_contract,
     staging_contract,
 )
+from etl_assets.warehouse.holds import Hold, describe_hold, record_verdicts
 from etl_assets.warehouse.quality import (
     ContractReport,
     check_daily_table,
@@ -38,6 +40,7 @@ from etl_assets.warehouse.quality import (
     failing_rows_markdown,
     markdown_table,
     rules_markdown,
+    source_verdicts,
 )
 from etl_assets.warehouse.reconciliation import DayReconciliation, reconcile_batches, reconcile_day
 from etl_assets.warehouse.staging import pending_days
@@ -46,25 +49,47 @@ SEVERITIES = {Severity.ERROR: dg.AssetCheckSeverity.ERROR, Severity.WARN: dg.Ass
 BATCH_RECONCILIATION_DAYS = 7
 
 
-def contract_result(reports: list[ContractReport]) -> dg.AssetCheckResult:
-    """A check result from the reports of one or more days: counts by rule, the rules' table, failing rows."""
+def contract_result(reports: list[ContractReport], held: list[Hold] | None = None) -> dg.AssetCheckResult:
+    """A check result from the reports of one or more days: counts by rule, the rules' table, failing rows.
+
+    ``held`` (the staging gate's) makes it the gate's result: the sources held back lead the description and
+    have a table of their own, and the severity is WARN, since a hold keeps back one source's rows, not the run.
+    """
     severities = {report.severity for report in reports} - {None}
-    severity = Severity.ERROR if Severity.ERROR in severities else Severity.WARN
+    severity = Severity.ERROR if Severity.ERROR in severities and held is None else Severity.WARN
     failing_by_rule: dict[str, int] = {}
     for report in reports:
         for verdict in report.verdicts():
             if verdict.failing:
                 failing_by_rule[verdict.rule.name] = failing_by_rule.get(verdict.rule.name, 0) + verdict.failing
     readings = sorted({f"{report.reading}, {report.chunks} chunk(s)" for report in reports})
+    description = (
+        None
+        if not severities
+        else f"{', '.join(sorted(failing_by_rule))} failed on "
+        + ", ".join(sorted({report.day.isoformat() for report in reports if report.severity}))
+    )
+    held_metadata = {}
+    if held is not None:
+        held_metadata = {
+            "sources held back": dg.MetadataValue.int(len(held)),
+            "held back": dg.MetadataValue.md(held_markdown(held)),
+        }
+        if held:
+            description = (
+                "held back: "
+                + "; ".join(describe_hold(hold) for hold in held)
+                + ". The other sources of the day merge; the held rows wait until a later run passes them "
+                "or a re-drive releases them"
+            )
     return dg.AssetCheckResult(
         passed=not severities,
         severity=SEVERITIES[severity],
-        description=None
-        if not severities
-        else f"{', '.join(sorted(failing_by_rule))} failed on {', '.join(report.day.isoformat() for report in reports if report.severity)}",
+        description=description,
         metadata={
+            **held_metadata,
             "rows checked": dg.MetadataValue.int(sum(report.rows for report in reports)),
-            "days": dg.MetadataValue.text(", ".join(report.day.isoformat() for report in reports)),
+            "days": dg.MetadataValue.text(", ".join(sorted({report.day.isoformat() for report in reports}))),
             "read": dg.MetadataValue.text("; ".join(readings)),
             **{f"failing rows: {rule}": dg.MetadataValue.int(count) for rule, count in sorted(failing_by_rule.items())},
             "rules": dg.MetadataValue.md(rules_markdown(reports)),
@@ -107,29 +132,53 @@ def contract_result_per_day(
     return result_per_day(context, check_key, by_day, contract_result(reports))
 
 
+def held_markdown(held: list[Hold]) -> str:
+    if not held:
+        return "None."
+    return markdown_table(
+        ("day", "source", "rows waiting", "reason", "held since"),
+        (
+            (
+                hold.day.isoformat(),
+                hold.source,
+                hold.rows_waiting,
+                hold.reason,
+                hold.held_since.isoformat("T", "seconds"),
+            )
+            for hold in held
+        ),
+    )
+
+
 @dg.asset_check(
     asset="staging_events",
     pool="warehouse",
     blocking=True,
-    description="Before a day merges: the staged rows waiting for it keep the staging contract (ids, sources, "
-    "rows inside their day) and the transform would reject at most ETL_QUALITY_MAX_REJECTED_SHARE of them "
-    "for each reason. Above that the day is held back (ERROR): events and its enrichment do not materialize "
-    "until the data or the transform is fixed. Below it, rejected rows are quarantined and the check warns; "
-    "duplicate deliveries warn too.",
+    description="Before a day merges: the staged rows waiting for it, judged source by source, keep the staging "
+    "contract (ids, sources, rows inside their day) and the transform would reject at most "
+    "ETL_QUALITY_MAX_REJECTED_SHARE of each source's rows for each reason. A source above that is held back: its "
+    "rows stay pending (listed under 'held back', with the reason), the check warns, and every other source of "
+    "the day merges. Each later run judges the held rows again and releases a source that passes; a re-drive "
+    "(redrive_quarantine_job, merge_held_sources) releases it whatever its share. Below the tolerance, rejected "
+    "rows are quarantined and the check warns; duplicate deliveries warn too.",
 )
 def staged_day_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     quality = Settings.from_env().quality
     engine = warehouse.get_engine()
     accepted = accepted_times()
     pii = pii_policy()
+    reports: list[ContractReport] = []
+    held: list[Hold] = []
     try:
-        reports = [
-            check_staged_day(engine, staging_contract(day, quality), day, TRANSFORM_VERSION, accepted, quality, pii)
-            for day in run_partition_days(context) or [pending.day for pending in pending_days(engine)]
-        ]
+        for day in run_partition_days(context) or [pending.day for pending in pending_days(engine)]:
+            day_reports = check_staged_day(
+                engine, staging_contract(day, quality), day, TRANSFORM_VERSION, accepted, quality, pii
+            )
+            reports += day_reports
+            held += record_verdicts(engine, day, source_verdicts(day_reports))
     except PiiKeyMissing as error:
         raise missing_key_failure(error) from None
-    return contract_result(reports)
+    return contract_result(reports, held)
 
 
 @dg.asset_check(
@@ -208,6 +257,26 @@ def reconciliation_result(days: list[DayReconciliation]) -> dg.AssetCheckResult:
             ),
             "order lines without their event": dg.MetadataValue.int(sum(day.lines_without_event for day in days)),
             "batches": dg.MetadataValue.int(sum(len(day.batches) for day in days)),
+            "rows held back": dg.MetadataValue.int(sum(day.total("held") for day in days)),
+            "by source": dg.MetadataValue.md(
+                markdown_table(
+                    ("day", "source", "received", "in events", "quarantined", "duplicates", "waiting", "held back"),
+                    (
+                        (
+                            day.day.isoformat(),
+                            source,
+                            figures["received"],
+                            figures["in_events"],
+                            figures["quarantined"],
+                            figures["duplicates"],
+                            figures["pending"],
+                            figures["held"],
+                        )
+                        for day in days
+                        for source, figures in sorted(day.by_source().items())
+                    ),
+                )
+            ),
             "by day": dg.MetadataValue.md(
                 markdown_table(
                     ("day", "received", "in events", "quarantined", "duplicates", "waiting", "events rows", "balanced"),

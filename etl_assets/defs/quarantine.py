@@ -12,6 +12,7 @@ import dagster as dg
 
 from etl_assets.defs.partitions import daily_partitions
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
+from etl_assets.defs.warehouse import STAGING_DAY_CHECKS
 from etl_assets.resources import WarehouseResource
 from etl_assets.warehouse.quality import markdown_table
 from etl_assets.warehouse.quarantine import summarize_quarantine
@@ -51,11 +52,14 @@ def quarantine_asset(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 redrive_quarantine_job = dg.define_asset_job(
     "redrive_quarantine_job",
-    selection=dg.AssetSelection.assets("events").downstream(),
+    selection=dg.AssetSelection.assets("events").downstream() | STAGING_DAY_CHECKS,
     partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
-    config={"ops": {"events": {"config": {"redrive_quarantined": True}}}},
+    config={"ops": {"events": {"config": {"redrive_quarantined": True, "merge_held_sources": False}}}},
     description="After a fix to the transform: run the chosen days' quarantined rows through it again. Rows that "
-    "pass now merge into events (once, by event_id) and leave quarantine; the days' enrichment is rebuilt. "
-    "Launch it for the days the quarantine asset lists (a backfill of this job covers a range).",
+    "pass now merge into events (once, by event_id) and leave quarantine; the days' enrichment is rebuilt. The "
+    "staging gate judges the days' sources again first: a held-back source that now passes is released and "
+    "merges. With merge_held_sources: true (in the events op's config) every held source of the days is released "
+    "whatever its share, its rejected rows going to quarantine. Launch it for the days the quarantine asset lists "
+    "(a backfill of this job covers a range).",
 )

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from sqlalchemy import Engine
 
 from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
@@ -25,6 +26,7 @@ from etl_assets.io_managers.postgres import StagedDays
 from etl_assets.resources import WarehouseResource
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
+from etl_assets.warehouse.holds import current_holds, describe_hold
 from etl_assets.warehouse.merge import StagedResult, normalize_staged
 from etl_assets.warehouse.rebuild import RequestedDay, requested_days
 from etl_assets.warehouse.schema import events as events_table
@@ -36,6 +38,9 @@ class EventsConfig(dg.Config):
     """Run every staging row of the day through the transform again, not only the pending ones."""
     redrive_quarantined: bool = False
     """Also run the day's quarantined rows through the (fixed) transform again; those that pass now load."""
+    merge_held_sources: bool = False
+    """Also merge the rows of sources the staging gate holds back on the days, releasing them: their rows that
+    the transform rejects go to quarantine (an operator's release of a source whose rows will not get better)."""
 
 
 @dg.asset(
@@ -54,7 +59,8 @@ class EventsConfig(dg.Config):
     "row, an event re-sent with another timestamp moves. Each row gets its person_id from the identity graph "
     "(users, identity_links, group_memberships, fed by identify/alias/group calls and events with both ids); a "
     "late link moves earlier events to their person and requests their days' rebuild. Rows the transform rejects "
-    "go to quarantine. PII "
+    "go to quarantine. The rows of a source the staging gate holds back on the day (staged_day_valid) stay "
+    "pending. PII "
     "(ETL_PII_FIELDS) is pseudonymized with ETL_PII_KEY before normalizing: no column holds it in clear.",
 )
 def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_events: StagedRowsReader) -> StagedDays:
@@ -63,7 +69,11 @@ def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_even
 
     def results_for(day: date) -> Iterator[StagedResult]:
         rows = staging_events.rows(
-            day, TRANSFORM_VERSION, reprocess_all=config.reprocess_all, include_failed=config.redrive_quarantined
+            day,
+            TRANSFORM_VERSION,
+            reprocess_all=config.reprocess_all,
+            include_failed=config.redrive_quarantined,
+            include_held=config.merge_held_sources,
         )
         try:
             yield from normalize_staged(rows, accepted, pii=pii)
@@ -75,7 +85,10 @@ def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_even
                 close()  # the reader's connection goes back now, not when a failure's traceback is collected
 
     return StagedDays(
-        days=days_of(context.partition_time_window), results_for=results_for, transform_version=TRANSFORM_VERSION
+        days=days_of(context.partition_time_window),
+        results_for=results_for,
+        transform_version=TRANSFORM_VERSION,
+        release_held=config.merge_held_sources,
     )
 
 
@@ -90,7 +103,9 @@ daily_events_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
     description="Check a range of days' staged rows, merge them into events, check the days and rebuild their "
-    "enrichment tables (one run for the range); a failed blocking check holds the days' later steps back. "
+    "enrichment tables (one run for the range). The staging gate holds back only a bad source of a day (its rows "
+    "stay pending; the other sources and days merge); a failed blocking check on events holds the days' "
+    "enrichment back. "
     "Its steps run one after another in the run's process: they are SQL the database does, so a process per "
     "step would only add seconds of start-up to every near-real-time run.",
 )
@@ -167,8 +182,17 @@ def staged_days_sensor(
             )
         )
     if waiting:
-        held_back = "pending days not requested now: " + "; ".join(waiting)
+        held_back = "pending days not requested now: " + "; ".join(waiting) + _holds_note(engine)
         context.log.info(held_back)
         if not requests:
             return dg.SkipReason(held_back)
     return dg.SensorResult(run_requests=requests)
+
+
+def _holds_note(engine: Engine) -> str:
+    """What the staging gate holds back: rows that stay pending until new rows of their day run again, or a
+    re-drive releases them (not requested meanwhile: their last run succeeded)."""
+    holds = current_holds(engine)
+    if not holds:
+        return ""
+    return ". Held back by the staging gate (re-drive the day once fixed): " + "; ".join(map(describe_hold, holds))

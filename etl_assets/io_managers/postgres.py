@@ -42,6 +42,8 @@ class StagedDays:
     days: list[date]
     results_for: Callable[[date], Iterable[StagedResult]]
     transform_version: str
+    release_held: bool = False
+    """The results include the rows of held-back sources: the days' holds end with their merge."""
 
 
 def _window_days(context: dg.OutputContext | dg.InputContext) -> tuple[date, date] | None:
@@ -100,7 +102,13 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         return summary
 
     def _merge_events(self, output: StagedDays) -> dict[str, Any]:
-        total = merge_days(self.warehouse.get_engine(), output.days, output.results_for, output.transform_version)
+        total = merge_days(
+            self.warehouse.get_engine(),
+            output.days,
+            output.results_for,
+            output.transform_version,
+            release_held=output.release_held,
+        )
         return {
             "rows written": total.inserted + total.updated,
             "staged rows read": dg.MetadataValue.int(total.received),

@@ -1,7 +1,7 @@
 """The pipeline's counters for Prometheus, read from the warehouse at each scrape.
 
 The collector counts what it answers itself (``etl_assets.collector.metrics``); the pipeline's state
-lives in the warehouse (what is staged, waiting, quarantined, when each source last sent, when events
+lives in the warehouse (what is staged, waiting, quarantined, held back per source, when each source last sent, when events
 last changed), so ``etl metrics`` serves it by querying on each scrape: cheap aggregate queries and the
 planner's row estimate of ``events``, never a scan of a day.
 """
@@ -28,6 +28,7 @@ BATCHES_BY_SOURCE = text(
     "SELECT source, count(*), coalesce(sum(record_count), 0), extract(epoch FROM max(received_at)) "
     "FROM raw_batches GROUP BY source"
 )
+HELD_BY_SOURCE = text("SELECT source, count(*), coalesce(sum(rows_waiting), 0) FROM held_sources GROUP BY source")
 EVENTS_ESTIMATE = text(
     "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'"
@@ -53,7 +54,16 @@ class PipelineMetrics(Collector):
         last_batch = GaugeMetricFamily(
             "etl_source_last_batch_timestamp_seconds", "When each source last sent a batch.", labels=["source"]
         )
+        held_days = GaugeMetricFamily(
+            "etl_source_held_days", "Days the staging gate holds each source back on.", labels=["source"]
+        )
+        held_rows = GaugeMetricFamily(
+            "etl_source_held_rows", "Rows of each source waiting behind a hold of the staging gate.", labels=["source"]
+        )
         with self.engine.connect() as conn:
+            for source, days, rows in conn.execute(HELD_BY_SOURCE):
+                held_days.add_metric([source], days)
+                held_rows.add_metric([source], rows)
             for status, count in conn.execute(STAGING_BY_STATUS):
                 staging.add_metric([status], count)
             for stage, resolved, count in conn.execute(QUARANTINE_BY_STAGE):
@@ -64,7 +74,7 @@ class PipelineMetrics(Collector):
                 last_batch.add_metric([source], float(latest))
             events_estimate = conn.scalar(EVENTS_ESTIMATE)
             last_merge = conn.scalar(LAST_MERGE)
-        yield from (staging, quarantine, batches, records, last_batch)
+        yield from (staging, quarantine, batches, records, last_batch, held_days, held_rows)
         yield GaugeMetricFamily(
             "etl_events_rows_estimate", "Rows in events (the planner's estimate).", value=events_estimate
         )

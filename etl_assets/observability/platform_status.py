@@ -8,7 +8,7 @@ how fresh each table is against its freshness policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from etl_assets.localstack.dagster import location_statuses
 from etl_assets.settings import Settings, redact
 from etl_assets.warehouse.engine import create_warehouse_engine
+from etl_assets.warehouse.holds import Hold, current_holds, describe_hold
 from etl_assets.warehouse.identity import IdentitySummary, summarize_identity
 from etl_assets.warehouse.migrate import current_revision
 from etl_assets.warehouse.quarantine import QuarantineSummary, summarize_quarantine
@@ -78,6 +79,8 @@ class WarehouseState:
     batches: list[BatchReconciliation] | None = None
     """The batches of the last 7 days as reconciliation sees them (None: not counted)."""
     identity: IdentitySummary | None = None
+    held: list[Hold] = field(default_factory=list)
+    """Sources the staging gate holds back, by day."""
 
 
 @dataclass(frozen=True)
@@ -135,8 +138,9 @@ def warehouse_state(engine: Engine, now: datetime, warn_minutes: int, fail_minut
         pending_days(engine),
         summarize_quarantine(engine),
         sources,
-        reconcile_batches(engine, SOURCE_LOOKBACK.days),
-        summarize_identity(engine),
+        batches=reconcile_batches(engine, SOURCE_LOOKBACK.days),
+        identity=summarize_identity(engine),
+        held=current_holds(engine),
     )
 
 
@@ -354,10 +358,22 @@ def render_status(status: PlatformStatus) -> list[str]:
         lines.append(f"sources     last batch per source (7 days; warn after {warn} min, fail after {fail} min silent)")
         if not warehouse.sources:
             lines.append("  none has sent anything in the last 7 days")
+        held_days: dict[str, list[str]] = {}
+        for hold in warehouse.held:
+            held_days.setdefault(hold.source, []).append(hold.day.isoformat())
         for source in warehouse.sources:
+            held = held_days.get(source.source)
             lines.append(
                 f"  {source.source:<20} {source.state:<4}  last batch {_ago(source.last_received_at, now)}, "
-                f"{source.batches:,} batches"
+                f"{source.batches:,} batches" + (f"; HELD BACK on {', '.join(held)}" if held else "")
+            )
+        if warehouse.held:
+            lines.append(
+                f"held back   {len(warehouse.held)} source-day(s) the staging gate keeps from merging (their rows "
+                "wait; fix the cause, then re-drive the day with redrive_quarantine_job)"
+            )
+            lines.extend(
+                f"  {describe_hold(hold)} (held since {_ago(hold.held_since, now)})" for hold in warehouse.held
             )
     if status.assets is not None:
         lines.append("assets      last run, last materialization, freshness")

@@ -19,7 +19,12 @@ from etl_assets.transform.records import NUL_REASON, ParsedRecord, RejectedRecor
 from etl_assets.transform.segment import InvalidRequest, segment_messages
 
 SEGMENT_SOURCE = "segment"
+"""The source of Segment calls made with a write key that names no source; ``segment:<name>`` for one that does."""
 WEBHOOK_SOURCE_PREFIX = "webhook:"
+
+
+def is_segment_source(source: str) -> bool:
+    return source == SEGMENT_SOURCE or source.startswith(SEGMENT_SOURCE + ":")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +32,7 @@ class InboundRequest:
     """One accepted request: where it came in, when, and its body exactly as sent (it parsed as JSON)."""
 
     source: str
-    """``segment`` or ``webhook:<partner>``."""
+    """``segment``, ``segment:<name>`` (the write key's source) or ``webhook:<partner>``."""
     endpoint: str
     """For Segment the call (``batch``, ``track``, …); for a webhook the partner."""
     received_at: datetime
@@ -64,7 +69,7 @@ def request_messages(request: InboundRequest) -> list[Any]:
         body = exact_json.loads(request.body)
     except orjson.JSONDecodeError as error:
         raise InvalidRequest(f"malformed JSON: {error}") from None
-    if request.source == SEGMENT_SOURCE:
+    if is_segment_source(request.source):
         return segment_messages(request.endpoint, body, request.received_at)
     return webhook_events(body)
 

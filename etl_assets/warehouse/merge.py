@@ -34,6 +34,7 @@ from etl_assets.transform.orders import OrderLine, order_lines
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse import identity
 from etl_assets.warehouse.copy import copy_rows
+from etl_assets.warehouse.holds import release_day
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import events
@@ -253,12 +254,18 @@ def merge_staged_results(conn: Connection, results: Iterable[StagedResult], tran
 
 
 def merge_days(
-    engine: Engine, days: Iterable[date], results_for: Callable[[date], Iterable[StagedResult]], transform_version: str
+    engine: Engine,
+    days: Iterable[date],
+    results_for: Callable[[date], Iterable[StagedResult]],
+    transform_version: str,
+    *,
+    release_held: bool = False,
 ) -> MergeCounts:
     """Merge each day's staged results in a transaction of its own (the ``events`` asset's write).
 
     A transient error runs the day's transaction again on a new connection, asking ``results_for`` for the
-    day's rows again: the rows a failed attempt consumed cannot be read twice.
+    day's rows again: the rows a failed attempt consumed cannot be read twice. ``release_held``: the results
+    include the rows of sources the staging gate held back, so the day's holds end with its merge.
     """
     total = MergeCounts()
     for day in days:
@@ -266,6 +273,8 @@ def merge_days(
         def merge_day(conn: Connection, day: date = day) -> MergeCounts:
             results = results_for(day)
             try:
+                if release_held:
+                    release_day(conn, day)
                 return merge_staged_results(conn, results, transform_version)
             finally:
                 close = getattr(results, "close", None)

@@ -28,6 +28,7 @@ from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, normal
 from etl_assets.transform.orders import order_lines
 from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
 from etl_assets.warehouse.contracts import Contract, Rule, Severity
+from etl_assets.warehouse.holds import Verdict
 from etl_assets.warehouse.schema import events, staging_events
 from etl_assets.warehouse.staging import waiting_to_merge
 
@@ -76,9 +77,13 @@ class ContractReport:
 
     contract: Contract
     day: date
+    source: str | None = None
+    """The source whose rows were checked (the staging gate judges each source apart), ``None`` for all."""
     rows: int = 0
     chunks: int = 0
     reading: str = "every row"
+    rows_waiting: int = 0
+    """Of the staging gate's reports: the source's rows of the day waiting to merge (0: it read merged rows)."""
     tallies: dict[str, RuleTally] = field(default_factory=dict)
 
     def verdicts(self) -> list[RuleVerdict]:
@@ -238,17 +243,20 @@ STAGING_CHECK_COLUMNS = (
 )
 
 
+_CHECKED_STAGING_COLUMNS = (
+    staging_events.c.id,
+    staging_events.c.batch_id,
+    staging_events.c.record_no,
+    staging_events.c.event_id,
+    staging_events.c.event_day,
+    staging_events.c.source,
+    cast(staging_events.c.payload, Text),
+)
+
+
 def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, waiting_only: bool) -> Select:
     query = (
-        select(
-            staging_events.c.id,
-            staging_events.c.batch_id,
-            staging_events.c.record_no,
-            staging_events.c.event_id,
-            staging_events.c.event_day,
-            staging_events.c.source,
-            cast(staging_events.c.payload, Text),
-        )
+        select(*_CHECKED_STAGING_COLUMNS)
         .where(staging_events.c.event_day == day)
         .order_by(staging_events.c.event_id, staging_events.c.id)
     )
@@ -282,24 +290,89 @@ def check_staged_day(
     accepted: AcceptedTimes,
     quality: QualitySettings,
     pii: PiiPolicy | None = None,
-) -> ContractReport:
-    """Check the staged rows the next merge of ``day`` will read (the whole day when none wait)."""
-    count_of = select(func.count()).select_from(staging_events).where(staging_events.c.event_day == day)
+) -> list[ContractReport]:
+    """Check, source by source, the staged rows the next merge of ``day`` will read (the whole day when none
+    wait): one report per source, so one source's bad rows are judged against its own rows only. A source with
+    fewer rows waiting than ``min_rows`` is judged with its latest merged rows of the day too."""
+    by_source = (
+        select(staging_events.c.source, func.count())
+        .where(staging_events.c.event_day == day)
+        .group_by(staging_events.c.source)
+    )
     with engine.connect() as conn:
-        waiting = conn.scalar(count_of.where(waiting_to_merge(transform_version)))
-        total = waiting or conn.scalar(count_of)
+        counts = dict(conn.execute(by_source.where(waiting_to_merge(transform_version))).all())
+        waiting = bool(counts)
+        if not waiting:
+            counts = dict(conn.execute(by_source).all())
+    total = sum(counts.values())
     sample_every = math.ceil(total / quality.sample_rows) if total > quality.sample_rows else 1
-    report = ContractReport(contract, day)
-    scope = f"the {total:,} rows waiting to merge" if waiting else f"all {total:,} staged rows (none waiting)"
-    report.reading = scope if sample_every == 1 else f"a sample of every {sample_every}th row of {scope}"
-    query = _staged_rows_to_check(day, transform_version, sample_every, waiting_only=bool(waiting))
+    reports = {source: ContractReport(contract, day, source) for source in sorted(counts)}
+    for source, report in reports.items():
+        scope = (
+            f"the {counts[source]:,} rows waiting to merge"
+            if waiting
+            else f"all {counts[source]:,} staged rows (none waiting)"
+        )
+        report.reading = scope if sample_every == 1 else f"a sample of every {sample_every}th row of {scope}"
+        report.rows_waiting = counts[source] if waiting else 0
+        if waiting and counts[source] < quality.min_rows:
+            latest = _latest_merged_rows(engine, day, source, transform_version, quality.min_rows - counts[source])
+            if latest:
+                report.add_frame(_frame([_judged(row, accepted, pii) for row in latest], None, STAGING_CHECK_COLUMNS))
+                report.reading += f" and its {len(latest):,} latest merged rows of the day"
+    query = _staged_rows_to_check(day, transform_version, sample_every, waiting_only=waiting)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=quality.chunk_rows).execute(query)
         judged = (_judged(row, accepted, pii) for row in result)
         key = itemgetter(STAGING_CHECK_COLUMNS.index(contract.key))
         for chunk in key_aligned_chunks(judged, key, quality.chunk_rows):
-            report.add_frame(_frame(chunk, None, STAGING_CHECK_COLUMNS))
-    return report
+            frame = _frame(chunk, None, STAGING_CHECK_COLUMNS)
+            for source, rows in frame.groupby("source", sort=False):
+                reports[str(source)].add_frame(rows)
+    return list(reports.values())
+
+
+def _latest_merged_rows(engine: Engine, day: date, source: str, transform_version: str, limit: int) -> list[Row]:
+    """The latest ``limit`` rows of ``source`` and ``day`` that merged already.
+
+    A near-real-time run finds a few rows of a source waiting, too few for a share to mean anything
+    (``ETL_QUALITY_MIN_ROWS``); judged with the source's latest rows of the day, a source that keeps sending
+    mostly bad rows is held however often its rows merge, and one whose bad hour has passed is not.
+    """
+    query = (
+        select(*_CHECKED_STAGING_COLUMNS)
+        .where(staging_events.c.event_day == day, staging_events.c.source == source)
+        .where(~waiting_to_merge(transform_version))
+        .order_by(staging_events.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).all()
+
+
+def held_reason(report: ContractReport) -> str | None:
+    """Why the staging gate holds ``report``'s source back (the ERROR rules it breached, with their shares), or
+    ``None`` when it may merge."""
+    breached = [
+        verdict for verdict in report.verdicts() if verdict.breached and verdict.rule.severity is Severity.ERROR
+    ]
+    return (
+        "; ".join(
+            f"{verdict.rule.name}: {verdict.failing:,} of {verdict.applicable:,} rows ({verdict.share:.1%}), "
+            + (f"over the tolerance {verdict.rule.tolerance:.1%}" if verdict.rule.tolerance else "none tolerated")
+            for verdict in breached
+        )
+        or None
+    )
+
+
+def source_verdicts(reports: Sequence[ContractReport]) -> list[Verdict]:
+    """The staging gate's verdict on each source of a day's reports: held (with the reason) when it breached an
+    ERROR rule over rows that wait to merge; a source whose rows all merged already has nothing to hold."""
+    return [
+        Verdict(report.source or "", report.rows_waiting, held_reason(report) if report.rows_waiting else None)
+        for report in reports
+    ]
 
 
 def _cell(value: Any) -> str:
@@ -312,13 +385,22 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _scope(reports: Sequence[ContractReport]) -> tuple[tuple[str, ...], Callable[[ContractReport], tuple[str, ...]]]:
+    """The leading columns of a report table: the day, and the source when the reports are by source."""
+    if any(report.source is not None for report in reports):
+        return ("day", "source"), lambda report: (report.day.isoformat(), report.source or "")
+    return ("day",), lambda report: (report.day.isoformat(),)
+
+
 def rules_markdown(reports: Sequence[ContractReport]) -> str:
-    """One line per rule and day: severity, failing rows out of the rows it is about, tolerance, outcome."""
+    """One line per rule and day (and source): severity, failing rows out of the rows it is about, tolerance,
+    outcome."""
+    header, scope = _scope(reports)
     return markdown_table(
-        ("day", "rule", "severity", "failing", "of", "share", "tolerance", "outcome"),
+        (*header, "rule", "severity", "failing", "of", "share", "tolerance", "outcome"),
         (
             (
-                report.day.isoformat(),
+                *scope(report),
                 verdict.rule.name,
                 verdict.rule.severity,
                 f"{verdict.failing:,}",
@@ -335,10 +417,11 @@ def rules_markdown(reports: Sequence[ContractReport]) -> str:
 
 def failing_rows_markdown(reports: Sequence[ContractReport]) -> str:
     """The first failing rows of every rule that some row fails."""
+    header, scope = _scope(reports)
     rows = [
-        (report.day.isoformat(), verdict.rule.name, verdict.rule.description, orjson.dumps(example).decode())
+        (*scope(report), verdict.rule.name, verdict.rule.description, orjson.dumps(example).decode())
         for report in reports
         for verdict in report.verdicts()
         for example in verdict.examples
     ]
-    return markdown_table(("day", "rule", "what it asks", "row"), rows) if rows else "No failing rows."
+    return markdown_table((*header, "rule", "what it asks", "row"), rows) if rows else "No failing rows."

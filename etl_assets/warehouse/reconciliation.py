@@ -5,7 +5,8 @@ For a day, each staged record of the day is accounted for by exactly one of
 - **in events**: it is the version the ledger holds for its ``event_id`` and that row is in ``events``;
 - **duplicate skipped**: it merged, but another staged version of its ``event_id`` is the one kept;
 - **quarantined**: the transform rejected it and its quarantine row is there, unresolved;
-- **pending**: it waits for its day's merge (in flight, not a mismatch).
+- **pending**: it waits for its day's merge (in flight, or its source held back by the staging gate; not a
+  mismatch).
 
 What is left is *unaccounted* (a row deleted from ``events`` behind the platform's back, a lost
 quarantine row) and fails the check. The day's ``events`` partition is also counted on its own: a
@@ -41,12 +42,14 @@ from etl_assets.warehouse.quality import day_bounds
 RECONCILE_DAY_BY_BATCH = text(
     """
     SELECT s.batch_id,
+           s.source,
            count(*) AS received,
            count(*) FILTER (WHERE s.status = 'pending') AS pending,
            count(*) FILTER (WHERE s.status = 'failed' AND q.id IS NOT NULL) AS quarantined,
            count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id = s.id AND e.event_id IS NOT NULL)
                AS in_events,
-           count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id IS DISTINCT FROM s.id) AS duplicates
+           count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id IS DISTINCT FROM s.id) AS duplicates,
+           count(*) FILTER (WHERE s.status = 'pending' AND h.day IS NOT NULL) AS held
     FROM staging_events s
     -- joined whole, so the planner hashes it: quarantine has no index on staging_id, and a lookup per staged
     -- row would cost a day's rows times the quarantine's
@@ -55,8 +58,9 @@ RECONCILE_DAY_BY_BATCH = text(
     ) q ON q.id = s.id
     LEFT JOIN event_ledger l ON l.event_id = s.event_id
     LEFT JOIN events e ON e.event_id = l.event_id AND e.occurred_at = l.occurred_at
+    LEFT JOIN held_sources h ON h.day = s.event_day AND h.source = s.source
     WHERE s.event_day = :day
-    GROUP BY s.batch_id
+    GROUP BY s.batch_id, s.source
     ORDER BY s.batch_id
     """
 )
@@ -110,14 +114,20 @@ RECONCILE_BATCHES = text(
 ).bindparams(bindparam("days"), bindparam("grace_minutes"))
 
 
+SOURCE_FIGURES = ("received", "in_events", "quarantined", "duplicates", "pending", "held", "unaccounted")
+
+
 @dataclass(frozen=True)
 class BatchOfDay:
     batch_id: str
+    source: str
     received: int
     pending: int
     quarantined: int
     in_events: int
     duplicates: int
+    held: int = 0
+    """Of the pending rows, those of a source the staging gate holds back on the day."""
 
     @property
     def unaccounted(self) -> int:
@@ -156,6 +166,15 @@ class DayReconciliation:
             and self.orders_with_other_lines == 0
             and self.lines_without_event == 0
         )
+
+    def by_source(self) -> dict[str, dict[str, int]]:
+        """The day's figures per source: received, in events, quarantined, duplicates, pending, held."""
+        sources: dict[str, dict[str, int]] = {}
+        for batch in self.batches:
+            figures = sources.setdefault(batch.source, dict.fromkeys(SOURCE_FIGURES, 0))
+            for name in SOURCE_FIGURES:
+                figures[name] += getattr(batch, name)
+        return sources
 
     @property
     def mismatched_batches(self) -> list[BatchOfDay]:

@@ -346,6 +346,20 @@ retention_log = Table(
     "record left, which reconciliation then accepts.",
 )
 
+held_sources = Table(
+    "held_sources",
+    metadata,
+    Column("day", Date, nullable=False, comment="Event day (staging_events.event_day) of the held rows."),
+    Column("source", Text, nullable=False, comment="The source whose rows of the day are held back."),
+    Column("reason", Text, nullable=False, comment="The staging rules the source breached, with their shares."),
+    Column("rows_waiting", Integer, nullable=False, comment="Rows of the source and day waiting when last judged."),
+    Column("held_since", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("judged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("day", "source"),
+    comment="Sources the staging gate (staged_day_valid) holds back, per day: the merge leaves their rows pending "
+    "until a later judgement passes them (a fixed transform, a re-drive) or a re-drive releases them.",
+)
+
 user_daily_activity = Table(
     "user_daily_activity",
     metadata,

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_key
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
 from etl_assets.warehouse.copy import copy_rows, create_temp_table
+from etl_assets.warehouse.holds import not_held
 from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import quarantine, raw_batches, staging_events
 
@@ -376,11 +377,18 @@ class StagedRowsReader:
         self.fetch_size = fetch_size
 
     def rows(
-        self, day: date, transform_version: str, *, reprocess_all: bool = False, include_failed: bool = False
+        self,
+        day: date,
+        transform_version: str,
+        *,
+        reprocess_all: bool = False,
+        include_failed: bool = False,
+        include_held: bool = False,
     ) -> Iterator[StagedRow]:
         """The rows of ``day`` still to merge: pending ones and those a different transform version processed
         (with ``include_failed`` also those the transform rejected, to re-drive them from quarantine; all of
-        the day's rows with ``reprocess_all``), in arrival order."""
+        the day's rows with ``reprocess_all``), in arrival order. The rows of sources the staging gate holds
+        back on ``day`` are left out (they stay pending) unless ``include_held``."""
         query = (
             select(
                 staging_events.c.id,
@@ -395,6 +403,8 @@ class StagedRowsReader:
         if not reprocess_all:
             redrive = staging_events.c.status == "failed" if include_failed else false()
             query = query.where(or_(waiting_to_merge(transform_version), redrive))
+        if not include_held:
+            query = query.where(not_held())
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=self.fetch_size).execute(query)
             for row in result:

@@ -42,14 +42,15 @@ def dev_platform(
 
 @pytest.fixture(scope="session")
 def failed_check(dev_platform: DevPlatform) -> FailedCheck:
-    """A day whose staged data is half events without a type, and the daily_events_job run its blocking staging
-    check stopped (so the check failed, on purpose)."""
+    """A day whose one source staged half its events with a price that is not a number, and the daily_events_job
+    run whose staging gate failed on it (WARN) and held the source back (its rows stay pending)."""
     day = datetime.now(UTC).date() - timedelta(days=50)
     payloads = [
-        {**event, "type": ""} if number % 2 else event for number, event in enumerate(shop_events("badday", day, 160))
+        {**event, "type": "product_view", "product_id": "sku-1", "price": "€12.50"} if number % 2 else event
+        for number, event in enumerate(shop_events("badday", day, 160))
     ]
     dev_platform.stage("e2e-bad-day", payloads)
     run_id = dev_platform.client.submit_job_execution("daily_events_job", tags={"dagster/partition": day.isoformat()})
     status = dev_platform.wait_for_run(run_id)
-    bad = [payload["id"] for payload in payloads if payload["type"] == ""]
-    return FailedCheck(day, run_id, status, bad, dev_platform.tags_once_failed(run_id))
+    bad = [payload["id"] for payload in payloads if payload.get("price") == "€12.50"]
+    return FailedCheck(day, run_id, status, bad)

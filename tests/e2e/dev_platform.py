@@ -343,13 +343,17 @@ class DevPlatform:
 
 @dataclass(frozen=True)
 class FailedCheck:
-    """A day whose staged data is mostly bad, and the run of daily_events_job that its blocking check stopped."""
+    """A day whose one source staged mostly bad data, and the run of daily_events_job whose staging gate held that
+    source back."""
 
     day: date
     run_id: str
     run_status: str
     bad_event_ids: list[str]
-    run_tags: dict[str, str]
+
+
+SHOP_WRITE_KEY, APP_WRITE_KEY = "e2e-shop-write-key", "e2e-app-write-key"
+"""Write keys of the two applications the shared platform's collector knows (sources segment:shop, segment:app)."""
 
 
 def start_dev_platform(s3_endpoint: str, home: Path, artifacts: Path, bucket_prefix: str) -> DevPlatform:
@@ -369,5 +373,6 @@ def start_dev_platform(s3_endpoint: str, home: Path, artifacts: Path, bucket_pre
         AWS_REGION="us-east-1",
         ETL_LANDING_BUCKET=landing,
         ETL_ARCHIVE_BUCKET=archive,
+        ETL_SEGMENT_WRITE_KEYS=f"local-write-key,{SHOP_WRITE_KEY}=shop,{APP_WRITE_KEY}=app",
     )
     return DevPlatform(start_etl_dev(env, "--paused"), env, s3, landing, artifacts)

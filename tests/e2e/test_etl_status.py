@@ -27,9 +27,13 @@ def test_status_shows_every_service_up_and_each_asset_last_run(dev_platform: Dev
     assert services == {"warehouse": "up", "s3": "up", "dagster": "up", "collector": "up"}
 
     pending = dev_platform.scalar("SELECT count(*) FROM staging_events WHERE status = 'pending'")
-    assert pending >= len(failed_check.bad_event_ids)  # the held-back day stays pending
+    assert pending >= len(failed_check.bad_event_ids)  # the held-back source's rows stay pending
     assert any(line.startswith(f"staging     {pending:,} rows waiting to merge") for line in lines)
     assert failed_check.day.isoformat() in next(line for line in lines if line.startswith("staging"))
+    day = failed_check.day.isoformat()
+    assert any(line.startswith("  s3 ") and f"HELD BACK on {day}" in line for line in lines)
+    assert any(line.startswith("held back   ") for line in lines)
+    assert any(line.startswith(f"  s3 on {day} (160 rows waiting): valid_values: 80 of 160 rows") for line in lines)
 
     assets = lines[next(number for number, line in enumerate(lines) if line.startswith("assets")) + 1 :]
     names = {key.to_user_string() for key in defs().get_repository_def().asset_graph.get_all_asset_keys()}

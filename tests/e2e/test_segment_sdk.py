@@ -63,7 +63,7 @@ def test_segment_sdk_events_land_in_events_exactly_once(pipeline_env: dict, defi
         lambda: AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
     )
     storage = FaultyStorage(writer)
-    config = CollectorConfig(write_keys=frozenset({WRITE_KEY}), retry_after_seconds=0, linger_seconds=0.0)
+    config = CollectorConfig(write_keys={WRITE_KEY: "segment"}, retry_after_seconds=0, linger_seconds=0.0)
     app = create_app(config, storage.write, lambda: None)
     errors: list[Exception] = []
     sent: dict[str, str] = {}

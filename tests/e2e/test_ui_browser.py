@@ -281,7 +281,7 @@ def test_the_s3_sensor_turned_on_by_clicking_starts_a_run_for_a_new_file(browser
 def test_a_failed_check_opens_on_its_failing_rows(browser, page, shots, dev_platform, failed_check: FailedCheck):
     from playwright.sync_api import expect
 
-    assert failed_check.run_status == "FAILURE"
+    assert failed_check.run_status == "SUCCESS"
     page.goto(f"{dev_platform.ui_url}/assets/staging_events?view=checks")
     page.get_by_text("staged_day_valid", exact=True).first.click()
     expect(page.get_by_text("This is a blocking asset check.")).to_be_visible()
@@ -290,12 +290,12 @@ def test_a_failed_check_opens_on_its_failing_rows(browser, page, shots, dev_plat
     # The history, not the latest status: an ingest run since (another test's) makes the check "not evaluated"
     # for staging_events' newest materialization, as Dagster shows checks against the latest materialization.
     page.get_by_text("Execution history", exact=True).click()
-    execution = page.locator("tr", has_text=f"accepted_event_type failed on {failed_check.day.isoformat()}").first
+    execution = page.locator("tr", has_text=f"held back: s3 on {failed_check.day.isoformat()}").first
     expect(execution.get_by_text("Failed", exact=True)).to_be_visible()
     shots(page, "execution-history")
     execution.locator("button").last.click()
     metadata = page.get_by_role("dialog").last
-    expect(metadata.get_by_text("failing rows: accepted_event_type")).to_be_visible()
+    expect(metadata.get_by_text("failing rows: valid_values")).to_be_visible()
     expect(metadata.get_by_text(str(len(failed_check.bad_event_ids)), exact=True)).to_be_visible()
     shots(page, "check-metadata")
     metadata.get_by_text("[Show Markdown]").first.click()
@@ -305,7 +305,7 @@ def test_a_failed_check_opens_on_its_failing_rows(browser, page, shots, dev_plat
     expect(first_bad).to_be_visible()
     event_id = re.search(r'"event_id":"(badday-\d+)"', first_bad.inner_text()).group(1)
     assert event_id in failed_check.bad_event_ids
-    expect(failing_rows.get_by_text("no event type").first).to_be_visible()
+    expect(failing_rows.get_by_text("price '€12.50' is not a number").first).to_be_visible()
     shots(page, "failing-rows")
     day = failed_check.day
     assert dev_platform.scalar("SELECT count(*) FROM events WHERE occurred_at::date = :day", day=day) == 0

@@ -41,16 +41,10 @@ def test_the_api_lists_every_asset_and_check_with_what_it_is(dev_platform: DevPl
     assert shown_checks == {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
 
 
-def test_a_run_stopped_by_a_blocking_check_is_not_retried(failed_check: FailedCheck):
-    """The same bad day would fail the same check again: run retries are for crashed runs, not failed steps."""
-    assert failed_check.run_status == "FAILURE"
-    assert failed_check.run_tags["dagster/failure_reason"] == "STEP_FAILURE"
-    assert failed_check.run_tags["dagster/will_retry"] == "false"
-
-
-def test_a_failed_check_is_recorded_once_as_an_error_with_its_failing_rows(
+def test_a_held_source_shows_its_reason_and_failing_rows_and_does_not_fail_the_run(
     dev_platform: DevPlatform, failed_check: FailedCheck
 ):
+    assert failed_check.run_status == "SUCCESS"  # the gate held the source back; the run itself went on
     executions = [
         execution
         for execution in dev_platform.check_executions("staging_events", "staged_day_valid")
@@ -58,10 +52,14 @@ def test_a_failed_check_is_recorded_once_as_an_error_with_its_failing_rows(
     ]
     assert len(executions) == 1
     evaluation = executions[0]["evaluation"]
-    assert (evaluation["success"], evaluation["severity"]) == (False, "ERROR")
-    assert "accepted_event_type" in evaluation["description"]
+    assert (evaluation["success"], evaluation["severity"]) == (False, "WARN")
+    day = failed_check.day
+    assert evaluation["description"].startswith(f"held back: s3 on {day.isoformat()} (160 rows waiting): valid_values")
     metadata = {entry["label"]: entry for entry in evaluation["metadataEntries"]}
-    assert metadata["failing rows: accepted_event_type"]["intValue"] == len(failed_check.bad_event_ids)
+    assert metadata["failing rows: valid_values"]["intValue"] == len(failed_check.bad_event_ids)
+    assert metadata["sources held back"]["intValue"] == 1
+    assert f"| {day.isoformat()} | s3 | 160 | valid_values:" in metadata["held back"]["mdStr"]
     failing_rows = metadata["first failing rows"]["mdStr"]
-    assert "no event type" in failing_rows
+    assert "is not a number" in failing_rows
     assert any(event_id in failing_rows for event_id in failed_check.bad_event_ids)
+    assert dev_platform.scalar("SELECT count(*) FROM events WHERE occurred_at::date = :day", day=day) == 0

@@ -34,9 +34,10 @@ from tests.asgi_server import serve
 from tests.pg_commit_cutter import commit_cutter
 
 WRITE_KEY = "wk_test"
+APP_WRITE_KEY = "wk_app"
 SECRET = "whsec_acme"
 CONFIG = CollectorConfig(
-    write_keys=frozenset({WRITE_KEY}),
+    write_keys={WRITE_KEY: "segment", APP_WRITE_KEY: "segment:app"},
     webhook_secrets={"acme": ("old-secret", SECRET)},
     max_webhook_bytes=4096,
     retry_after_seconds=7,
@@ -239,6 +240,23 @@ def test_segment_accepts_gzip_bodies_and_the_write_key_in_the_body(collector: Co
     in_body = {"batch": [{"type": "page", "messageId": "g2", "userId": "u"}], "writeKey": WRITE_KEY}
     assert collector.segment("batch", in_body, key=None).status_code == 200
     assert collector.stored()["staging_events"] == 2
+
+
+def test_each_write_key_stages_its_events_as_its_own_source_and_counts_them_apart(collector: Collector):
+    track = {"type": "track", "event": "Product Viewed", "userId": "u"}
+    for number, key in enumerate((WRITE_KEY, APP_WRITE_KEY, APP_WRITE_KEY)):
+        response = collector.segment("batch", {"batch": [{**track, "messageId": f"k{number}"}]}, key=key)
+        assert response.status_code == 200, response.text
+    in_body = {"batch": [{**track, "messageId": "k3"}], "writeKey": APP_WRITE_KEY}
+    assert collector.segment("batch", in_body, key=None).status_code == 200
+    with collector.engine.connect() as conn:
+        staged = dict(conn.execute(select(staging_events.c.event_id, staging_events.c.source)).all())
+        batches = set(conn.scalars(select(raw_batches.c.source)))
+    assert staged == {"k0": "segment", "k1": "segment:app", "k2": "segment:app", "k3": "segment:app"}
+    assert batches == {"segment", "segment:app"}
+    metrics = requests.get(f"{collector.url}/metrics", timeout=10).text
+    assert 'etl_collector_accepted_events_total{source="segment"} 1.0' in metrics
+    assert 'etl_collector_accepted_events_total{source="segment:app"} 3.0' in metrics
 
 
 @pytest.mark.parametrize(

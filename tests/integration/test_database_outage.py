@@ -261,7 +261,7 @@ def test_the_collector_answers_503_while_the_database_is_away_and_stages_each_re
         retry_seconds=1.0,  # shorter than the default, so that several requests fall inside the outage
     )
     app = create_app(
-        CollectorConfig(write_keys=frozenset({COLLECTOR_WRITE_KEY}), retry_after_seconds=1),
+        CollectorConfig(write_keys={COLLECTOR_WRITE_KEY: "segment"}, retry_after_seconds=1),
         writer.write,
         lambda: None,
     )

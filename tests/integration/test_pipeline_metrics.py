@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from etl_assets.observability.pipeline_metrics import metrics_app
 from etl_assets.transform.pii import PiiPolicy
+from etl_assets.warehouse.holds import Verdict, record_verdicts
 from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
 from etl_assets.warehouse.staging import StagedRowsReader
 from tests.asgi_server import serve
@@ -47,3 +48,13 @@ def test_a_scrape_reports_staging_quarantine_sources_and_the_last_merge(warehous
     assert after[("etl_staging_rows", (("status", "failed"),))] == 1
     assert after[("etl_quarantine_rows", (("resolved", "false"), ("stage", "normalize")))] == 1
     assert after[("etl_last_merge_timestamp_seconds", ())] > 0
+
+
+def test_a_scrape_reports_what_the_staging_gate_holds_back_per_source(warehouse_engine):
+    stage_payloads(warehouse_engine, "app", [_event(n) for n in range(4)], source="segment:app")
+    record_verdicts(warehouse_engine, date(2025, 3, 1), [Verdict("segment:app", 4, "valid_values: 2 of 4 rows")])
+    with serve(metrics_app(warehouse_engine)) as url:
+        samples = _samples(url)
+    assert samples[("etl_source_held_days", (("source", "segment:app"),))] == 1
+    assert samples[("etl_source_held_rows", (("source", "segment:app"),))] == 4
+    assert samples[("etl_source_batches", (("source", "segment:app"),))] == 1

@@ -97,19 +97,28 @@ def test_a_failed_merge_is_requested_again_after_its_delay_and_then_loads(defini
         assert run.tick("staged_days_sensor") == []
 
 
-def test_a_merge_a_blocking_check_stopped_is_not_requested_again(definitions, warehouse_engine, monkeypatch):
+def test_a_held_source_is_not_requested_again_until_its_day_has_new_rows(definitions, warehouse_engine, monkeypatch):
     payloads = [
-        {"id": f"bad-{n}", "type": "" if n % 2 else "page_view", "timestamp": "2025-08-01T10:00:00Z"}
-        | {"user": {"id": "u"}}
+        {"id": f"bad-{n}", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z", "user": {"id": "u"}}
+        | ({"price": -1} if n % 2 else {})
         for n in range(200)
-    ]  # half of them without a type: far past the share the staging check tolerates
-    stage_payloads(warehouse_engine, "bad-day", payloads)
+    ]  # half of them with a negative price: far past the share the staging gate tolerates
+    stage_payloads(warehouse_engine, "bad-day", payloads, source="segment:app")
     monkeypatch.setattr(failed_days, "RETRY_DELAYS", (timedelta(0),))
     with pipeline(definitions) as run:
         [first] = run.tick("staged_days_sensor")
         result = execute(run, first)
-        assert not result.success
+        assert result.success  # a hold is the gate's verdict on one source, not a failed run
         [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "staged_day_valid"]
         assert not evaluation.passed
-        assert "a blocking check stopped its last run" in skip_reason(run)
+        reason = skip_reason(run)
+        assert "its last run succeeded" in reason
+        assert "Held back by the staging gate (re-drive the day once fixed): segment:app on 2025-08-01" in reason
         assert count_events(warehouse_engine) == 0
+
+        stage(warehouse_engine, "good", "2025-08-01T11:00:00Z")  # another source's new row of the same day
+        [second] = run.tick("staged_days_sensor")
+        assert second.run_key != first.run_key
+        assert execute(run, second).success
+        assert count_events(warehouse_engine) == 1
+        assert "segment:app on 2025-08-01" in skip_reason(run)

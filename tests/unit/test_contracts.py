@@ -11,7 +11,8 @@ import pytest
 
 from etl_assets.settings import QualitySettings
 from etl_assets.warehouse.contracts import Severity, enrichment_contracts, events_contract, staging_contract
-from etl_assets.warehouse.quality import ContractReport, key_aligned_chunks
+from etl_assets.warehouse.holds import Verdict
+from etl_assets.warehouse.quality import ContractReport, held_reason, key_aligned_chunks, source_verdicts
 
 DAY = date(2025, 3, 1)
 NOON = datetime(2025, 3, 1, 12, tzinfo=UTC)
@@ -170,6 +171,27 @@ def test_staged_rejections_within_the_threshold_warn_and_beyond_it_hold_the_day(
     assert few.severity is Severity.WARN
     many = _staging_report([_staged(n, **(unknown if n % 2 else {})) for n in range(1, 201)])
     assert many.severity is Severity.ERROR
+
+
+def test_the_gate_holds_each_source_over_its_tolerance_with_the_reason_and_lets_the_others_merge():
+    negative = {"occurred_at": None, "rejected_rule": "price_not_negative", "rejection": "negative price -1"}
+    bad = _staging_report([_staged(n, source="segment:app", **(negative if n % 2 else {})) for n in range(1, 201)])
+    bad.source, bad.rows_waiting = "segment:app", 200
+    tolerated = _staging_report([_staged(n) for n in range(1, 100)] + [_staged(100, **negative)])
+    tolerated.source, tolerated.rows_waiting = "s3", 100
+    assert held_reason(bad) == "price_not_negative: 100 of 200 rows (50.0%), over the tolerance 5.0%"
+    assert held_reason(tolerated) is None
+    assert source_verdicts([bad, tolerated]) == [
+        Verdict("segment:app", 200, "price_not_negative: 100 of 200 rows (50.0%), over the tolerance 5.0%"),
+        Verdict("s3", 100, None),
+    ]
+    bad.rows_waiting = 0  # the source's rows merged already (a check by hand of a whole day): nothing to hold
+    assert source_verdicts([bad]) == [Verdict("segment:app", 0, None)]
+
+
+def test_a_hard_rule_breached_once_holds_with_none_tolerated():
+    report = _staging_report([_staged(1), _staged(2, occurred_at=NOON + timedelta(days=1))])
+    assert held_reason(report) == "staged_in_its_day: 1 of 2 rows (50.0%), none tolerated"
 
 
 def test_a_staged_row_outside_its_day_is_an_error():

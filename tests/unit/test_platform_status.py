@@ -11,6 +11,7 @@ from etl_assets.observability.platform_status import (
     problems_line,
     render_status,
 )
+from etl_assets.warehouse.holds import Hold
 from etl_assets.warehouse.identity import IdentitySummary
 from etl_assets.warehouse.quarantine import QuarantineSummary
 from etl_assets.warehouse.reconciliation import BatchReconciliation
@@ -97,3 +98,26 @@ def test_what_is_down_is_one_line_with_what_to_do():
     status = _status(collector_up=False)
     assert render_status(status)[2] == "  collector  DOWN  http://127.0.0.1:9200  no answer"
     assert problems_line(status) == ("collector is down at http://127.0.0.1:9200 (no answer): start `uv run etl dev`")
+
+
+def test_each_source_is_listed_on_its_own_and_a_held_one_says_why_and_how_to_release_it():
+    status = _status(collector_up=True)
+    hold = Hold(
+        date(2026, 2, 28), "segment:app", "valid_values: 60 of 120 rows (50.0%)", 4, NOW - timedelta(hours=2), NOW
+    )
+    sources = [
+        SourceState("segment:app", NOW - timedelta(minutes=1), 30, "ok"),
+        SourceState("segment:shop", NOW - timedelta(minutes=1), 40, "ok"),
+    ]
+    status.warehouse.sources[:] = sources
+    status.warehouse.held.append(hold)
+    lines = render_status(status)
+    assert lines[6:11] == [
+        "  segment:app          ok    last batch 2026-03-01 11:59 UTC (60 s ago), 30 batches; HELD BACK on 2026-02-28",
+        "  segment:shop         ok    last batch 2026-03-01 11:59 UTC (60 s ago), 40 batches",
+        "held back   1 source-day(s) the staging gate keeps from merging (their rows wait; fix the cause, then "
+        "re-drive the day with redrive_quarantine_job)",
+        "  segment:app on 2026-02-28 (4 rows waiting): valid_values: 60 of 120 rows (50.0%) (held since 2026-03-01 "
+        "10:00 UTC (2 h ago))",
+        "assets      last run, last materialization, freshness",
+    ]

@@ -2,7 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from etl_assets.settings import ConfigError, Settings, displayed, parse_database_url, redact, with_driver
+from etl_assets.settings import (
+    ConfigError,
+    Settings,
+    displayed,
+    parse_database_url,
+    redact,
+    segment_write_keys,
+    with_driver,
+)
 
 
 def test_defaults_need_no_environment():
@@ -98,3 +106,31 @@ def test_json_array_keys_are_a_list_of_top_level_keys():
 def test_pipeline_sensors_run_only_where_etl_dev_says_so():
     assert Settings.from_env({}).sensors_running is False
     assert Settings.from_env({"ETL_SENSORS_RUNNING": "true"}).sensors_running is True
+
+
+def test_write_keys_name_their_sources_and_a_bare_key_stays_the_segment_source():
+    env = {"ETL_SEGMENT_WRITE_KEYS": " wk_legacy , wk_shop=shop,wk_app = ios-app ,wk_shop=shop"}
+    assert segment_write_keys(env) == {"wk_legacy": "segment", "wk_shop": "segment:shop", "wk_app": "segment:ios-app"}
+    assert segment_write_keys({"ETL_SEGMENT_WRITE_KEYS": '{"wk_a": "shop", "wk_b": "app"}'}) == {
+        "wk_a": "segment:shop",
+        "wk_b": "segment:app",
+    }
+    assert segment_write_keys({}) == {} == segment_write_keys({"ETL_SEGMENT_WRITE_KEYS": " , "})
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("SECRET1=shop,=app", "entry 2 has no key"),
+        ("SECRET1=", "entry 1 names its source ''"),
+        ("SECRET1=shop/eu", "entry 1 names its source 'shop/eu'"),
+        ("SECRET1=shop,SECRET1=app", "entry 2 repeats an earlier key"),
+        ('{"SECRET1": ', "is not a JSON object"),
+        ('{"SECRET1": 3}', "both strings"),
+    ],
+)
+def test_a_bad_write_key_map_is_one_line_that_never_shows_a_key(raw: str, fragment: str):
+    with pytest.raises(ConfigError) as error:
+        segment_write_keys({"ETL_SEGMENT_WRITE_KEYS": raw})
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+    assert "SECRET1" not in str(error.value)
