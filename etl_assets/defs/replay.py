@@ -13,7 +13,7 @@ from datetime import date
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
 from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.replay import CannotReplay, archived_batches, pruned_message, replay_batch
 
@@ -55,10 +55,11 @@ def replay_archived_batches(
     days: Counter = Counter()
     records = 0
     for number, batch in enumerate(batches, start=1):
-        try:
-            counts = replay_batch(client, engine, batch, object_store.archive_bucket, accepted, api_sources)
-        except CannotReplay as error:
-            raise dg.Failure(str(error), allow_retries=False) from None
+        with retried_only_if_transient():
+            try:
+                counts = replay_batch(client, engine, batch, object_store.archive_bucket, accepted, api_sources)
+            except CannotReplay as error:
+                raise dg.Failure(str(error), allow_retries=False) from None
         records += counts.records
         days.update(counts.days)
         context.log.info(f"replayed {number}/{len(batches)} {batch['batch_id']}: {counts.records} records")

@@ -178,16 +178,19 @@ class _Bzip2Member:
 class _ZstdFrame:
     def __init__(self) -> None:
         self._decoder = zstandard.ZstdDecompressor().decompressobj()
-        self._tail = b""
+        self._input = b""
+        self._fed = 0
 
     eof = property(lambda self: self._decoder.eof)
-    unused_data = property(lambda self: self._decoder.unused_data + self._tail)
-    needs_input = property(lambda self: not self._tail)
+    unused_data = property(lambda self: self._decoder.unused_data + self._input[self._fed :])
+    needs_input = property(lambda self: self._fed >= len(self._input))
 
     def decompress(self, data: bytes) -> bytes:
-        data = self._tail + data
-        self._tail = data[_ZSTD_FEED:]
-        return self._decoder.decompress(data[:_ZSTD_FEED])
+        if data:
+            self._input, self._fed = self._input[self._fed :] + data, 0
+        piece = self._input[self._fed : self._fed + _ZSTD_FEED]
+        self._fed += len(piece)
+        return self._decoder.decompress(piece)
 
 
 _MEMBERS: dict[Compression, type] = {
@@ -226,7 +229,6 @@ class _Decompressed(io.RawIOBase):
         self._kind = kind
         self._magic = _COMPRESSION_MAGICS[kind]
         self._member: _Member | None = None
-        self._members = 0
         self._input = b""
         self._output = bytearray()
         self._finished = False
@@ -278,7 +280,6 @@ class _Decompressed(io.RawIOBase):
         if not self._input.startswith(self._magic):
             raise StreamDamaged(f"not a valid {self._kind} stream: bytes that are not {self._kind} follow its end")
         self._member = _MEMBERS[self._kind]()
-        self._members += 1
         return self._member
 
     def _decompress(self, member: _Member, data: bytes) -> None:
