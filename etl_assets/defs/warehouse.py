@@ -48,7 +48,8 @@ class EventsConfig(dg.Config):
     description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. A day's merge "
     "normalizes its pending staging rows (and those an older transform version processed) and merges them by "
     "event_id in one transaction: re-runs, replays and duplicates change nothing, a changed event updates its "
-    "row, an event re-sent with another timestamp moves. Rows the transform rejects go to quarantine. PII "
+    "row, an event re-sent with another timestamp moves. An order event's products become its rows of "
+    "order_lines, written, replaced and moved with it. Rows the transform rejects go to quarantine. PII "
     "(ETL_PII_FIELDS) is pseudonymized with ETL_PII_KEY before normalizing: no column holds it in clear.",
 )
 def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_events: StagedRowsReader) -> StagedDays:
