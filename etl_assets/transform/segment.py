@@ -8,7 +8,8 @@ the sender's clock when only ``originalTimestamp`` is given, and a ``messageId``
 when the sender gave none (so a retried request keeps its ids). The write key is dropped from what is kept.
 
 Event names follow Segment's Ecommerce V2 spec (``Product Viewed``, ``Product Added``, ``Order Completed``,
-…); ``normalize`` maps them onto the platform's event types.
+…) or are the sender's own; ``normalize`` keeps each name and maps it onto the platform's event types
+(``transform.vocabulary``).
 """
 
 from __future__ import annotations

@@ -764,6 +764,7 @@ def crash_summary(outcomes: list[Outcome], seconds: float) -> str:
             in_events=result.in_events,
             quarantined=result.quarantined,
             superseded=result.superseded,
+            lines=result.lines,
             lost=len(result.lost),
             doubled=len(result.doubled),
             extra=len(result.extra),
@@ -782,7 +783,8 @@ def crash_summary(outcomes: list[Outcome], seconds: float) -> str:
                 lines.append(f"  {family:<10} {phase:<22} {hits[(family, phase)]:>3}   ({shown})")
     lines += [
         f"records reconciled: {totals['records']} (in events {totals['in_events']}, quarantined "
-        f"{totals['quarantined']}, re-sent or superseded versions {totals['superseded']})",
+        f"{totals['quarantined']}, re-sent or superseded versions {totals['superseded']}); order lines once, "
+        f"as sent: {totals['lines']}",
         f"lost: {totals['lost']}  doubled: {totals['doubled']}  in events but never sent: {totals['extra']}  "
         f"wrong content: {totals['wrong']}  platform accounting mismatches: {totals['platform']}",
     ]
