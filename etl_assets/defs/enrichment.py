@@ -13,15 +13,15 @@ from sqlalchemy import Select, Table
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import daily_partitions, single_run_backfill
 from etl_assets.defs.table_metadata import OWNERS, column_lineage_from, table_metadata
+from etl_assets.io_managers.postgres import MARGIN_DAYS
 from etl_assets.warehouse import enrichment, schema
 
 ENRICHMENT_VERSION = "2"
 
 
-AROUND_EACH_DAY = dg.TimeWindowPartitionMapping(
-    start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
-)
-"""A day's events with the day before and after: what sessions that run past midnight are read from."""
+AROUND_EACH_DAY = dg.AssetIn(metadata={MARGIN_DAYS: 1})
+"""A day's events with the day before and after (the IO manager widens the window; the partition mapping stays
+the identity, so a range still runs as one run): what sessions that run past midnight are read from."""
 
 
 def _daily_table(
@@ -36,7 +36,7 @@ def _daily_table(
     ``sessions_across_days``: ``build`` takes the events of a day wider on each side and the days to keep
     (``enrichment.Days``)."""
     lineage = column_lineage_from(build, schema.events, "events", also_read)
-    ins = {"events": dg.AssetIn(partition_mapping=AROUND_EACH_DAY)} if sessions_across_days else None
+    ins = {"events": AROUND_EACH_DAY} if sessions_across_days else None
 
     @dg.asset(
         name=table.name,

@@ -13,7 +13,8 @@ The target table is the asset's name unless its definition metadata says ``etl/t
 partitioned table's day column is ``etl/partition_column`` (``day`` by default).
 
 ``load_input`` hands downstream assets lazy handles: ``events`` as a ``Select`` of the partition
-window, ``staging_events`` as a reader of the staged rows of a day.
+window (wider by ``etl/margin_days`` on each side when the input's metadata says so), ``staging_events`` as a
+reader of the staged rows of a day.
 
 Each of these transactions is run again from the start, on a new connection, when a transient error
 (serialization failure, deadlock, lost connection) ends it (``etl_assets.warehouse.retries``).
@@ -22,7 +23,7 @@ Each of these transactions is run again from the start, on a new connection, whe
 import time as clock
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import dagster as dg
@@ -33,6 +34,9 @@ from etl_assets.warehouse.merge import StagedResult, merge_days
 from etl_assets.warehouse.rebuild import replace_window
 from etl_assets.warehouse.schema import events, metadata
 from etl_assets.warehouse.staging import StagedRowsReader
+
+MARGIN_DAYS = "etl/margin_days"
+"""Input metadata: read the upstream table this many days beyond each side of the partition window."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         query = select(table)
         days = _window_days(context)
         if days is not None:
+            margin = timedelta(days=int((context.definition_metadata or {}).get(MARGIN_DAYS, 0)))
+            days = (days[0] - margin, days[1] + margin)
             if table is events:
                 start, end = (datetime.combine(day, time(), UTC) for day in days)
                 query = query.where(events.c.occurred_at >= start, events.c.occurred_at < end)

@@ -11,8 +11,8 @@ and count nowhere here.
 
 A session is a person's events until 30 minutes pass without one. One that runs past midnight UTC stays one
 session, counted on the day it started: so ``sessions`` and ``user_daily_activity`` read their days' events
-with a day before and after (their assets map ``events`` one day wider), sessionize all of them, and keep the
-rows of their own days (``days``). A session longer than a day is cut where that margin ends.
+with a day before and after (their ``events`` input is read a day wider: ``etl/margin_days``), sessionize them,
+and keep the rows of their own days (``days``). A session longer than a day is cut where that margin ends.
 """
 
 from __future__ import annotations
