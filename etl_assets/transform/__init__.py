@@ -12,4 +12,5 @@ History: 1, the first normalize; 2, PII pseudonymized before normalize (``transf
 than 1,024 bytes and ids sent as floats too large to be exact (beyond 2**53) are rejected instead of loaded, and
 numbers a double cannot hold (past 64-bit integers, past 15 significant digits) keep their digits
 (``transform.exact_json``); 4, any event name is kept (``event_name``) and mapped onto the Ecommerce V2 vocabulary
-(``custom`` at worst), orders keep their money and their lines (``transform.orders``)."""
+(``custom`` at worst), orders keep their money and their lines (``transform.orders``), and identify, alias and
+group calls load as events of their own type and feed the identity graph (``transform.identity``)."""
