@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from operator import attrgetter
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects import postgresql
@@ -92,20 +94,28 @@ class MergeCounts:
         self.days |= other.days
 
 
+def _column_value(name: str) -> Callable[[StagedResult], Any]:
+    """How ``_incoming_row`` reads one column of ``events`` from a transform result (resolved once, not per row)."""
+    if name == "properties":
+        return lambda result: (
+            None if result.event.properties is None else exact_json.dumps(result.event.properties).decode()
+        )
+    if name == "quality_tags":
+        return lambda result: list(result.event.quality_tags)
+    if name in StagedResult.__slots__:
+        return attrgetter(name)
+    return attrgetter(f"event.{name}")
+
+
+_COLUMN_VALUES = tuple(_column_value(name) for name in EVENT_COLUMNS)
+_REJECTED_COLUMNS = (None,) * len(EVENT_COLUMNS)
+
+
 def _incoming_row(result: StagedResult) -> tuple:
-    event = result.event
-    if event is None:
-        return (result.staging_id, result.rejection or "rejected", *((None,) * (len(EVENT_COLUMNS) + 1)))
-    values = {
-        **{name: getattr(event, name) for name in EVENT_COLUMNS if hasattr(event, name)},
-        "properties": None if event.properties is None else exact_json.dumps(event.properties).decode(),
-        "quality_tags": list(event.quality_tags),
-        "source": result.source,
-        "batch_id": result.batch_id,
-        "ingested_at": result.ingested_at,
-    }
+    if result.event is None:
+        return (result.staging_id, result.rejection or "rejected", *_REJECTED_COLUMNS, None)
     lines = exact_json.dumps([line.as_json() for line in result.lines]).decode() if result.lines else None
-    return (result.staging_id, None, *(values[name] for name in EVENT_COLUMNS), lines)
+    return (result.staging_id, None, *(value(result) for value in _COLUMN_VALUES), lines)
 
 
 _COLUMNS = ", ".join(EVENT_COLUMNS)
