@@ -161,7 +161,7 @@ def test_a_visit_sent_through_the_sdk_is_one_person_and_a_late_login_re_attribut
         lambda: AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
     )
     app = create_app(
-        CollectorConfig(write_keys=frozenset({WRITE_KEY}), retry_after_seconds=0, linger_seconds=0.0),
+        CollectorConfig(write_keys={WRITE_KEY: "segment"}, retry_after_seconds=0, linger_seconds=0.0),
         writer.write,
         lambda: None,
     )
