@@ -133,6 +133,15 @@ query Sensor($selector: SensorSelector!) {
   }
 }
 """
+START_SENSOR = """
+mutation Start($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
 STOP_SENSOR = """
 mutation Stop($id: String, $origin: String, $selectorId: String) {
   stopSensor(id: $id, jobOriginId: $origin, jobSelectorId: $selectorId) {
@@ -301,6 +310,13 @@ class DevPlatform:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} is {found}, not {status}, {timeout}s on")
             time.sleep(0.5)
+
+    def start_sensor(self, name: str) -> str:
+        """Switch a sensor on, as the UI's toggle does (the tests that click it use the browser instead)."""
+        result = self.graphql(START_SENSOR, {"selector": self.sensor_selector(name)})["startSensor"]
+        if result["__typename"] != "Sensor":
+            raise GraphQLError(result)
+        return result["sensorState"]["status"]
 
     def stop_sensor(self, name: str) -> str:
         sensor = self.graphql(SENSOR_STATE, {"selector": self.sensor_selector(name)})["sensorOrError"]
