@@ -1,15 +1,17 @@
 """Run one landing object through ingest and the merge of its days in this process; print the peak RSS.
 
-Started as its own process by test_large_file.py, so the figure is the run process's alone.
+Started as its own process by test_large_file.py, so the figure is the run process's alone: its own high-water
+mark (``VmHWM``), not ``ru_maxrss``, which carries the parent's peak from before ``exec`` (an xdist worker that
+has run other tests).
 """
 
 import json
-import resource
 import sys
 import time
 
 import dagster as dg
 
+from etl_assets.bench.paths import peak_rss_mb
 from etl_assets.definitions import defs
 from etl_assets.sources.landing import LandingObject
 
@@ -32,7 +34,7 @@ def main(key: str, etag: str, size: int, first_day: str, last_day: str) -> None:
         json.dumps(
             {
                 "success": ingest.success and merge.success,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": peak_rss_mb(),
                 "staging_seconds": round(staged - started, 1),
                 "merge_and_enrichment_seconds": round(finished - staged, 1),
                 "step_seconds": {
