@@ -184,7 +184,7 @@ query Materializations($asset: AssetKeyInput!, $partitions: [String!]) {
 """
 CHECK_EXECUTIONS = """
 query Checks($asset: AssetKeyInput!, $check: String!) {
-  assetCheckExecutions(assetKey: $asset, checkName: $check, limit: 10) {
+  assetCheckExecutions(assetKey: $asset, checkName: $check, limit: 1000) {
     runId status partition
     evaluation {
       success severity description partition
@@ -353,6 +353,8 @@ class DevPlatform:
         ]
 
     def check_executions(self, asset: str, check: str) -> list[dict[str, Any]]:
+        """The check's executions on the shared platform, newest first: every one the test session made (the
+        write-key test alone makes a dozen), so a test finds its own run's whatever ran before it."""
         variables = {"asset": {"path": [asset]}, "check": check}
         return self.graphql(CHECK_EXECUTIONS, variables)["assetCheckExecutions"]
 
