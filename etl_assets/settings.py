@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from etl_assets.transform.inbound import SEGMENT_SOURCE
+from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.records import DEFAULT_ARRAY_KEYS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -550,6 +551,13 @@ def pii_key(env: Mapping[str, str] | None = None) -> bytes | None:
             "set it to a long random secret, e.g. the output of `openssl rand -hex 32`"
         )
     return raw.encode()
+
+
+def pii_policy(env: Mapping[str, str] | None = None) -> PiiPolicy:
+    """What counts as PII (``ETL_PII_FIELDS``) and the key that pseudonymizes it (``ETL_PII_KEY``), as ingest and
+    the merge read them from the environment when they need them."""
+    env = os.environ if env is None else env
+    return PiiPolicy(_pii_fields(env), pii_key(env))
 
 
 @dataclass(frozen=True)

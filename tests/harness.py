@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -16,7 +16,9 @@ import orjson
 from sqlalchemy import Engine, text
 
 from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.records import ParsedRecord
+from etl_assets.warehouse.merge import MergeCounts, MergeOptions, merge_days
 from etl_assets.warehouse.schema import DAILY_TABLES
 from etl_assets.warehouse.staging import record_batch, stage_records
 
@@ -117,6 +119,22 @@ def stage_payloads(
         ParsedRecord(number, payload, orjson.dumps(payload).decode()) for number, payload in enumerate(payloads, 1)
     ]
     stage_records(engine, batch_id, source, records, accepted, replay=replay)
+
+
+def merge_day(
+    engine: Engine,
+    day: date,
+    *,
+    pii: PiiPolicy | None = None,
+    reprocess_all: bool = False,
+    redrive: bool = False,
+    release_held: bool = False,
+) -> MergeCounts:
+    """Merge one day's waiting staged rows, as the ``events`` asset does (without a PII key unless given)."""
+    options = MergeOptions(
+        ACCEPTED, pii or PiiPolicy(), reprocess_all=reprocess_all, redrive=redrive, release_held=release_held
+    )
+    return merge_days(engine, [day], options)
 
 
 def table_rows(engine: Engine, table: str, order_by: str, exclude: tuple[str, ...] = ()) -> list[dict[str, Any]]:

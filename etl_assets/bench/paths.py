@@ -12,7 +12,7 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +20,11 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from etl_assets.settings import Settings, pii_key
+from etl_assets.settings import Settings, pii_policy
 from etl_assets.sources.landing import LandingObject
 from etl_assets.sources.landing_ingest import ingest_landing_object
 from etl_assets.sources.s3 import s3_client
-from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.normalize import AcceptedTimes
-from etl_assets.transform.pii import PiiPolicy
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.enrichment import (
     daily_funnel_query,
@@ -34,10 +32,10 @@ from etl_assets.warehouse.enrichment import (
     sessions_query,
     user_daily_activity_query,
 )
-from etl_assets.warehouse.merge import EVENT_COLUMNS, StagedResult, merge_days, normalize_staged
+from etl_assets.warehouse.merge import EVENT_COLUMNS, MergeOptions, merge_days
 from etl_assets.warehouse.rebuild import replace_window
 from etl_assets.warehouse.schema import daily_funnel, events, product_daily_sales, sessions, user_daily_activity
-from etl_assets.warehouse.staging import StagedRowsReader, pending_days
+from etl_assets.warehouse.staging import pending_days
 
 SOURCE_TABLE = "bench_event_rows"
 """A copy of some normalized events, the input of the tutorial paths (which insert rows that are ready)."""
@@ -74,14 +72,8 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
 def merge(args: dict[str, Any]) -> dict[str, Any]:
     """Staging → events: every day with pending rows, normalized and merged (the events run's write)."""
     engine = _engine(args)
-    reader = StagedRowsReader(engine)
-    policy = PiiPolicy(Settings.from_env().pii_fields, pii_key())
-
-    def results_for(day: date) -> Iterator[StagedResult]:
-        return normalize_staged(reader.rows(day, TRANSFORM_VERSION), ACCEPTED, pii=policy)
-
     days = [pending.day for pending in pending_days(engine)]
-    counts = merge_days(engine, days, results_for, TRANSFORM_VERSION)
+    counts = merge_days(engine, days, MergeOptions(ACCEPTED, pii_policy()))
     return {
         "rows": counts.received,
         "inserted": counts.inserted,

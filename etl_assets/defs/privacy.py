@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from etl_assets.settings import Settings, pii_key
-from etl_assets.transform.pii import PiiKeyMissing, PiiPolicy
-
-
-def pii_policy() -> PiiPolicy:
-    return PiiPolicy(Settings.from_env().pii_fields, pii_key())
+from etl_assets.transform.pii import PiiKeyMissing
 
 
 def missing_key_message(error: PiiKeyMissing) -> str:

@@ -8,7 +8,6 @@ touched (late events included) is merged and rebuilt.
 
 import hashlib
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
 
 import dagster as dg
@@ -19,18 +18,18 @@ from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, single_run_backfill
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
-from etl_assets.defs.privacy import missing_key_failure, pii_policy
+from etl_assets.defs.privacy import missing_key_failure
 from etl_assets.defs.run_status import IN_FLIGHT
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
-from etl_assets.io_managers.postgres import StagedDays
 from etl_assets.resources import WarehouseResource
+from etl_assets.settings import pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse.holds import current_holds, describe_hold
-from etl_assets.warehouse.merge import StagedResult, normalize_staged
+from etl_assets.warehouse.merge import MergeCounts, MergeOptions, merge_days
 from etl_assets.warehouse.rebuild import RequestedDay, requested_days
 from etl_assets.warehouse.schema import events as events_table
-from etl_assets.warehouse.staging import PendingDay, StagedRowsReader, pending_days
+from etl_assets.warehouse.staging import PendingDay, pending_days
 
 
 class EventsConfig(dg.Config):
@@ -43,6 +42,29 @@ class EventsConfig(dg.Config):
     the transform rejects go to quarantine (an operator's release of a source whose rows will not get better)."""
 
 
+def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.MetadataValue]:
+    written = counts.inserted + counts.updated
+    return {
+        "rows written": dg.MetadataValue.int(written),
+        "rows per second": dg.MetadataValue.float(round(written / seconds, 1) if seconds else 0.0),
+        "seconds": dg.MetadataValue.float(round(seconds, 3)),
+        "succeeded at": dg.MetadataValue.timestamp(time.time()),
+        "staged rows read": dg.MetadataValue.int(counts.received),
+        "inserted": dg.MetadataValue.int(counts.inserted),
+        "updated": dg.MetadataValue.int(counts.updated),
+        "unchanged": dg.MetadataValue.int(counts.unchanged),
+        "duplicates skipped": dg.MetadataValue.int(counts.duplicates + counts.superseded),
+        "moved between days": dg.MetadataValue.int(counts.moved),
+        "order lines written": dg.MetadataValue.int(counts.lines),
+        "identity links refused": dg.MetadataValue.int(counts.links_refused),
+        "events re-attributed to a person": dg.MetadataValue.int(counts.persons_moved),
+        "rows transformed again": dg.MetadataValue.int(counts.refreshed),
+        "rows quarantined": dg.MetadataValue.int(counts.rejected),
+        "errors": dg.MetadataValue.int(counts.rejected),
+        "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in sorted(counts.days)) or "none"),
+    }
+
+
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
@@ -51,46 +73,37 @@ class EventsConfig(dg.Config):
     group_name="warehouse",
     owners=OWNERS,
     kinds={"postgres"},
+    deps=["staging_events"],
     metadata=table_metadata(events_table),
     freshness_policy=warehouse_freshness_policy(),
-    description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. A day's merge "
-    "normalizes its pending staging rows (and those an older transform version processed) and merges them by "
-    "event_id in one transaction: re-runs, replays and duplicates change nothing, a changed event updates its "
-    "row, an event re-sent with another timestamp moves. An order event's products become its rows of "
-    "order_lines, written, replaced and moved with it. Each row gets its person_id from the identity graph "
-    "(users, identity_links, group_memberships, fed by identify/alias/group calls and events with both ids); a "
-    "late link moves earlier events to their person and requests their days' rebuild. Rows the transform rejects "
-    "go to quarantine. The rows of a source the staging gate holds back on the day (staged_day_valid) stay "
-    "pending. PII "
-    "(ETL_PII_FIELDS) is pseudonymized with ETL_PII_KEY before normalizing: no column holds it in clear.",
+    description="Normalized events, one row per event_id, partitioned by UTC day of occurred_at. Records are "
+    "transformed once, at ingest; a day's merge is SQL alone, one transaction, and reads the staged rows no merge "
+    "has read yet (batch_days), merging them by event_id: re-runs, replays and duplicates change nothing, a changed "
+    "event updates its row, an event re-sent with another timestamp moves. Days merge in parallel; one merge of a "
+    "day at a time. An order event's products become its rows of order_lines, written, replaced and moved with it. "
+    "Each row gets its person_id from the identity graph (users, identity_links, group_memberships, fed by "
+    "identify/alias/group calls and events with both ids); a late link moves earlier events to their person and "
+    "requests their days' rebuild. Rows an older transform version made (or staged without the PII key) are "
+    "transformed again first. The rows of a source the staging gate holds back on the day (staged_day_valid) stay "
+    "pending. PII (ETL_PII_FIELDS) is pseudonymized with ETL_PII_KEY before normalizing: no column holds it in "
+    "clear.",
 )
-def events(context: dg.AssetExecutionContext, config: EventsConfig, staging_events: StagedRowsReader) -> StagedDays:
-    accepted = accepted_times()
-    pii = pii_policy()
-
-    def results_for(day: date) -> Iterator[StagedResult]:
-        rows = staging_events.rows(
-            day,
-            TRANSFORM_VERSION,
-            reprocess_all=config.reprocess_all,
-            include_failed=config.redrive_quarantined,
-            include_held=config.merge_held_sources,
-        )
-        try:
-            yield from normalize_staged(rows, accepted, pii=pii)
-        except PiiKeyMissing as error:
-            raise missing_key_failure(error) from None
-        finally:
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()  # the reader's connection goes back now, not when a failure's traceback is collected
-
-    return StagedDays(
-        days=days_of(context.partition_time_window),
-        results_for=results_for,
-        transform_version=TRANSFORM_VERSION,
+def events(
+    context: dg.AssetExecutionContext, config: EventsConfig, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    options = MergeOptions(
+        accepted=accepted_times(),
+        pii=pii_policy(),
+        reprocess_all=config.reprocess_all,
+        redrive=config.redrive_quarantined,
         release_held=config.merge_held_sources,
     )
+    started = time.perf_counter()
+    try:
+        counts = merge_days(warehouse.get_engine(), days_of(context.partition_time_window), options)
+    except PiiKeyMissing as error:
+        raise missing_key_failure(error) from None
+    return dg.MaterializeResult(metadata=merge_metadata(counts, time.perf_counter() - started))
 
 
 STAGING_DAY_CHECKS = dg.AssetSelection.checks(
@@ -130,7 +143,7 @@ def with_requested(pending: list[PendingDay], requested: list[RequestedDay]) -> 
         if known is None:
             days[request.day] = PendingDay(request.day, 0, 0, request.requested_at)
         elif request.requested_at > known.last_staged_at:
-            days[request.day] = PendingDay(known.day, known.rows, known.newest_id, request.requested_at)
+            days[request.day] = PendingDay(known.day, known.rows, known.staged_rows, request.requested_at)
     return sorted(days.values(), key=lambda item: item.day)
 
 
@@ -148,23 +161,27 @@ def _fingerprint(run: list[PendingDay]) -> str:
     default_status=PIPELINE_SENSOR_STATUS,
     description="Every 10 seconds, requests a run of events and its enrichment for each range of consecutive days that has "
     "staging rows waiting or a rebuild requested (persons re-attributed by a late identify, a session across "
-    "midnight), once the previous such run has finished; the run key names the days' pending rows and requests, "
-    "so new or re-staged data runs again. A run that failed (not one a blocking check stopped) is requested "
+    "midnight) and no queued or running merge run covers: ranges merge in parallel (within the warehouse pool), "
+    "a day's new rows wait for the run after the one under way. The run key names the days' pending rows and "
+    "requests, so new or re-staged data runs again. A run that failed (not one a blocking check stopped) is requested "
     "again 10 min, 30 min and 2 h after its failures.",
 )
 def staged_days_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult | dg.SkipReason:
-    in_flight = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=daily_events_job.name, statuses=IN_FLIGHT), limit=1
-    )
-    if in_flight:
-        return dg.SkipReason(f"run {in_flight[0].run_id} is still merging; pending days wait for the next tick")
+    busy = days_in_flight(context.instance)
     requests = []
     waiting = []
     now = time.time()
     engine = warehouse.get_engine()
-    for run in consecutive_ranges(with_requested(pending_days(engine), requested_days(engine))):
+    every_pending = with_requested(pending_days(engine), requested_days(engine))
+    pending = [item for item in every_pending if item.day not in busy]
+    if every_pending and not pending:
+        return dg.SkipReason(
+            f"every pending day ({', '.join(_key(item.day) for item in every_pending)}) is still merging in a run "
+            "under way; their new rows wait for the next tick"
+        )
+    for run in consecutive_ranges(pending):
         days = f"{_key(run[0].day)}..{_key(run[-1].day)}"
         pending_key = f"{days}@{_fingerprint(run)}"
         decision = failed_days.decide(failed_days.past_runs(context.instance, daily_events_job.name, pending_key), now)
@@ -188,6 +205,21 @@ def staged_days_sensor(
         if not requests:
             return dg.SkipReason(held_back)
     return dg.SensorResult(run_requests=requests)
+
+
+def days_in_flight(instance: dg.DagsterInstance) -> set[date]:
+    """The days of the merge runs queued or under way: their new rows wait for the run after."""
+    days: set[date] = set()
+    for run in instance.get_runs(filters=dg.RunsFilter(job_name=daily_events_job.name, statuses=IN_FLIGHT)):
+        start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
+        if start is None or end is None:
+            partition = run.tags.get("dagster/partition")
+            start = end = partition
+        if start is None:
+            continue
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+        days.update(first + timedelta(days=offset) for offset in range((last - first).days + 1))
+    return days
 
 
 def _holds_note(engine: Engine) -> str:

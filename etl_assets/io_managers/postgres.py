@@ -1,28 +1,21 @@
 """The warehouse IO manager: partition-aware, idempotent writes of every table asset.
 
-What an asset returns decides how it is written:
-
-- a SQLAlchemy ``Select`` is written server-side: the partition window's rows are deleted and the
-  ``Select`` inserted in their place, in one transaction (no row passes through Python); re-running
-  a partition replaces it with the same rows;
-- ``StagedDays`` (normalized staging rows, produced lazily day by day) are streamed with COPY into
-  a temporary table and merged into ``events`` by ``event_id``, one transaction per day
-  (``etl_assets.warehouse.merge``).
+An asset returns a SQLAlchemy ``Select``; it is written server-side: the partition window's rows are deleted and
+the ``Select`` inserted in their place, in one transaction (no row passes through Python); re-running a partition
+replaces it with the same rows. (``events`` writes itself: its function runs the merge and returns a
+``MaterializeResult``.)
 
 The target table is the asset's name unless its definition metadata says ``etl/table``; a
 partitioned table's day column is ``etl/partition_column`` (``day`` by default).
 
-``load_input`` hands downstream assets lazy handles: ``events`` as a ``Select`` of the partition
-window (wider by ``etl/margin_days`` on each side when the input's metadata says so), ``staging_events`` as a
-reader of the staged rows of a day.
+``load_input`` hands downstream assets a lazy handle: a ``Select`` of the upstream table's partition window
+(wider by ``etl/margin_days`` on each side when the input's metadata says so).
 
 Each of these transactions is run again from the start, on a new connection, when a transient error
 (serialization failure, deadlock, lost connection) ends it (``etl_assets.warehouse.retries``).
 """
 
 import time as clock
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -30,24 +23,11 @@ import dagster as dg
 from sqlalchemy import Select, select
 
 from etl_assets.resources.warehouse import WarehouseResource
-from etl_assets.warehouse.merge import StagedResult, merge_days
 from etl_assets.warehouse.rebuild import replace_window
 from etl_assets.warehouse.schema import events, metadata
-from etl_assets.warehouse.staging import StagedRowsReader
 
 MARGIN_DAYS = "etl/margin_days"
 """Input metadata: read the upstream table this many days beyond each side of the partition window."""
-
-
-@dataclass(frozen=True)
-class StagedDays:
-    """The output of ``events``: for each day, the day's staging rows after the transform."""
-
-    days: list[date]
-    results_for: Callable[[date], Iterable[StagedResult]]
-    transform_version: str
-    release_held: bool = False
-    """The results include the rows of held-back sources: the days' holds end with their merge."""
 
 
 def _window_days(context: dg.OutputContext | dg.InputContext) -> tuple[date, date] | None:
@@ -66,15 +46,12 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         if obj is None:
             return
         started = clock.perf_counter()
-        if isinstance(obj, Select):
-            summary = self._replace_window(context, obj)
-        elif isinstance(obj, StagedDays):
-            summary = self._merge_events(obj)
-        else:
+        if not isinstance(obj, Select):
             raise TypeError(
                 f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; the warehouse IO manager "
-                "writes a SQLAlchemy Select or StagedDays"
+                "writes a SQLAlchemy Select"
             )
+        summary = self._replace_window(context, obj)
         seconds = clock.perf_counter() - started
         rows = summary.pop("rows written")
         context.add_output_metadata(
@@ -105,35 +82,8 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             summary["days"] = dg.MetadataValue.int((days[1] - days[0]).days)
         return summary
 
-    def _merge_events(self, output: StagedDays) -> dict[str, Any]:
-        total = merge_days(
-            self.warehouse.get_engine(),
-            output.days,
-            output.results_for,
-            output.transform_version,
-            release_held=output.release_held,
-        )
-        return {
-            "rows written": total.inserted + total.updated,
-            "staged rows read": dg.MetadataValue.int(total.received),
-            "inserted": dg.MetadataValue.int(total.inserted),
-            "updated": dg.MetadataValue.int(total.updated),
-            "unchanged": dg.MetadataValue.int(total.unchanged),
-            "duplicates skipped": dg.MetadataValue.int(total.duplicates + total.superseded),
-            "moved between days": dg.MetadataValue.int(total.moved),
-            "order lines written": dg.MetadataValue.int(total.lines),
-            "identity links refused": dg.MetadataValue.int(total.links_refused),
-            "events re-attributed to a person": dg.MetadataValue.int(total.persons_moved),
-            "rows quarantined": dg.MetadataValue.int(total.rejected),
-            "errors": dg.MetadataValue.int(total.rejected),
-            "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in sorted(total.days)) or "none"),
-        }
-
     def load_input(self, context: dg.InputContext) -> Any:
         upstream = context.asset_key.path[-1]
-        engine = self.warehouse.get_engine()
-        if upstream == "staging_events":
-            return StagedRowsReader(engine)
         table = metadata.tables[upstream]
         query = select(table)
         days = _window_days(context)

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-STAGING_BY_STATUS = text("SELECT status, count(*) FROM staging_events GROUP BY status")
+STAGING_BY_STATUS = text("SELECT status, count(*) FROM staging_status GROUP BY status")
 QUARANTINE_BY_STAGE = text(
     "SELECT stage, resolved_at IS NOT NULL, count(*) FROM quarantine GROUP BY stage, resolved_at IS NOT NULL"
 )
@@ -33,7 +33,7 @@ EVENTS_ESTIMATE = text(
     "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
     "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'"
 )
-LAST_MERGE = text("SELECT extract(epoch FROM max(processed_at)) FROM staging_events WHERE status <> 'pending'")
+LAST_MERGE = text("SELECT extract(epoch FROM max(merged_at)) FROM batch_days")
 
 
 class PipelineMetrics(Collector):

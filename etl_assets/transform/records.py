@@ -30,6 +30,8 @@ import ijson
 import orjson
 import zstandard
 
+from etl_assets.transform import exact_json
+
 DEFAULT_ARRAY_KEYS = ("events", "data", "records", "batch")
 """Keys under which a single JSON document may hold its array of events (``{"events": […]}``)."""
 MAX_COMPRESSION_DEPTH = 3
@@ -486,7 +488,7 @@ def _jsonl_records(source: BinaryIO) -> Iterator[ParsedRecord | RejectedRecord]:
                 yield RejectedRecord(line_no, NUL_REASON, body)
                 continue
             try:
-                value = orjson.loads(body)
+                value = exact_json.loads(body)
             except orjson.JSONDecodeError as error:
                 yield RejectedRecord(line_no, _json_error_reason(body, error), body)
                 continue
@@ -539,7 +541,7 @@ def _record_of_value(record_no: int, value: Any) -> ParsedRecord | RejectedRecor
         return RejectedRecord(record_no, f"record is a JSON {kind}, not an object", text)
     if has_nul_escape(text):
         return RejectedRecord(record_no, NUL_REASON, text)
-    return ParsedRecord(record_no, orjson.loads(text), text.decode())
+    return ParsedRecord(record_no, exact_json.loads(text), text.decode())
 
 
 def _dumps(value: Any) -> bytes:

@@ -1,39 +1,46 @@
-"""The merge of normalized staging rows into ``events``: exactly once by ``event_id``, across days.
+"""The merge of staged rows into ``events``: exactly once by ``event_id``, across days, in SQL alone.
 
-One day's merge is one transaction (readers see the old day or the new one) and holds a lock that
-serializes merges, because an event re-sent with another timestamp moves between day partitions.
+The transform ran at ingest (``etl_assets.transform.staged``): a staging row carries the columns ``events``
+needs. A day's merge is one transaction of set-based statements; no row travels back to Python, and nothing is
+written that did not change. It holds a lock on its day only, so merges of different days run at the same time.
 
-The rule that keeps any order of runs, retries and replays ending in the same rows: of all staged
-versions of an ``event_id``, the one that arrived last (highest ``staging_events.id``) is the one in
-``events``. ``event_ledger`` remembers which version is in and on which day, so a merge
+The rule that keeps any order of runs, retries and replays ending in the same rows: of all staged versions of an
+``event_id``, the one that arrived last (highest ``staging_events.id``) is the one in ``events``. ``event_ledger``
+remembers which version is in and on which day, so a merge
 
-1. keeps the newest version per ``event_id`` among its input (older ones are duplicates),
-2. drops versions older than the ledger's (superseded: a later file already sent this event),
-3. deletes the row from its old day when the winning version moved to another day,
-4. feeds the identity graph (users, traits, links: ``warehouse.identity``) and inserts or updates ``events``
-   with each row's ``person_id``, touching a row only when its ``content_hash`` changed; then moves the events of
+1. reads the rows of its day that merges have not read yet (``batch_days``: per batch, the last staging id read;
+   the rows of a source the staging gate holds back on the day are left for later) and advances that mark, per
+   batch, never per row,
+2. keeps the newest version per ``event_id`` among them (older ones are duplicates),
+3. claims the ledger for each: an ``event_id`` whose ledger entry holds a newer version is superseded (a later
+   file already sent this event); the ledger's row lock orders two merges that hold the same ``event_id`` on two
+   days, and the entry keeps the day it held before (``previous_occurred_at``),
+4. deletes the row from its old day when the winning version moved to another day,
+5. feeds the identity graph (users, traits, links: ``warehouse.identity``) and inserts or updates ``events`` with
+   each row's ``person_id``, touching a row only when its ``content_hash`` changed; then moves the events of
    re-linked ids to their person and asks for the other days this changed to be rebuilt,
-5. replaces the ``order_lines`` of exactly the rows it wrote (an order re-sent unchanged keeps its lines, a
-   changed one gets its new lines instead of the old ones, a moved one moves them),
-6. advances the ledger, marks the staging rows succeeded or failed, and quarantines the failures.
+6. replaces the ``order_lines`` of exactly the rows it wrote (an order re-sent unchanged keeps its lines, a
+   changed one gets its new lines instead of the old ones, a moved one moves them).
+
+Rows the transform has not made with the current ``TRANSFORM_VERSION`` (a new version, rows staged without the PII
+key), and every row on ``reprocess_all`` or rejected row on ``redrive``, are transformed again first, in the same
+transaction (``refresh_day``): the one step that runs Python over rows, and only when asked to.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from operator import attrgetter
-from typing import Any
+from datetime import date
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.dialects import postgresql
 
-from etl_assets.transform import exact_json
-from etl_assets.transform.identity import NO_FACTS, IdentityFacts, identity_facts
-from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
-from etl_assets.transform.orders import OrderLine, order_lines
-from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
+from etl_assets.transform import TRANSFORM_VERSION, exact_json
+from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.pii import PiiPolicy
+from etl_assets.transform.staged import transform_record
 from etl_assets.warehouse import identity
 from etl_assets.warehouse.copy import copy_rows
 from etl_assets.warehouse.holds import release_day
@@ -41,14 +48,14 @@ from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import events
 from etl_assets.warehouse.schema import order_lines as order_lines_table
-from etl_assets.warehouse.staging import StagedRow
+from etl_assets.warehouse.staged_rows import TRANSFORMED_COLUMNS, transformed_values
 
-MERGE_LOCK_KEY = 0x6576656E7473  # "events": one merge into events at a time
+DAY_LOCK_CLASS = 0x65766E74
+"""The first key of a day's advisory lock ("evnt"); the second is the day's ordinal. One merge of a day at a time."""
 
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "loaded_at")
 MERGED_COLUMNS = tuple(name for name in EVENT_COLUMNS if name != "person_id")
-"""The columns a merge copies from its input; ``person_id`` comes from the identity graph (``warehouse.identity``)."""
-INCOMING_COLUMNS = ("staging_id", "rejection", *MERGED_COLUMNS, "lines", *identity.IDENTITY_COLUMNS)
+"""The columns a merge takes from the staged rows; ``person_id`` comes from the identity graph."""
 LINE_COLUMNS = tuple(
     column.name
     for column in order_lines_table.columns
@@ -57,122 +64,70 @@ LINE_COLUMNS = tuple(
 """The columns of a line that come from the product (the others are the order event's)."""
 UPDATABLE_COLUMNS = tuple(name for name in EVENT_COLUMNS if name not in ("event_id", "occurred_at"))
 
-
-@dataclass(frozen=True, slots=True)
-class StagedResult:
-    """One staging row after the transform: its normalized event, or the reason it was rejected."""
-
-    staging_id: int
-    source: str
-    batch_id: str
-    ingested_at: datetime
-    event: NormalizedEvent | None
-    rejection: str | None = None
-    lines: tuple[OrderLine, ...] = ()
-    identity: IdentityFacts = NO_FACTS
-
-
-@dataclass
-class MergeCounts:
-    received: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    superseded: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    moved: int = 0
-    lines: int = 0
-    """Order lines written (of the events inserted, updated or moved)."""
-    links_refused: int = 0
-    persons_moved: int = 0
-    days: set[date] = field(default_factory=set)
-
-    def add(self, other: MergeCounts) -> None:
-        for name in (
-            "received",
-            "rejected",
-            "duplicates",
-            "superseded",
-            "inserted",
-            "updated",
-            "unchanged",
-            "moved",
-            "lines",
-            "links_refused",
-            "persons_moved",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.days |= other.days
-
-
-def _column_value(name: str) -> Callable[[StagedResult], Any]:
-    """How ``_incoming_row`` reads one column of ``events`` from a transform result (resolved once, not per row)."""
-    if name == "properties":
-        return lambda result: (
-            None if result.event.properties is None else exact_json.dumps(result.event.properties).decode()
-        )
-    if name == "quality_tags":
-        return lambda result: list(result.event.quality_tags)
-    if name in StagedResult.__dataclass_fields__:
-        return attrgetter(name)
-    return attrgetter(f"event.{name}")
-
-
-_COLUMN_VALUES = tuple(_column_value(name) for name in MERGED_COLUMNS)
-_REJECTED_COLUMNS = (None,) * (len(MERGED_COLUMNS) + 1 + len(identity.IDENTITY_COLUMNS))
-
-
-def _incoming_row(result: StagedResult) -> tuple:
-    if result.event is None:
-        return (result.staging_id, result.rejection or "rejected", *_REJECTED_COLUMNS)
-    lines = exact_json.dumps([line.as_json() for line in result.lines]).decode() if result.lines else None
-    facts = result.identity
-    return (
-        result.staging_id,
-        None,
-        *(value(result) for value in _COLUMN_VALUES),
-        lines,
-        list(facts.linked_ids) or None,
-        facts.group_id,
-        None if facts.traits is None else exact_json.dumps(facts.traits).decode(),
-    )
-
-
 _COLUMNS = ", ".join(MERGED_COLUMNS)
 _ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
-_IDENTITY_COLUMNS = ", ".join(identity.IDENTITY_COLUMNS)
-_IDENTITY_TYPED = ", ".join(
-    f"NULL::{identity.IDENTITY_COLUMN_TYPES[name]} AS {name}" for name in identity.IDENTITY_COLUMNS
+_CANDIDATE_COLUMNS = ", ".join(
+    f"s.{name}" for name in (*MERGED_COLUMNS, "lines", *identity.IDENTITY_COLUMNS) if name != "event_id"
 )
 
-TAKE_MERGE_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
-CREATE_INCOMING = text(
-    "CREATE TEMP TABLE incoming_results ON COMMIT DROP AS "
-    f"SELECT NULL::bigint AS staging_id, NULL::text AS rejection, {_COLUMNS}, NULL::jsonb AS lines, "
-    f"{_IDENTITY_TYPED} FROM events WITH NO DATA"
+TAKE_DAY_LOCK = text("SELECT pg_advisory_xact_lock(:lock_class, :day_key)")
+CREATE_MERGING = text(
+    "CREATE TEMP TABLE merging ON COMMIT DROP AS "
+    "SELECT b.batch_id, b.merged_through FROM batch_days b WHERE b.day = :day AND b.merged_rows < b.staged_rows "
+    "AND (CAST(:include_held AS boolean) OR NOT EXISTS "
+    "(SELECT 1 FROM held_sources h WHERE h.day = b.day AND h.source = b.source))"
 )
-CREATE_WRITTEN = text("CREATE TEMP TABLE written_events (event_id text PRIMARY KEY) ON COMMIT DROP")
-COUNT_REJECTED = text("SELECT count(*) FROM incoming_results WHERE rejection IS NOT NULL")
+"""The batches with rows of the day that no merge has read, but those of sources held back on the day."""
+CREATE_READ = text(
+    "CREATE TEMP TABLE read_rows ON COMMIT DROP AS "
+    "SELECT s.id, s.batch_id, s.event_id, s.rejection IS NOT NULL AS rejected "
+    "FROM staging_events s JOIN merging m ON m.batch_id = s.batch_id "
+    "WHERE s.event_day = :day AND s.id > m.merged_through"
+)
+ADVANCE_BATCH_DAYS = text(
+    "WITH read AS (SELECT batch_id, count(*) AS row_count, max(id) AS last_id FROM read_rows GROUP BY batch_id) "
+    "UPDATE batch_days b SET merged_rows = b.merged_rows + r.row_count, merged_through = r.last_id, "
+    "merged_at = now() FROM read r WHERE b.batch_id = r.batch_id AND b.day = :day"
+)
+"""Marks what this merge read, batch by batch. ``merged_rows`` adds to the row's latest version: rows of a batch
+staged while this merge ran keep the batch waiting."""
+COUNT_READ = text("SELECT count(*), count(*) FILTER (WHERE rejected) FROM read_rows")
 KEEP_NEWEST_VERSION = text(
     "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-    f"SELECT DISTINCT ON (event_id) staging_id, {_COLUMNS}, lines, {_IDENTITY_COLUMNS} FROM incoming_results "
-    "WHERE rejection IS NULL ORDER BY event_id, staging_id DESC"
+    f"SELECT s.id AS staging_id, s.event_id, {_CANDIDATE_COLUMNS} FROM staging_events s JOIN ("
+    "  SELECT DISTINCT ON (event_id) id FROM read_rows WHERE NOT rejected ORDER BY event_id, id DESC"
+    ") newest ON newest.id = s.id"
 )
-COUNT_CANDIDATES = text("SELECT count(*) FROM candidates")
+CREATE_WINNERS = text(
+    "CREATE TEMP TABLE winners (event_id text PRIMARY KEY, occurred_at timestamptz, "
+    "previous_occurred_at timestamptz) ON COMMIT DROP"
+)
+CLAIM_LEDGER = text(
+    "WITH claimed AS ("
+    "  INSERT INTO event_ledger AS l (event_id, occurred_at, staging_id) "
+    "  SELECT event_id, occurred_at, staging_id FROM candidates ORDER BY event_id "
+    "  ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, staging_id = excluded.staging_id, "
+    "  previous_occurred_at = l.occurred_at "
+    "  WHERE l.staging_id <= excluded.staging_id "
+    "  RETURNING l.event_id, l.occurred_at, l.previous_occurred_at"
+    ") INSERT INTO winners SELECT * FROM claimed"
+)
+"""Claims each candidate's ledger entry unless it holds a newer version; the claimed ones are the winners. In
+``event_id`` order, so two merges that share ids lock them in the same order."""
 DROP_SUPERSEDED = text(
-    "DELETE FROM candidates c USING event_ledger l WHERE l.event_id = c.event_id AND l.staging_id > c.staging_id"
+    "DELETE FROM candidates c WHERE NOT EXISTS (SELECT 1 FROM winners w WHERE w.event_id = c.event_id)"
 )
 CANDIDATE_DAYS = text("SELECT DISTINCT (occurred_at AT TIME ZONE 'UTC')::date FROM candidates ORDER BY 1")
 DELETE_MOVED = text(
-    "DELETE FROM events e USING event_ledger l, candidates c "
-    "WHERE l.event_id = c.event_id AND e.event_id = l.event_id "
-    "AND e.occurred_at = l.occurred_at AND l.occurred_at <> c.occurred_at"
+    "DELETE FROM events e USING winners w WHERE e.event_id = w.event_id AND e.occurred_at = w.previous_occurred_at "
+    "AND w.previous_occurred_at <> w.occurred_at"
 )
+COUNT_MOVED = text("SELECT count(*) FROM winners WHERE previous_occurred_at <> occurred_at")
+CREATE_WRITTEN = text("CREATE TEMP TABLE written_events (event_id text PRIMARY KEY) ON COMMIT DROP")
 COUNT_NEW = text(
-    "SELECT count(*) FROM candidates c WHERE NOT EXISTS "
-    "(SELECT 1 FROM events e WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at)"
+    "SELECT count(*) FROM winners WHERE previous_occurred_at IS NULL OR previous_occurred_at <> occurred_at"
 )
+"""Winners with no row in ``events`` at their time: new ids, and moved ones (the ledger points at each row there)."""
 UPSERT_CHANGED_EVENTS = text(
     "WITH written AS ("
     f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_COLUMNS}, {identity.PERSON_OF_CANDIDATE} FROM candidates "
@@ -197,115 +152,217 @@ INSERT_WRITTEN_LINES = text(
     f"CROSS JOIN LATERAL jsonb_to_recordset(c.lines) AS l({_LINE_RECORD}) "
     "WHERE c.lines IS NOT NULL"
 )
-ADVANCE_LEDGER = text(
-    "INSERT INTO event_ledger (event_id, occurred_at, staging_id) "
-    "SELECT event_id, occurred_at, staging_id FROM candidates "
-    "ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, staging_id = excluded.staging_id "
-    "WHERE (event_ledger.occurred_at, event_ledger.staging_id) "
-    "IS DISTINCT FROM (excluded.occurred_at, excluded.staging_id)"
+
+STALE_BATCHES = text(
+    "SELECT batch_id FROM batch_days WHERE day = :day "
+    "AND (CAST(:all_rows AS boolean) OR transform_version IS DISTINCT FROM :version) "
+    "AND (CAST(:include_held AS boolean) OR NOT EXISTS "
+    "(SELECT 1 FROM held_sources h WHERE h.day = batch_days.day AND h.source = batch_days.source))"
 )
-MARK_STAGING_SUCCEEDED = text(
-    "UPDATE staging_events s SET status = 'succeeded', attempts = s.attempts + 1, error = NULL, "
-    "processed_at = now(), transform_version = :version FROM incoming_results i "
-    "WHERE s.id = i.staging_id AND i.rejection IS NULL"
+"""The batches of the day whose rows the current transform did not make (all of them on ``reprocess_all``)."""
+REJECTED_BATCHES = text("SELECT DISTINCT batch_id FROM staging_events WHERE event_day = :day AND rejection IS NOT NULL")
+ROWS_TO_REFRESH = text(
+    "SELECT id, CAST(payload AS text) FROM staging_events "
+    "WHERE event_day = :day AND batch_id = ANY(:batch_ids) AND (:all_rows OR rejection IS NOT NULL "
+    "OR transform_version IS DISTINCT FROM :version) ORDER BY id"
 )
-MARK_STAGING_FAILED = text(
-    "UPDATE staging_events s SET status = 'failed', attempts = s.attempts + 1, error = r.rejection, "
-    "processed_at = now(), transform_version = :version FROM incoming_results r "
-    "WHERE s.id = r.staging_id AND r.rejection IS NOT NULL"
+CREATE_REFRESHED = text(
+    "CREATE TEMP TABLE refreshed ON COMMIT DROP AS "
+    f"SELECT id, {', '.join(TRANSFORMED_COLUMNS)} FROM staging_events WITH NO DATA"
 )
-QUARANTINE_REJECTED = text(
+UPDATE_REFRESHED = text(
+    f"UPDATE staging_events s SET transform_version = :version, "
+    f"{', '.join(f'{name} = r.{name}' for name in TRANSFORMED_COLUMNS)} FROM refreshed r WHERE s.id = r.id"
+)
+RESET_REFRESHED_BATCHES = text(
+    "UPDATE batch_days SET transform_version = :version, merged_rows = 0, merged_through = 0 "
+    "WHERE day = :day AND batch_id = ANY(:batch_ids)"
+)
+"""The refreshed batches' rows of the day are all read again by the merge that follows."""
+QUARANTINE_REFRESHED = text(
     "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
-    "SELECT s.source, s.batch_id, s.record_no, 'normalize', r.rejection, s.payload, s.id, s.event_id, s.event_day "
-    "FROM incoming_results r JOIN staging_events s ON s.id = r.staging_id WHERE r.rejection IS NOT NULL "
+    "SELECT s.source, s.batch_id, s.record_no, 'normalize', s.rejection, s.payload, s.id, s.event_id, s.event_day "
+    "FROM refreshed r JOIN staging_events s ON s.id = r.id WHERE s.rejection IS NOT NULL "
     "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL"
 )
-RESOLVE_QUARANTINE = text(
-    "UPDATE quarantine q SET resolved_at = now() FROM incoming_results i "
-    "WHERE q.staging_id = i.staging_id AND i.rejection IS NULL AND q.stage = 'normalize' AND q.resolved_at IS NULL"
+RESOLVE_REFRESHED = text(
+    "UPDATE quarantine q SET resolved_at = now() FROM refreshed r "
+    "WHERE q.staging_id = r.id AND r.rejection IS NULL AND q.stage = 'normalize' AND q.resolved_at IS NULL"
 )
 
 
-def merge_staged_results(conn: Connection, results: Iterable[StagedResult], transform_version: str) -> MergeCounts:
-    """Merge staged results (usually one day's) in the caller's transaction; return what it did."""
+@dataclass(frozen=True)
+class MergeOptions:
+    """How the ``events`` asset asks for a merge: the transform for rows that need it, and what to merge."""
+
+    accepted: AcceptedTimes
+    pii: PiiPolicy
+    reprocess_all: bool = False
+    """Transform every staged row of the day again and merge them all."""
+    redrive: bool = False
+    """Transform the day's rejected rows again (a fixed transform); those that pass now merge."""
+    release_held: bool = False
+    """Merge the rows of sources the staging gate holds back on the day too, and end the day's holds."""
+
+
+@dataclass
+class MergeCounts:
+    received: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    superseded: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    lines: int = 0
+    """Order lines written (of the events inserted, updated or moved)."""
+    links_refused: int = 0
+    persons_moved: int = 0
+    refreshed: int = 0
+    """Staged rows transformed again before the merge (a new transform version, a re-drive, a reprocess)."""
+    days: set[date] = field(default_factory=set)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each step, summed over the days (the bench's split of the merge)."""
+
+    def add(self, other: MergeCounts) -> None:
+        for name in (
+            "received",
+            "rejected",
+            "duplicates",
+            "superseded",
+            "inserted",
+            "updated",
+            "unchanged",
+            "moved",
+            "lines",
+            "links_refused",
+            "persons_moved",
+            "refreshed",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.days |= other.days
+        for step, seconds in other.seconds.items():
+            self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+
+class _Steps:
+    """Times the merge's steps into ``counts.seconds``."""
+
+    def __init__(self, counts: MergeCounts) -> None:
+        self.counts = counts
+        self.started = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.counts.seconds[step] = self.counts.seconds.get(step, 0.0) + now - self.started
+        self.started = now
+
+
+def refresh_day(conn: Connection, day: date, options: MergeOptions, fetch_size: int = 5_000) -> int:
+    """Transform again the staged rows of ``day`` that need it, in the caller's transaction; returns how many.
+
+    Raises ``PiiKeyMissing`` when a row holds PII and no key is set: the transaction rolls back, nothing loads.
+    """
+    parameters = {
+        "day": day,
+        "version": TRANSFORM_VERSION,
+        "all_rows": options.reprocess_all,
+        "include_held": options.release_held,
+    }
+    batch_ids = set(conn.scalars(STALE_BATCHES, parameters))
+    if options.redrive:
+        batch_ids |= set(conn.scalars(REJECTED_BATCHES, {"day": day}))
+    if not batch_ids:
+        return 0
+    parameters["batch_ids"] = sorted(batch_ids)
+    conn.execute(CREATE_REFRESHED)
+    refreshed = 0
+    result = conn.execute(
+        ROWS_TO_REFRESH, parameters, execution_options={"stream_results": True, "yield_per": fetch_size}
+    )
+    for rows in result.partitions():
+        refreshed += copy_rows(
+            conn,
+            "refreshed",
+            ("id", *TRANSFORMED_COLUMNS),
+            [
+                (
+                    staging_id,
+                    *transformed_values(transform_record(exact_json.loads(payload), options.accepted, options.pii)),
+                )
+                for staging_id, payload in rows
+            ],
+        )
+    conn.execute(UPDATE_REFRESHED, parameters)
+    conn.execute(RESET_REFRESHED_BATCHES, parameters)
+    conn.execute(QUARANTINE_REFRESHED)
+    conn.execute(RESOLVE_REFRESHED)
+    return refreshed
+
+
+def lock_day(conn: Connection, day: date) -> None:
+    """Wait for, then hold until the transaction ends, the lock of ``day``'s staged rows: the day's merge holds it,
+    and so does whatever deletes or rewrites rows a merge may be reading (retention)."""
+    conn.execute(TAKE_DAY_LOCK, {"lock_class": DAY_LOCK_CLASS, "day_key": day.toordinal()})
+
+
+def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts:
+    """Merge ``day``'s waiting staged rows in the caller's transaction; return what it did."""
     counts = MergeCounts()
-    conn.execute(TAKE_MERGE_LOCK, {"key": MERGE_LOCK_KEY})
-    conn.execute(CREATE_INCOMING)
-    conn.execute(CREATE_WRITTEN)
-    counts.received = copy_rows(conn, "incoming_results", INCOMING_COLUMNS, map(_incoming_row, results))
-    counts.rejected = conn.scalar(COUNT_REJECTED)
-    conn.execute(KEEP_NEWEST_VERSION)
-    candidates = conn.scalar(COUNT_CANDIDATES)
+    steps = _Steps(counts)
+    lock_day(conn, day)
+    if options.release_held:
+        release_day(conn, day)
+    counts.refreshed = refresh_day(conn, day, options)
+    steps.done("transform again")
+    conn.execute(CREATE_MERGING, {"day": day, "include_held": options.release_held})
+    conn.execute(CREATE_READ, {"day": day})
+    counts.received, counts.rejected = conn.execute(COUNT_READ).one()
+    if not counts.received:
+        return counts
+    conn.execute(ADVANCE_BATCH_DAYS, {"day": day})
+    steps.done("read")
+    candidates = conn.execute(KEEP_NEWEST_VERSION).rowcount
     counts.duplicates = counts.received - counts.rejected - candidates
-    counts.superseded = conn.execute(DROP_SUPERSEDED).rowcount
+    steps.done("newest versions")
+    conn.execute(CREATE_WINNERS)
+    winners = conn.execute(CLAIM_LEDGER).rowcount
+    counts.superseded = candidates - winners
+    if counts.superseded:
+        conn.execute(DROP_SUPERSEDED)
+    steps.done("ledger")
     days = list(conn.scalars(CANDIDATE_DAYS))
     counts.days = set(days)
     ensure_event_partitions(conn, days)
-    counts.moved = conn.execute(DELETE_MOVED).rowcount
-    counts.inserted = conn.scalar(COUNT_NEW)
+    if conn.scalar(COUNT_MOVED):
+        counts.moved = conn.execute(DELETE_MOVED).rowcount
+    steps.done("moves")
     links = identity.link_candidates(conn)
+    steps.done("identity")
+    counts.inserted = conn.scalar(COUNT_NEW)
+    conn.execute(CREATE_WRITTEN)
     written = conn.execute(UPSERT_CHANGED_EVENTS).rowcount
     counts.updated = written - counts.inserted
-    counts.unchanged = candidates - counts.superseded - written
+    counts.unchanged = winners - written
+    steps.done("upsert")
     conn.execute(DELETE_REPLACED_LINES)
     counts.lines = conn.execute(INSERT_WRITTEN_LINES).rowcount
+    steps.done("order lines")
     identity.after_upsert(conn, days, links)
     counts.links_refused, counts.persons_moved = links.links_refused, links.persons_moved
-    conn.execute(ADVANCE_LEDGER)
-    for outcome in (MARK_STAGING_SUCCEEDED, MARK_STAGING_FAILED):
-        conn.execute(outcome, {"version": transform_version})
-    conn.execute(QUARANTINE_REJECTED)
-    conn.execute(RESOLVE_QUARANTINE)
+    steps.done("identity")
     return counts
 
 
-def merge_days(
-    engine: Engine,
-    days: Iterable[date],
-    results_for: Callable[[date], Iterable[StagedResult]],
-    transform_version: str,
-    *,
-    release_held: bool = False,
-) -> MergeCounts:
-    """Merge each day's staged results in a transaction of its own (the ``events`` asset's write).
-
-    A transient error runs the day's transaction again on a new connection, asking ``results_for`` for the
-    day's rows again: the rows a failed attempt consumed cannot be read twice. ``release_held``: the results
-    include the rows of sources the staging gate held back, so the day's holds end with its merge.
-    """
+def merge_days(engine: Engine, days: Iterable[date], options: MergeOptions) -> MergeCounts:
+    """Merge each day in a transaction of its own (the ``events`` asset's write); a transient error runs the
+    day's transaction again on a new connection."""
     total = MergeCounts()
     for day in days:
-
-        def merge_day(conn: Connection, day: date = day) -> MergeCounts:
-            results = results_for(day)
-            try:
-                if release_held:
-                    release_day(conn, day)
-                return merge_staged_results(conn, results, transform_version)
-            finally:
-                close = getattr(results, "close", None)
-                if callable(close):
-                    close()  # a generator left half-read gives its reader's connection back now
-
-        total.add(in_transaction(engine, merge_day, what=f"merging events of {day.isoformat()}"))
-    return total
-
-
-def normalize_staged(rows: Iterable[StagedRow], accepted: AcceptedTimes, *, pii: PiiPolicy) -> Iterator[StagedResult]:
-    """Run the pure transform over staged rows; a rejection carries its reason instead of an event.
-
-    Every payload is pseudonymized (``pii``) before ``normalize`` sees it, so no PII value reaches any column
-    of ``events`` (nor a rejection reason); a row holding PII without a key raises ``PiiKeyMissing``, which
-    fails the day's merge (its transaction rolls back) rather than load anything in clear.
-    """
-    for row in rows:
-        try:
-            event = normalize(pseudonymize_payload(exact_json.loads(row.payload_json), pii), accepted)
-            lines = order_lines(event)
-            facts = identity_facts(event)
-        except RecordRejected as error:
-            yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
-        else:
-            yield StagedResult(
-                row.staging_id, row.source, row.batch_id, row.ingested_at, event, lines=lines, identity=facts
+        total.add(
+            in_transaction(
+                engine, lambda conn, day=day: merge_day(conn, day, options), what=f"merging events of {day.isoformat()}"
             )
+        )
+    return total

@@ -20,13 +20,13 @@ from typing import Any
 import orjson
 import pandas as pd
 import pandera.pandas as pa
-from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table, Text, cast, func, select
+from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table, Text, case, cast, func, select
 
 from etl_assets.settings import QualitySettings
-from etl_assets.transform import exact_json
-from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, normalize
-from etl_assets.transform.orders import order_lines
-from etl_assets.transform.pii import PiiPolicy, pseudonymize_payload
+from etl_assets.transform import TRANSFORM_VERSION, exact_json
+from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.pii import PiiPolicy
+from etl_assets.transform.staged import transform_record
 from etl_assets.warehouse.contracts import Contract, Rule, Severity
 from etl_assets.warehouse.holds import Verdict
 from etl_assets.warehouse.schema import events, staging_events
@@ -250,7 +250,14 @@ _CHECKED_STAGING_COLUMNS = (
     staging_events.c.event_id,
     staging_events.c.event_day,
     staging_events.c.source,
-    cast(staging_events.c.payload, Text),
+    staging_events.c.occurred_at,
+    staging_events.c.rejected_rule,
+    staging_events.c.rejection,
+    # the payload only of a row the current transform did not make: the check transforms it as the merge will
+    case(
+        (staging_events.c.transform_version.is_distinct_from(TRANSFORM_VERSION), cast(staging_events.c.payload, Text)),
+        else_=None,
+    ),
 )
 
 
@@ -261,25 +268,23 @@ def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, 
         .order_by(staging_events.c.event_id, staging_events.c.id)
     )
     if waiting_only:
-        query = query.where(waiting_to_merge(transform_version))
+        query = query.where(waiting_to_merge())
     if sample_every > 1:
         query = query.where(staging_events.c.id % sample_every == 0)
     return query
 
 
 def _judged(row: Sequence[Any], accepted: AcceptedTimes, pii: PiiPolicy | None) -> tuple[Any, ...]:
-    """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order (PII pseudonymized first, as
-    the merge does, so the verdicts are the merge's and no rejection reason shows a PII value)."""
-    *staged, payload = row
-    record = exact_json.loads(payload)
-    try:
-        if pii is not None:
-            record = pseudonymize_payload(record, pii)
-        event = normalize(record, accepted)
-        order_lines(event)  # a product that cannot be a line rejects the record, as in the merge
-        return (*staged, event.occurred_at, None, None)
-    except RecordRejected as error:
-        return (*staged, None, error.rule, str(error))
+    """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order: the one ingest staged with
+    it, or, for a row the current transform did not make, the transform's now (PII pseudonymized first, as the
+    merge does, so no rejection reason shows a PII value)."""
+    *staged, occurred_at, rule, rejection, payload = row
+    if payload is None:
+        return (*staged, occurred_at, rule, rejection)
+    result = transform_record(exact_json.loads(payload), accepted, pii or PiiPolicy(fields=()))
+    if result.event is None:
+        return (*staged, None, result.rejected_rule, result.rejection)
+    return (*staged, result.event.occurred_at, None, None)
 
 
 def check_staged_day(
@@ -300,7 +305,7 @@ def check_staged_day(
         .group_by(staging_events.c.source)
     )
     with engine.connect() as conn:
-        counts = dict(conn.execute(by_source.where(waiting_to_merge(transform_version))).all())
+        counts = dict(conn.execute(by_source.where(waiting_to_merge())).all())
         waiting = bool(counts)
         if not waiting:
             counts = dict(conn.execute(by_source).all())
@@ -342,7 +347,7 @@ def _latest_merged_rows(engine: Engine, day: date, source: str, transform_versio
     query = (
         select(*_CHECKED_STAGING_COLUMNS)
         .where(staging_events.c.event_day == day, staging_events.c.source == source)
-        .where(~waiting_to_merge(transform_version))
+        .where(~waiting_to_merge())
         .order_by(staging_events.c.id.desc())
         .limit(limit)
     )

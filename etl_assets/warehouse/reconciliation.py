@@ -50,7 +50,7 @@ RECONCILE_DAY_BY_BATCH = text(
                AS in_events,
            count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id IS DISTINCT FROM s.id) AS duplicates,
            count(*) FILTER (WHERE s.status = 'pending' AND h.day IS NOT NULL) AS held
-    FROM staging_events s
+    FROM staging_status s
     -- joined whole, so the planner hashes it: quarantine has no index on staging_id, and a lookup per staged
     -- row would cost a day's rows times the quarantine's
     LEFT JOIN (

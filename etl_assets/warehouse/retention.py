@@ -1,8 +1,8 @@
 """Retention in the warehouse: merged staging rows older than ETL_RETENTION_DAYS go; the facts stay consistent.
 
 What is deleted: ``staging_events`` rows whose ``ingested_at`` is before the cutoff (midnight UTC, N days
-before today) **and** whose status is not ``pending`` (a row waiting for its merge is never deleted, however
-old). What is kept and how it stays true:
+before today) **and** that a merge of their day has read (``batch_days``; a row waiting for its merge is never
+deleted, however old). Each day's rows are deleted holding the day's lock, so no merge of the day reads meanwhile. What is kept and how it stays true:
 
 - ``events``, ``event_ledger``, ``quarantine`` (with its copy of each rejected record) and the daily tables are
   not touched. The ledger may then point at a staging row that is gone; the merge only compares its ids.
@@ -26,19 +26,26 @@ from functools import partial
 from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from etl_assets.warehouse.merge import MERGE_LOCK_KEY, TAKE_MERGE_LOCK
+from etl_assets.warehouse.merge import lock_day
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import raw_batches, retention_log, staging_events
+from etl_assets.warehouse.schema import raw_batches, retention_log
 
 DEFAULT_CHUNK_IDS = 50_000
 
-_EXPIRED = "ingested_at < :cutoff AND status <> 'pending'"
-COUNT_EXPIRED_BY_DAY = text(f"SELECT event_day, count(*) FROM staging_events WHERE {_EXPIRED} GROUP BY event_day")
-COUNT_EXPIRED_BATCHES = text(f"SELECT count(DISTINCT batch_id) FROM staging_events WHERE {_EXPIRED}")
-COUNT_OLD_PENDING = text("SELECT count(*) FROM staging_events WHERE ingested_at < :cutoff AND status = 'pending'")
+_READ_BY_A_MERGE = (
+    "EXISTS (SELECT 1 FROM batch_days b WHERE b.batch_id = s.batch_id AND b.day = s.event_day "
+    "AND s.id <= b.merged_through)"
+)
+_EXPIRED = f"s.ingested_at < :cutoff AND {_READ_BY_A_MERGE}"
+COUNT_EXPIRED_BY_DAY = text(f"SELECT event_day, count(*) FROM staging_events s WHERE {_EXPIRED} GROUP BY event_day")
+COUNT_EXPIRED_BATCHES = text(f"SELECT count(DISTINCT batch_id) FROM staging_events s WHERE {_EXPIRED}")
+COUNT_OLD_PENDING = text(
+    f"SELECT count(*) FROM staging_events s WHERE s.ingested_at < :cutoff AND NOT {_READ_BY_A_MERGE}"
+)
+ID_RANGE_OF_DAY = text("SELECT min(id), max(id) FROM staging_events WHERE event_day = :day")
 DELETE_EXPIRED_RANGE = text(
-    "WITH gone AS (DELETE FROM staging_events WHERE id >= :start AND id < :end AND "
-    f"{_EXPIRED} RETURNING event_day, batch_id) "
+    "WITH gone AS (DELETE FROM staging_events s WHERE s.event_day = :day AND s.id >= :start AND s.id < :end AND "
+    f"{_EXPIRED} RETURNING s.event_day, s.batch_id) "
     "SELECT event_day, batch_id, count(*) FROM gone GROUP BY event_day, batch_id"
 )
 
@@ -73,33 +80,33 @@ def prune_staging(
                     pruned.days[day] += rows
             pruned.batches = conn.scalar(COUNT_EXPIRED_BATCHES, {"cutoff": cutoff})
             return pruned
-        lowest, highest = conn.execute(select(func.min(staging_events.c.id), func.max(staging_events.c.id))).one()
-    if lowest is None:
-        return pruned
+        expired_days = sorted(day for day, _ in conn.execute(COUNT_EXPIRED_BY_DAY, {"cutoff": cutoff}) if day)
     batches: set[str] = set()
-    for start in range(lowest, highest + 1, chunk_ids):
-        gone = in_transaction(
-            engine,
-            partial(_delete_range, start=start, end=start + chunk_ids, cutoff=cutoff),
-            what="pruning staging rows",
-        )
-        for day, batch_id, rows in gone:
-            pruned.rows += rows
-            batches.add(batch_id)
-            if day is not None:
-                pruned.days[day] += rows
+    for day in expired_days:
+        with engine.connect() as conn:
+            lowest, highest = conn.execute(ID_RANGE_OF_DAY, {"day": day}).one()
+        for start in range(lowest, highest + 1, chunk_ids):
+            gone = in_transaction(
+                engine,
+                partial(_delete_range, day=day, start=start, end=start + chunk_ids, cutoff=cutoff),
+                what="pruning staging rows",
+            )
+            for gone_day, batch_id, rows in gone:
+                pruned.rows += rows
+                batches.add(batch_id)
+                pruned.days[gone_day] += rows
     pruned.batches = len(batches)
     return pruned
 
 
-def _delete_range(conn: Connection, *, start: int, end: int, cutoff: datetime) -> list[tuple[date | None, str, int]]:
-    """Delete the expired rows with ids in [start, end), log their days and mark their batches, in ``conn``'s
-    transaction (holding the merge lock); return (day, batch, rows) of what went."""
-    conn.execute(TAKE_MERGE_LOCK, {"key": MERGE_LOCK_KEY})
-    gone = [
-        (day, batch_id, rows)
-        for day, batch_id, rows in conn.execute(DELETE_EXPIRED_RANGE, {"start": start, "end": end, "cutoff": cutoff})
-    ]
+def _delete_range(
+    conn: Connection, *, day: date, start: int, end: int, cutoff: datetime
+) -> list[tuple[date, str, int]]:
+    """Delete the expired rows of ``day`` with ids in [start, end), log them and mark their batches, in ``conn``'s
+    transaction (holding the day's lock, so no merge of the day reads meanwhile); return (day, batch, rows)."""
+    lock_day(conn, day)
+    parameters = {"day": day, "start": start, "end": end, "cutoff": cutoff}
+    gone = [(gone_day, batch_id, rows) for gone_day, batch_id, rows in conn.execute(DELETE_EXPIRED_RANGE, parameters)]
     days: Counter[date] = Counter()
     for day, _, rows in gone:
         if day is not None:

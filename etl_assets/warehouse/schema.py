@@ -1,7 +1,7 @@
 """The warehouse schema: SQLAlchemy Core tables, the one source Alembic migrations are checked against.
 
 Flow of a record: ``raw_batches`` (one row per file, API page or webhook request that entered)
-→ ``staging_events`` (one row per raw record, append-only but for its status columns)
+→ ``staging_events`` (one row per raw record, with its normalized columns; ``batch_days`` tracks the merges)
 → ``events`` (normalized, one row per ``event_id``, range-partitioned by day of ``occurred_at``)
 (and ``order_lines``, one row per product of an order event) or ``quarantine`` (with the reason) → the daily
 enrichment tables.
@@ -49,6 +49,7 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 STAGING_STATUSES = ("pending", "succeeded", "failed")
+"""The states ``staging_status`` gives a staging row: waiting for its day's merge, read by it, rejected."""
 LINK_STATUSES = ("linked", "refused")
 MONEY = Numeric(18, 4)
 
@@ -81,35 +82,6 @@ raw_batches = Table(
         comment="When the retention job first deleted merged staging rows of the batch: it no longer reconciles.",
     ),
     comment="Ledger of every batch that entered, with its checksum; the unit of reconciliation.",
-)
-
-staging_events = Table(
-    "staging_events",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("batch_id", Text, nullable=False),
-    Column("record_no", Integer, nullable=False, comment="1-based position (line) of the record in its batch."),
-    Column("event_id", Text, nullable=True, comment="The record's id as sent, when it has one."),
-    Column("event_day", Date, nullable=True, comment="UTC day of the record's timestamp, when it parses."),
-    Column("source", Text, nullable=False),
-    Column("payload", JSONB, nullable=False),
-    Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("status", Text, nullable=False, server_default=text("'pending'")),
-    Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Column("error", Text, nullable=True),
-    Column("processed_at", DateTime(timezone=True), nullable=True),
-    Column(
-        "transform_version",
-        Text,
-        nullable=True,
-        comment="Version of the normalize transform that last processed the row; a new version reprocesses it.",
-    ),
-    UniqueConstraint("batch_id", "record_no"),
-    CheckConstraint(f"status IN {STAGING_STATUSES!r}", name="status"),
-    Index(None, "event_day", "status"),
-    Index(None, "event_id"),
-    Index("ix_staging_events_pending_day", "event_day", postgresql_where=text("status = 'pending'")),
-    comment="One row per raw record, written with COPY; append-only except for the status columns.",
 )
 
 events = Table(
@@ -180,6 +152,12 @@ event_ledger = Table(
         nullable=False,
         comment="Staging row of the version in events; a later-arrived version (higher id) wins, an older one never.",
     ),
+    Column(
+        "previous_occurred_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="The time the event had before its latest version: the merge that moves it deletes it there.",
+    ),
     comment="Where each event_id lives in events: keeps event_id unique across day partitions.",
 )
 
@@ -212,6 +190,106 @@ order_lines = Table(
     Index(None, "day"),
     comment="One row per product of an order event (completed, updated, refunded, cancelled), merged with its "
     "event: replaced when the event changes, moved when it moves.",
+)
+
+STAGED_EVENT_COLUMNS = (
+    "occurred_at",
+    "event_type",
+    "event_name",
+    "user_id",
+    "anonymous_id",
+    "session_id",
+    "product_id",
+    "quantity",
+    "price",
+    "currency",
+    "order_id",
+    "revenue",
+    "total",
+    "shipping",
+    "tax",
+    "discount",
+    "coupon",
+    "page_url",
+    "referrer",
+    "page_category",
+    "properties",
+    "quality_tags",
+    "content_hash",
+)
+"""The columns of ``events`` a staging row carries once the transform ran at ingest (``event_id``, ``source``,
+``batch_id`` and ``ingested_at`` are the staging row's own)."""
+
+staging_events = Table(
+    "staging_events",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("batch_id", Text, nullable=False),
+    Column("record_no", Integer, nullable=False, comment="1-based position (line) of the record in its batch."),
+    Column("event_id", Text, nullable=True, comment="The record's id as sent, when it has one."),
+    Column("event_day", Date, nullable=True, comment="UTC day of the record's timestamp, when it parses."),
+    Column("source", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column(
+        "transform_version",
+        Text,
+        nullable=True,
+        comment="Version of the transform that filled the normalized columns; NULL: not transformed yet (the "
+        "day's merge transforms it).",
+    ),
+    *(
+        Column(column.name, column.type, nullable=True, comment=column.comment)
+        for column in events.columns
+        if column.name in STAGED_EVENT_COLUMNS
+    ),
+    Column("lines", JSONB, nullable=True, comment="An order event's products, as its order_lines rows."),
+    Column("linked_ids", ARRAY(Text), nullable=True, comment="Ids the record links to its user_id."),
+    Column("group_id", Text, nullable=True, comment="A group call's group."),
+    Column("traits", JSONB, nullable=True, comment="An identify or group call's traits."),
+    Column("rejection", Text, nullable=True, comment="Why the transform rejected the record (it is quarantined)."),
+    Column("rejected_rule", Text, nullable=True, comment="The rule the rejected record broke."),
+    UniqueConstraint("batch_id", "record_no"),
+    Index(None, "event_day"),
+    Index(None, "event_id"),
+    comment="One row per raw record, written with COPY, as received and as the transform made it; append-only "
+    "(a replay or a new transform version rewrites rows in place). How far merges took it: batch_days.",
+)
+
+batch_days = Table(
+    "batch_days",
+    metadata,
+    Column("batch_id", Text, nullable=False),
+    Column("day", Date, nullable=False, comment="UTC day (staging_events.event_day) of the batch's rows."),
+    Column("source", Text, nullable=False),
+    Column("staged_rows", Integer, nullable=False, comment="Rows of the batch staged on the day."),
+    Column(
+        "merged_rows",
+        Integer,
+        nullable=False,
+        server_default=text("0"),
+        comment="Of those, the rows the day's merges have read (merged, skipped as duplicates, or rejected).",
+    ),
+    Column(
+        "merged_through",
+        BigInteger,
+        nullable=False,
+        server_default=text("0"),
+        comment="Highest staging id of the batch and day a merge has read; the next merge reads the rows after it.",
+    ),
+    Column(
+        "transform_version",
+        Text,
+        nullable=True,
+        comment="Transform version of all its rows; NULL or another version: the day's merge transforms them again.",
+    ),
+    Column("staged_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("merged_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("batch_id", "day"),
+    Index("ix_batch_days_waiting", "day", postgresql_where=text("merged_rows < staged_rows")),
+    comment="How far each day's merge has taken each batch: rows staged, rows read, the last staging id read. A "
+    "batch's rows of a day wait to merge while merged_rows < staged_rows. The merge advances it per batch, never "
+    "per row.",
 )
 
 quarantine = Table(

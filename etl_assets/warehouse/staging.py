@@ -21,17 +21,30 @@ from datetime import date, datetime
 from itertools import chain, islice
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Text, cast, exists, false, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from etl_assets.settings import pii_policy
+from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_key
+from etl_assets.transform.pii import PiiKeyMissing, PiiPolicy
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
+from etl_assets.transform.staged import Transformed, transform_record
 from etl_assets.warehouse.copy import copy_rows, create_temp_table
-from etl_assets.warehouse.holds import not_held
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import quarantine, raw_batches, staging_events
+from etl_assets.warehouse.schema import batch_days, quarantine, raw_batches, staging_events
+from etl_assets.warehouse.staged_rows import TRANSFORMED_COLUMNS, UNTRANSFORMED, transformed_values
 
-STAGING_COLUMNS = ("batch_id", "record_no", "event_id", "event_day", "source", "payload")
+STAGING_COLUMNS = (
+    "batch_id",
+    "record_no",
+    "event_id",
+    "event_day",
+    "source",
+    "payload",
+    "transform_version",
+    *TRANSFORMED_COLUMNS,
+)
 QUARANTINE_COLUMNS = ("source", "batch_id", "record_no", "stage", "reason", "raw_record", "payload", "event_id")
 DEFAULT_CHUNK_SIZE = 20_000
 
@@ -44,7 +57,13 @@ class StagingCounts:
     staged: int = 0
     quarantined: int = 0
     already_staged: int = 0
+    rejected: int = 0
+    """Records staged with the transform's rejection (and quarantined with it)."""
+    untransformed: int = 0
+    """Records staged without the transform (they hold PII and no key is set): their day's merge transforms them."""
     days: Counter[date] = field(default_factory=Counter)
+    copied_whole: bool = True
+    """Every record went through the first attempt's COPY: ``days`` counts the batch's staging rows exactly."""
 
     @property
     def days_touched(self) -> list[date]:
@@ -55,7 +74,10 @@ class StagingCounts:
         self.staged += other.staged
         self.quarantined += other.quarantined
         self.already_staged += other.already_staged
+        self.rejected += other.rejected
+        self.untransformed += other.untransformed
         self.days.update(other.days)
+        self.copied_whole = self.copied_whole and other.copied_whole
 
 
 class _Chunk:
@@ -87,39 +109,65 @@ def _chunks(records: Iterable[ParsedRecord | RejectedRecord], size: int) -> Iter
         yield _Chunk(chain((first,), iterator), size)
 
 
+@dataclass(frozen=True, slots=True)
+class IngestTransform:
+    """What ingest needs to transform a record: the accepted time window and the PII policy."""
+
+    accepted: AcceptedTimes
+    pii: PiiPolicy
+
+    def __call__(self, payload: Any) -> Transformed | None:
+        """The record transformed; ``None`` when it holds PII and no key is set (staged as it is)."""
+        try:
+            return transform_record(payload, self.accepted, self.pii)
+        except PiiKeyMissing:
+            return None
+
+
 def _split(
     chunk: Iterable[ParsedRecord | RejectedRecord],
     batch_id: str,
     source: str,
-    accepted: AcceptedTimes,
+    transform: IngestTransform,
     counts: StagingCounts,
     rejected: list[tuple],
 ) -> Iterator[tuple]:
-    """The staging rows of ``chunk``, as they are read; what cannot be keyed goes to ``rejected``."""
+    """The staging rows of ``chunk``, transformed, as they are read; what cannot be keyed goes to ``rejected``."""
     for record in chunk:
         counts.records += 1
         if isinstance(record, RejectedRecord):
             rejected.append((source, batch_id, record.record_no, "parse", record.reason, record.raw, None, None))
             continue
-        try:
-            key = event_key(record.payload, accepted)
-        except RecordRejected as error:
-            rejected.append(
-                (
-                    source,
-                    batch_id,
-                    record.record_no,
-                    "parse",
-                    str(error),
-                    record.json_text.encode(),
-                    record.json_text,
-                    None,
+        result = transform(record.payload)
+        if result is not None and result.event is not None:
+            event_id, occurred_at = result.event.event_id, result.event.occurred_at
+        else:
+            try:
+                key = event_key(record.payload, transform.accepted)
+                event_id, occurred_at = key.event_id, key.occurred_at
+            except RecordRejected as error:
+                rejected.append(
+                    (
+                        source,
+                        batch_id,
+                        record.record_no,
+                        "parse",
+                        str(error),
+                        record.json_text.encode(),
+                        record.json_text,
+                        None,
+                    )
                 )
-            )
-            continue
-        day = key.occurred_at.date()
+                continue
+        day = occurred_at.date()
         counts.days[day] += 1
-        yield (batch_id, record.record_no, key.event_id, day, source, record.json_text)
+        if result is None:
+            counts.untransformed += 1
+            version, values = None, UNTRANSFORMED
+        else:
+            counts.rejected += result.event is None
+            version, values = TRANSFORM_VERSION, transformed_values(result)
+        yield (batch_id, record.record_no, event_id, day, source, record.json_text, version, *values)
 
 
 def stage_records(
@@ -129,15 +177,20 @@ def stage_records(
     records: Iterable[ParsedRecord | RejectedRecord],
     accepted: AcceptedTimes,
     *,
+    pii: PiiPolicy | None = None,
     replay: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> StagingCounts:
-    """Stage ``records`` of one batch; a record without a usable id or timestamp is quarantined at once.
+    """Stage ``records`` of one batch, transformed (``pii``: the PII policy; the environment's when not given); a
+    record without a usable id or timestamp is quarantined at once, one the transform rejects is
+    staged with the reason and quarantined.
 
-    ``replay`` re-stages a batch that was staged before (after a change to parsing or normalizing):
-    its rows take the new payload and key, go back to ``pending`` and take the time of the replay as
-    ``ingested_at`` (so the sensor sees new work); parse rejections that now parse are marked resolved.
+    The batch's rows wait for their days' merges once the batch is closed (``batch_days``), so a merge never
+    reads half a file. ``replay`` re-stages a batch that was staged before (after a change to parsing or
+    normalizing): its rows take the new payload, key and transform and the time of the replay as
+    ``ingested_at``, and wait for their days' merges again; rejections that now pass are marked resolved.
     """
+    transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
     counts = StagingCounts()
     fresh = in_transaction(
         engine,
@@ -145,8 +198,11 @@ def stage_records(
         what=f"looking up batch {batch_id}",
     )
     for chunk in _chunks(records, chunk_size):
-        counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, accepted, fresh=fresh, replay=replay))
-    in_transaction(engine, lambda conn: _close_batch(conn, batch_id, counts), what=f"closing batch {batch_id}")
+        counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, transform, fresh=fresh, replay=replay))
+    counts.copied_whole = counts.copied_whole and fresh
+    in_transaction(
+        engine, lambda conn: _close_batch(conn, batch_id, source, counts, replay), what=f"closing batch {batch_id}"
+    )
     return counts
 
 
@@ -155,7 +211,7 @@ def _stage_chunk_retrying(
     chunk: _Chunk,
     batch_id: str,
     source: str,
-    accepted: AcceptedTimes,
+    transform: IngestTransform,
     *,
     fresh: bool,
     replay: bool,
@@ -166,11 +222,11 @@ def _stage_chunk_retrying(
     def attempt(conn: Connection) -> StagingCounts:
         nonlocal attempts
         attempts += 1
-        counts = StagingCounts()
+        counts = StagingCounts(copied_whole=attempts == 1)
         records = chunk if attempts == 1 else chunk.records()
         # A retry may follow a commit that reached the server though its acknowledgement was lost with the
         # connection: it goes through ON CONFLICT, never a second COPY of the same records.
-        _stage_chunk(conn, records, batch_id, source, accepted, counts, fresh=fresh and attempts == 1, replay=replay)
+        _stage_chunk(conn, records, batch_id, source, transform, counts, fresh=fresh and attempts == 1, replay=replay)
         return counts
 
     return in_transaction(engine, attempt, what=f"staging a chunk of batch {batch_id}")
@@ -181,7 +237,7 @@ def _stage_chunk(
     chunk: Iterable[ParsedRecord | RejectedRecord],
     batch_id: str,
     source: str,
-    accepted: AcceptedTimes,
+    transform: IngestTransform,
     counts: StagingCounts,
     *,
     fresh: bool,
@@ -190,7 +246,7 @@ def _stage_chunk(
     """Stage one chunk inside the caller's transaction: COPY when the batch is new (streamed, record by record),
     else insert what is missing."""
     rejected: list[tuple] = []
-    rows = _split(chunk, batch_id, source, accepted, counts, rejected)
+    rows = _split(chunk, batch_id, source, transform, counts, rejected)
     if fresh:
         counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, rows)
     else:
@@ -198,14 +254,48 @@ def _stage_chunk(
         written = _merge_staging_rows(conn, staged, replay)
         counts.staged += written
         counts.already_staged += len(staged) - written
+        counts.copied_whole = False
         if replay:
             _resolve_parse_quarantine(conn, batch_id, [row[1] for row in staged])
     if rejected:
         counts.quarantined += _quarantine_rows(conn, rejected, replay)
 
 
-def _close_batch(conn: Connection, batch_id: str, counts: StagingCounts) -> None:
-    """Record in the ledger how many records the batch had and how many could not be parsed."""
+QUARANTINE_REJECTED = text(
+    "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
+    "SELECT source, batch_id, record_no, 'normalize', rejection, payload, id, event_id, event_day "
+    "FROM staging_events WHERE batch_id = :batch_id AND rejection IS NOT NULL "
+    "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL "
+    "WHERE quarantine.reason IS DISTINCT FROM excluded.reason OR quarantine.resolved_at IS NOT NULL"
+)
+RESOLVE_PASSED = text(
+    "UPDATE quarantine q SET resolved_at = now() FROM staging_events s "
+    "WHERE q.batch_id = :batch_id AND q.stage = 'normalize' AND q.resolved_at IS NULL "
+    "AND s.batch_id = q.batch_id AND s.record_no = q.record_no AND s.rejection IS NULL"
+)
+COUNT_BATCH_DAYS = text(
+    "SELECT event_day, count(*), bool_and(transform_version IS NOT DISTINCT FROM :version) "
+    "FROM staging_events WHERE batch_id = :batch_id AND event_day IS NOT NULL GROUP BY event_day"
+)
+UPSERT_BATCH_DAY = text(
+    "INSERT INTO batch_days (batch_id, day, source, staged_rows, transform_version) "
+    "VALUES (:batch_id, :day, :source, :rows, :version) "
+    "ON CONFLICT (batch_id, day) DO UPDATE SET staged_rows = excluded.staged_rows, "
+    "transform_version = excluded.transform_version, staged_at = now() "
+    "WHERE (batch_days.staged_rows, batch_days.transform_version) "
+    "IS DISTINCT FROM (excluded.staged_rows, excluded.transform_version)"
+)
+REPLAYED_BATCH_DAYS = text(
+    "UPDATE batch_days SET staged_rows = 0, merged_rows = 0, merged_through = 0, staged_at = now() "
+    "WHERE batch_id = :batch_id"
+)
+"""A replay rewrites the batch's rows in place: every day of it is read again by its next merge (the upserts of
+``UPSERT_BATCH_DAY`` that follow set the rows each day has now)."""
+
+
+def _close_batch(conn: Connection, batch_id: str, source: str, counts: StagingCounts, replay: bool) -> None:
+    """Record in the ledger how many records the batch had and how many could not be parsed, quarantine what the
+    transform rejected, and hand the batch's days to their merges (``batch_days``)."""
     conn.execute(
         update(raw_batches)
         .where(raw_batches.c.batch_id == batch_id)
@@ -215,6 +305,25 @@ def _close_batch(conn: Connection, batch_id: str, counts: StagingCounts) -> None
             staged_at=func.now(),
         )
     )
+    if counts.rejected or not counts.copied_whole:
+        conn.execute(QUARANTINE_REJECTED, {"batch_id": batch_id})
+    if replay:
+        conn.execute(RESOLVE_PASSED, {"batch_id": batch_id})
+        conn.execute(REPLAYED_BATCH_DAYS, {"batch_id": batch_id})
+    if counts.copied_whole:
+        version = None if counts.untransformed else TRANSFORM_VERSION
+        days = [(day, rows, version) for day, rows in counts.days.items()]
+    else:
+        found = conn.execute(COUNT_BATCH_DAYS, {"batch_id": batch_id, "version": TRANSFORM_VERSION})
+        days = [(day, rows, TRANSFORM_VERSION if current else None) for day, rows, current in found]
+    if days:
+        conn.execute(
+            UPSERT_BATCH_DAY,
+            [
+                {"batch_id": batch_id, "day": day, "source": source, "rows": rows, "version": version}
+                for day, rows, version in days
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -235,6 +344,7 @@ def stage_batch(
     records: Iterable[ParsedRecord | RejectedRecord],
     accepted: AcceptedTimes,
     *,
+    pii: PiiPolicy | None = None,
     before_commit: Callable[[Connection], None] | None = None,
     retry_seconds: float | None = None,
 ) -> StagingCounts:
@@ -247,12 +357,14 @@ def stage_batch(
     ``retry_seconds`` (the retries' default budget unless given).
     """
     chunk = list(records)  # materialized: a retried transaction stages the same records again
+    transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
 
     def attempt(conn: Connection) -> StagingCounts:
         counts = StagingCounts()
         fresh = _enter_batch(conn, entry)
-        _stage_chunk(conn, chunk, entry.batch_id, entry.source, accepted, counts, fresh=fresh, replay=False)
-        _close_batch(conn, entry.batch_id, counts)
+        _stage_chunk(conn, chunk, entry.batch_id, entry.source, transform, counts, fresh=fresh, replay=False)
+        counts.copied_whole = counts.copied_whole and fresh
+        _close_batch(conn, entry.batch_id, entry.source, counts, replay=False)
         if before_commit is not None:
             before_commit(conn)
         return counts
@@ -269,11 +381,7 @@ def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
         statement = statement.on_conflict_do_update(
             index_elements=["batch_id", "record_no"],
             set_={
-                "payload": excluded.payload,
-                "event_id": excluded.event_id,
-                "event_day": excluded.event_day,
-                "status": "pending",
-                "error": None,
+                **{name: excluded[name] for name in STAGING_COLUMNS if name not in ("batch_id", "record_no", "source")},
                 "ingested_at": func.now(),
             },
         )
@@ -353,92 +461,38 @@ def find_batch(engine: Engine, batch_id: str) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-@dataclass(frozen=True, slots=True)
-class StagedRow:
-    staging_id: int
-    source: str
-    batch_id: str
-    ingested_at: datetime
-    payload_json: str
-
-
-def waiting_to_merge(transform_version: str) -> ColumnElement[bool]:
-    """Staging rows the next merge of their day reads: pending, or processed by another transform version."""
-    return or_(
-        staging_events.c.status == "pending", staging_events.c.transform_version.is_distinct_from(transform_version)
+def waiting_to_merge() -> ColumnElement[bool]:
+    """Staging rows the next merge of their day reads: of a batch closed for the day, past what merges read."""
+    return exists().where(
+        batch_days.c.batch_id == staging_events.c.batch_id,
+        batch_days.c.day == staging_events.c.event_day,
+        staging_events.c.id > batch_days.c.merged_through,
     )
-
-
-class StagedRowsReader:
-    """Reads a day's staging rows with a server-side cursor, so a day of any size streams in bounded memory."""
-
-    def __init__(self, engine: Engine, fetch_size: int = 10_000) -> None:
-        self.engine = engine
-        self.fetch_size = fetch_size
-
-    def rows(
-        self,
-        day: date,
-        transform_version: str,
-        *,
-        reprocess_all: bool = False,
-        include_failed: bool = False,
-        include_held: bool = False,
-    ) -> Iterator[StagedRow]:
-        """The rows of ``day`` still to merge: pending ones and those a different transform version processed
-        (with ``include_failed`` also those the transform rejected, to re-drive them from quarantine; all of
-        the day's rows with ``reprocess_all``), in arrival order. The rows of sources the staging gate holds
-        back on ``day`` are left out (they stay pending) unless ``include_held``."""
-        query = (
-            select(
-                staging_events.c.id,
-                staging_events.c.source,
-                staging_events.c.batch_id,
-                staging_events.c.ingested_at,
-                cast(staging_events.c.payload, Text),
-            )
-            .where(staging_events.c.event_day == day)
-            .order_by(staging_events.c.id)
-        )
-        if not reprocess_all:
-            redrive = staging_events.c.status == "failed" if include_failed else false()
-            query = query.where(or_(waiting_to_merge(transform_version), redrive))
-        if not include_held:
-            query = query.where(not_held())
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=self.fetch_size).execute(query)
-            for row in result:
-                yield StagedRow(*row)
 
 
 @dataclass(frozen=True)
 class PendingDay:
     day: date
     rows: int
-    newest_id: int
+    staged_rows: int
     last_staged_at: datetime
 
     @property
     def version(self) -> str:
-        """Changes whenever rows of the day become pending: new rows (a higher id) or re-staged ones (a later time)."""
-        return f"{self.newest_id}.{self.last_staged_at.timestamp():.6f}"
+        """Changes whenever rows of the day become pending: more rows staged, or rows staged again (a later time)."""
+        return f"{self.staged_rows}.{self.last_staged_at.timestamp():.6f}"
+
+
+PENDING_DAYS = text(
+    "SELECT day, sum(staged_rows - merged_rows), sum(staged_rows), max(staged_at) FROM batch_days "
+    "WHERE merged_rows < staged_rows GROUP BY day ORDER BY day"
+)
 
 
 def pending_days(engine: Engine) -> list[PendingDay]:
-    """Days that have staging rows waiting for their merge into ``events``."""
+    """Days that have staged rows waiting for their merge into ``events`` (``batch_days``: no staging row is read)."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(
-                staging_events.c.event_day,
-                func.count(),
-                func.max(staging_events.c.id),
-                func.max(staging_events.c.ingested_at),
-            )
-            .where(staging_events.c.status == "pending", staging_events.c.event_day.is_not(None))
-            .group_by(staging_events.c.event_day)
-            .order_by(staging_events.c.event_day)
-        )
-        return [PendingDay(*row) for row in rows]
+        return [PendingDay(day, int(rows), int(staged), at) for day, rows, staged, at in conn.execute(PENDING_DAYS)]
 
 
 def known_batch_ids(engine: Engine, batch_ids: list[str]) -> set[str]:

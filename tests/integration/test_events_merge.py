@@ -4,27 +4,17 @@ import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-import orjson
 import pytest
 from sqlalchemy import text
 
-from etl_assets.transform.pii import PiiPolicy
+from etl_assets.transform import exact_json
 from etl_assets.transform.records import ParsedRecord
-from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
-from etl_assets.warehouse.staging import StagedRowsReader, record_batch, stage_records
-from tests.harness import ACCEPTED, stage_payloads
-
-VERSION = "test"
+from etl_assets.warehouse.staging import record_batch, stage_records
+from tests.harness import ACCEPTED, merge_day, stage_payloads
 
 
 def stage(engine, batch_id: str, *payloads: dict) -> None:
     stage_payloads(engine, batch_id, list(payloads))
-
-
-def merge_day(engine, day: date, *, reprocess_all: bool = False):
-    rows = StagedRowsReader(engine).rows(day, VERSION, reprocess_all=reprocess_all)
-    with engine.begin() as conn:
-        return merge_staged_results(conn, normalize_staged(rows, ACCEPTED, pii=PiiPolicy()), VERSION)
 
 
 def purchase(event_id: str, timestamp: str, price: str = "10.00") -> dict:
@@ -76,23 +66,21 @@ def test_a_rerun_writes_nothing_and_a_changed_event_updates_its_row(warehouse_en
     assert [row[2] for row in events_rows(warehouse_engine)] == [pytest.approx(10), pytest.approx(99)]
 
 
-def test_a_rejected_record_is_quarantined_and_its_staging_row_failed(warehouse_engine):
+def test_a_rejected_record_is_quarantined_at_ingest_and_counted_by_its_merge(warehouse_engine):
     stage(
         warehouse_engine,
         "file-1",
         purchase("e1", "2025-08-01T10:00:00Z"),
         {**purchase("e2", "2025-08-01T10:00:00Z"), "type": ""},
     )
+    with warehouse_engine.connect() as conn:
+        quarantined = conn.execute(text("SELECT record_no, stage, reason FROM quarantine")).all()
+    assert quarantined == [(2, "normalize", "no event type")]
     counts = merge_day(warehouse_engine, date(2025, 8, 1))
     assert (counts.inserted, counts.rejected) == (1, 1)
     with warehouse_engine.connect() as conn:
-        failed = conn.execute(
-            text("SELECT record_no, status, error, attempts FROM staging_events WHERE status = 'failed'")
-        ).all()
-        quarantined = conn.execute(text("SELECT record_no, stage, reason FROM quarantine")).all()
-    assert [(row[0], row[1], row[3]) for row in failed] == [(2, "failed", 1)]
-    assert failed[0][2] == "no event type"
-    assert quarantined == [(2, "normalize", failed[0][2])]
+        statuses = conn.execute(text("SELECT record_no, status, error FROM staging_status ORDER BY record_no")).all()
+    assert statuses == [(1, "succeeded", None), (2, "failed", "no event type")]
 
 
 def test_duplicates_within_a_day_are_counted_not_written(warehouse_engine):
@@ -121,7 +109,7 @@ def test_numbers_a_double_cannot_hold_keep_every_digit_in_events(warehouse_engin
         sha256="0" * 64,
         byte_count=len(BIG_NUMBERS_LINE),
     )
-    record = ParsedRecord(1, orjson.loads(BIG_NUMBERS_LINE), BIG_NUMBERS_LINE)
+    record = ParsedRecord(1, exact_json.loads(BIG_NUMBERS_LINE), BIG_NUMBERS_LINE)
     stage_records(warehouse_engine, "big", "s3", [record], ACCEPTED)
     counts = merge_day(warehouse_engine, date(2025, 8, 1))
     assert counts.inserted == 1

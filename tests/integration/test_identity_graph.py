@@ -5,20 +5,16 @@ from datetime import date
 from sqlalchemy import text
 
 from etl_assets.transform.pii import PiiPolicy, pseudonymize
-from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
-from etl_assets.warehouse.staging import StagedRowsReader
 from tests.conftest import TEST_PII_KEY
-from tests.harness import ACCEPTED, stage_payloads
+from tests.harness import merge_day as merge_staged_day
+from tests.harness import stage_payloads
 
-VERSION = "test"
 PII = PiiPolicy(key=TEST_PII_KEY.encode())
 DAY = date(2025, 8, 1)
 
 
 def merge_day(engine, day: date = DAY):
-    rows = StagedRowsReader(engine).rows(day, VERSION)
-    with engine.begin() as conn:
-        return merge_staged_results(conn, normalize_staged(rows, ACCEPTED, pii=PII), VERSION)
+    return merge_staged_day(engine, day, pii=PII)
 
 
 def track(event_id: str, at: str, *, anonymous: str | None = None, user: str | None = None, kind="page_view"):

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from sqlalchemy import text
 
 from etl_assets.defs import failed_days
@@ -39,11 +40,23 @@ def test_pending_days_become_one_run_per_consecutive_range(definitions, warehous
         assert {r.run_key for r in replayed}.isdisjoint({r.run_key for r in first})
 
 
-def test_the_sensor_waits_while_a_merge_run_is_in_flight(definitions, warehouse_engine):
+def test_days_merge_in_parallel_but_a_day_waits_for_its_own_run_in_flight(definitions, warehouse_engine):
     stage(warehouse_engine, "a", "2025-08-01T10:00:00Z")
+    stage(warehouse_engine, "b", "2025-08-03T10:00:00Z")
+    busy = {ASSET_PARTITION_RANGE_START_TAG: "2025-08-01", ASSET_PARTITION_RANGE_END_TAG: "2025-08-02"}
     with pipeline(definitions) as run:
-        run.instance.add_run(dg.DagsterRun(job_name="daily_events_job", status=dg.DagsterRunStatus.STARTED))
+        run.instance.add_run(dg.DagsterRun(job_name="daily_events_job", status=dg.DagsterRunStatus.STARTED, tags=busy))
         sensor = definitions.resolve_sensor_def("staged_days_sensor")
+        with dg.build_sensor_context(instance=run.instance, resources=definitions.resources) as context:
+            result = sensor(context)
+        assert [request.tags[ASSET_PARTITION_RANGE_START_TAG] for request in result.run_requests] == ["2025-08-03"]
+        run.instance.add_run(
+            dg.DagsterRun(
+                job_name="daily_events_job",
+                status=dg.DagsterRunStatus.STARTING,
+                tags={ASSET_PARTITION_RANGE_START_TAG: "2025-08-03", ASSET_PARTITION_RANGE_END_TAG: "2025-08-03"},
+            )
+        )
         with dg.build_sensor_context(instance=run.instance, resources=definitions.resources) as context:
             result = sensor(context)
         assert isinstance(result, dg.SkipReason)
@@ -80,8 +93,8 @@ def test_a_failed_merge_is_requested_again_after_its_delay_and_then_loads(defini
         "user": {"id": "u"},
         "email": "ann@example.com",
     }
-    stage_payloads(warehouse_engine, "with-pii", [payload, {**payload, "id": "pii-2"}])
     monkeypatch.delenv("ETL_PII_KEY")
+    stage_payloads(warehouse_engine, "with-pii", [payload, {**payload, "id": "pii-2"}])  # staged untransformed
     with pipeline(definitions) as run:
         [first] = run.tick("staged_days_sensor")
         assert not execute(run, first).success
