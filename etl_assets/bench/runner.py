@@ -44,6 +44,7 @@ WORKLOAD_DAYS = 2
 BENCH_PII_KEY = "bench-only-pii-key-0123456789abcdef"
 PIPELINE_TABLES = (
     "staging_events",
+    "batch_days",
     "quarantine",
     "raw_batches",
     "event_ledger",

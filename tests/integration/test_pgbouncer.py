@@ -17,24 +17,18 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import dagster as dg
 import psycopg
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
-from etl_assets.io_managers.postgres import StagedDays, WarehouseIOManager
 from etl_assets.localstack import processes
 from etl_assets.localstack.postgres import SERVICE_USER, SUPERUSER, EmbeddedPostgres
 from etl_assets.resources import WarehouseResource
-from etl_assets.transform.pii import PiiPolicy
 from etl_assets.warehouse.connect_options import connect_args
-from etl_assets.warehouse.merge import StagedResult, normalize_staged
-from etl_assets.warehouse.staging import StagedRowsReader
-from tests.harness import ACCEPTED, stage_payloads
+from tests.harness import merge_day, stage_payloads
 from tests.integration.test_events_merge import purchase
 
 DAY = date(2025, 8, 1)
-VERSION = "test"
 TINY = "tiny"
 """A database alias whose pool has one server connection: every client shares it."""
 
@@ -104,15 +98,6 @@ def pgbouncer(tmp_path: Path, postgres_server: EmbeddedPostgres, warehouse_url: 
         processes.stop(process, sig=signal.SIGTERM)
 
 
-def results_for(engine: Engine):
-    reader = StagedRowsReader(engine)
-
-    def results(day: date) -> Iterator[StagedResult]:
-        return normalize_staged(reader.rows(day, VERSION), ACCEPTED, pii=PiiPolicy())
-
-    return results
-
-
 def pgbouncer_stats(bouncer: PgBouncer, database: str) -> dict:
     """PgBouncer's own counters for ``database`` (its admin console speaks the simple query protocol only)."""
     with psycopg.connect(bouncer.url("pgbouncer"), autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
@@ -135,16 +120,12 @@ def test_staging_and_a_days_merge_run_through_pgbouncer_in_transaction_mode(pgbo
         stage_payloads(engine, f"file-{number}", [purchase(f"e{number}", f"2025-08-01T10:{number:02d}:00Z", "10.00")])
     stage_payloads(engine, "file-9", [purchase("e1", "2025-08-01T10:01:00Z", "12.50")])  # e1 again, changed
 
-    manager = WarehouseIOManager(warehouse=warehouse)
     for _ in range(2):  # the second merge finds nothing new and changes nothing
-        manager.handle_output(
-            dg.build_output_context(asset_key=dg.AssetKey("events")),
-            StagedDays(days=[DAY], results_for=results_for(engine), transform_version=VERSION),
-        )
+        merge_day(engine, DAY)
 
     with warehouse_engine.connect() as conn:  # read directly from PostgreSQL, not through PgBouncer
         rows = conn.execute(text("SELECT event_id, occurred_at, price, batch_id FROM events ORDER BY event_id")).all()
-        statuses = conn.execute(text("SELECT status, count(*) FROM staging_events GROUP BY 1")).all()
+        statuses = conn.execute(text("SELECT status, count(*) FROM staging_status GROUP BY 1")).all()
         ledger = conn.scalar(text("SELECT count(*) FROM event_ledger"))
     assert [(row.event_id, row.occurred_at, float(row.price), row.batch_id) for row in rows] == [
         ("e1", datetime(2025, 8, 1, 10, 1, tzinfo=UTC), 12.5, "file-9"),

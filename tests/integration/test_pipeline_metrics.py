@@ -8,12 +8,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from etl_assets.observability.pipeline_metrics import metrics_app
-from etl_assets.transform.pii import PiiPolicy
 from etl_assets.warehouse.holds import Verdict, record_verdicts
-from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
-from etl_assets.warehouse.staging import StagedRowsReader
 from tests.asgi_server import serve
-from tests.harness import ACCEPTED, stage_payloads
+from tests.harness import merge_day, stage_payloads
 
 
 def _samples(url: str) -> dict[tuple[str, tuple], float]:
@@ -34,15 +31,14 @@ def test_a_scrape_reports_staging_quarantine_sources_and_the_last_merge(warehous
     stage_payloads(warehouse_engine, "second", [_event(n) for n in range(10, 13)])
     with serve(metrics_app(warehouse_engine)) as url:
         before = _samples(url)
-        assert before[("etl_staging_rows", (("status", "pending"),))] == 10
+        assert before[("etl_staging_rows", (("status", "pending"),))] == 9
+        assert before[("etl_staging_rows", (("status", "failed"),))] == 1  # rejected as it was staged
         assert before[("etl_source_batches", (("source", "s3"),))] == 2
         assert before[("etl_source_records", (("source", "s3"),))] == 10
         assert before[("etl_source_last_batch_timestamp_seconds", (("source", "s3"),))] > 0
         assert ("etl_last_merge_timestamp_seconds", ()) not in before
 
-        with warehouse_engine.begin() as conn:
-            rows = StagedRowsReader(warehouse_engine).rows(date(2025, 3, 1), "test")
-            merge_staged_results(conn, normalize_staged(rows, ACCEPTED, pii=PiiPolicy()), "test")
+        merge_day(warehouse_engine, date(2025, 3, 1))
         after = _samples(url)
     assert after[("etl_staging_rows", (("status", "succeeded"),))] == 9
     assert after[("etl_staging_rows", (("status", "failed"),))] == 1

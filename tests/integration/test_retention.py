@@ -15,10 +15,9 @@ from sqlalchemy import Engine, text
 
 from etl_assets.sources.replay import CannotReplay, replay_batch
 from etl_assets.transform.pii import PiiPolicy
-from etl_assets.warehouse.merge import merge_staged_results, normalize_staged
 from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
-from etl_assets.warehouse.staging import StagedRowsReader, find_batch
-from tests.harness import ACCEPTED, stage_payloads
+from etl_assets.warehouse.staging import find_batch
+from tests.harness import ACCEPTED, merge_day, stage_payloads
 
 DAY = date(2025, 3, 1)
 PENDING_DAY = date(2025, 3, 2)
@@ -38,8 +37,7 @@ def event(event_id: str, day: date, kind: str = "page_view") -> dict:
 
 
 def merge(engine: Engine, day: date) -> None:
-    with engine.begin() as conn:
-        merge_staged_results(conn, normalize_staged(StagedRowsReader(engine).rows(day, "v"), ACCEPTED, pii=PII), "v")
+    merge_day(engine, day, pii=PII)
 
 
 def scalar(engine: Engine, sql: str, **params):
@@ -91,7 +89,7 @@ def aged(warehouse_engine: Engine, s3, buckets) -> Engine:
 
 def statuses(engine: Engine) -> dict[str, list[str]]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT batch_id, status FROM staging_events ORDER BY batch_id, record_no")).all()
+        rows = conn.execute(text("SELECT batch_id, status FROM staging_status ORDER BY batch_id, record_no")).all()
     found: dict[str, list[str]] = {}
     for batch_id, status in rows:
         found.setdefault(batch_id, []).append(status)

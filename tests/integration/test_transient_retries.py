@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
@@ -21,19 +20,16 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, select, text
 
-from etl_assets.io_managers.postgres import StagedDays, WarehouseIOManager
+from etl_assets.io_managers.postgres import WarehouseIOManager
 from etl_assets.resources import WarehouseResource
 from etl_assets.sources.events_api import load_cursor, save_cursor
-from etl_assets.transform.normalize import RecordRejected, normalize
 from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse import enrichment, retries
-from etl_assets.warehouse.merge import StagedResult
 from etl_assets.warehouse.schema import events
-from etl_assets.warehouse.staging import BatchEntry, StagedRowsReader, record_batch, stage_batch, stage_records
-from tests.harness import ACCEPTED, stage_payloads
+from etl_assets.warehouse.staging import BatchEntry, record_batch, stage_batch, stage_records
+from tests.harness import ACCEPTED, merge_day, stage_payloads
 
 DAY = date(2025, 8, 1)
-VERSION = "test"
 
 
 @pytest.fixture(autouse=True)
@@ -167,34 +163,10 @@ def test_a_connection_terminated_mid_transaction_is_retried_and_stages_each_reco
     assert "57P01" in message or "connection invalidated" in message
 
 
-class CountedResults:
-    """``StagedDays.results_for`` of one day's staged rows, counting how often it is asked."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.reader = StagedRowsReader(engine)
-        self.calls: list[date] = []
-
-    def __call__(self, day: date) -> Iterator[StagedResult]:
-        self.calls.append(day)
-        for row in self.reader.rows(day, VERSION):
-            try:
-                event = normalize(orjson.loads(row.payload_json), ACCEPTED)
-            except RecordRejected as error:
-                yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, None, str(error))
-            else:
-                yield StagedResult(row.staging_id, row.source, row.batch_id, row.ingested_at, event)
-
-
-def merge_through_io_manager(warehouse_url: str, results: CountedResults) -> None:
-    manager = WarehouseIOManager(warehouse=WarehouseResource(database_url=warehouse_url))
-    context = dg.build_output_context(asset_key=dg.AssetKey("events"))
-    manager.handle_output(context, StagedDays(days=[DAY], results_for=results, transform_version=VERSION))
-
-
 def merged(engine: Engine) -> tuple[list[str], list[tuple]]:
     with engine.connect() as conn:
         ids = list(conn.scalars(select(events.c.event_id).order_by(events.c.event_id)))
-        statuses = conn.execute(text("SELECT status, count(*) FROM staging_events GROUP BY 1")).all()
+        statuses = conn.execute(text("SELECT status, count(*) FROM staging_status GROUP BY 1")).all()
     return ids, statuses
 
 
@@ -203,9 +175,8 @@ def test_a_deadlock_in_a_days_merge_is_retried_with_the_days_rows_read_again(
 ):
     stage_payloads(warehouse_engine, "b1", [page_view(n) for n in range(1, 4)])
     inject(warehouse_engine, "events", 1, raise_sqlstate("40P01"))
-    results = CountedResults(warehouse_engine)
-    merge_through_io_manager(warehouse_url, results)
-    assert results.calls == [DAY, DAY]  # the first attempt's rows were consumed: the retry reads them again
+    counts = merge_day(warehouse_engine, DAY)
+    assert counts.inserted == 3  # what the rolled-back attempt did is not counted
     assert merged(warehouse_engine) == (["e1", "e2", "e3"], [("succeeded", 3)])
     (message,) = retry_messages(retry_log)
     assert "merging events of 2025-08-01" in message and "DeadlockDetected, SQLSTATE 40P01" in message
@@ -231,12 +202,11 @@ def test_a_merge_whose_connection_another_session_terminates_is_retried(warehous
     killer = threading.Thread(target=terminate_the_sleeper)
     killer.start()
     try:
-        results = CountedResults(warehouse_engine)
-        merge_through_io_manager(warehouse_url, results)
+        counts = merge_day(warehouse_engine, DAY)
     finally:
         killer.join()
     assert len(terminated) == 1
-    assert results.calls == [DAY, DAY]
+    assert counts.inserted == 3
     assert merged(warehouse_engine) == (["e1", "e2", "e3"], [("succeeded", 3)])
     (message,) = retry_messages(retry_log)
     assert "merging events of 2025-08-01" in message
@@ -247,7 +217,7 @@ def test_a_rebuild_of_a_daily_table_is_retried_after_a_serialization_failure(
     warehouse_engine, warehouse_url, retry_log
 ):
     stage_payloads(warehouse_engine, "b1", [page_view(n) for n in range(1, 4)])
-    merge_through_io_manager(warehouse_url, CountedResults(warehouse_engine))
+    merge_day(warehouse_engine, DAY)
     inject(warehouse_engine, "user_daily_activity", 1, raise_sqlstate("40001"))
     manager = WarehouseIOManager(warehouse=WarehouseResource(database_url=warehouse_url))
     context = dg.build_output_context(asset_key=dg.AssetKey("user_daily_activity"))
