@@ -256,6 +256,8 @@ def bench(
     for row in report.table_rows(result):
         table.add_row(*row)
     Console().print(table)
+    for line in report.time_splits(result):
+        say(f"split      {line}")
     if result.sensor is not None:
         ticks = result.sensor
         say(

@@ -238,7 +238,7 @@ IDENTITY_LINKS = text("SELECT anonymous_id, user_id, status FROM identity_links"
 OPEN_QUARANTINE = text(
     "SELECT stage, reason, event_id, payload::text, raw_record FROM quarantine WHERE resolved_at IS NULL"
 )
-PENDING_ROWS = text("SELECT count(*) FROM staging_events WHERE status = 'pending'")
+PENDING_ROWS = text("SELECT count(*) FROM staging_status WHERE status = 'pending'")
 OPEN_BATCHES = text("SELECT batch_id FROM raw_batches WHERE staged_at IS NULL ORDER BY batch_id")
 STAGED_DAYS = text("SELECT DISTINCT event_day FROM staging_events WHERE event_day IS NOT NULL ORDER BY 1")
 

@@ -66,7 +66,12 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
         accepted=ACCEPTED,
     )
     counts = result.counts
-    return {"rows": counts.records, "staged": counts.staged, "already staged": counts.already_staged}
+    return {
+        "rows": counts.records,
+        "staged": counts.staged,
+        "already staged": counts.already_staged,
+        "split": {"parse": round(counts.parse_seconds, 3), "transform": round(counts.transform_seconds, 3)},
+    }
 
 
 def merge(args: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +80,7 @@ def merge(args: dict[str, Any]) -> dict[str, Any]:
     days = [pending.day for pending in pending_days(engine)]
     counts = merge_days(engine, days, MergeOptions(ACCEPTED, pii_policy()))
     return {
+        "split": {step: round(seconds, 3) for step, seconds in counts.seconds.items()},
         "rows": counts.received,
         "inserted": counts.inserted,
         "unchanged": counts.unchanged,
@@ -85,9 +91,17 @@ def merge(args: dict[str, Any]) -> dict[str, Any]:
 
 def whole(args: dict[str, Any]) -> dict[str, Any]:
     """The whole file → events in one process: staging, then the merge of the days it touched."""
+    started = time.perf_counter()
     staged = stage(args)
+    staging_seconds = time.perf_counter() - started
     merged = merge(args)
-    return {"rows": staged["rows"], "staged": staged["staged"], "inserted": merged["inserted"], "days": merged["days"]}
+    return {
+        "rows": staged["rows"],
+        "staged": staged["staged"],
+        "inserted": merged["inserted"],
+        "days": merged["days"],
+        "split": {"staging": round(staging_seconds, 3), **staged["split"], **merged["split"]},
+    }
 
 
 def enrichment(args: dict[str, Any]) -> dict[str, Any]:

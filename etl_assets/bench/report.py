@@ -63,6 +63,17 @@ def targets(result: BenchResult) -> list[TargetOutcome]:
             "n/a" if share is None else f"{share:.3f} of the first",
         )
     )
+    resent = result.paths.get("resent")
+    share = resent.seconds / whole.seconds if whole and resent and whole.seconds else None
+    outcomes.append(
+        TargetOutcome(
+            "the same events re-sent in another file",
+            "≤ 0.3 of the first run's time",
+            share,
+            None if share is None else share <= 0.3,
+            "n/a" if share is None else f"{share:.2f} of the first",
+        )
+    )
     if len(result.memory) >= 2:
         smallest, largest = min(result.memory), max(result.memory)
         growth = result.memory[largest] / result.memory[smallest]
@@ -115,6 +126,19 @@ def as_json(result: BenchResult) -> dict[str, Any]:
         "targets": [asdict(outcome) for outcome in targets(result)],
         "seconds": round(result.seconds, 1),
     }
+
+
+def time_splits(result: BenchResult) -> list[str]:
+    """Where each measured path's time went (its last run), so the next bottleneck shows without a
+    profiler: parse and transform of staging (COPY overlaps them), and each step of the merge."""
+    lines = []
+    for key in ("stage", "merge", "whole", "resent"):
+        path = result.paths.get(key)
+        split = path.details.get("split") if path else None
+        if split:
+            steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in split.items())
+            lines.append(f"{path.name} ({path.seconds:.2f} s): {steps}")
+    return lines
 
 
 def table_rows(result: BenchResult) -> list[tuple[str, ...]]:

@@ -38,11 +38,13 @@ IDENTITY_COLUMNS = ("linked_ids", "group_id", "traits")
 """Columns the merge's incoming rows carry beside the event's: its ``IdentityFacts``."""
 IDENTITY_COLUMN_TYPES = {"linked_ids": "text[]", "group_id": "text", "traits": "jsonb"}
 
-PERSON_OF_CANDIDATE = (
-    "coalesce(user_id, (SELECT l.user_id FROM identity_links l "
-    f"WHERE l.anonymous_id = candidates.anonymous_id AND l.status = '{LINKED}'), anonymous_id)"
+PERSON_OF_CANDIDATE = "coalesce(c.user_id, person_link.user_id, c.anonymous_id)"
+LINK_OF_CANDIDATE = (
+    "LEFT JOIN identity_links person_link ON c.user_id IS NULL "
+    f"AND person_link.anonymous_id = c.anonymous_id AND person_link.status = '{LINKED}'"
 )
-"""SQL: the person of a row of the merge's ``candidates``, once the links are decided."""
+"""SQL: the person of a row ``c`` of the merge's ``candidates``, once the links are decided (its user id, else the
+user its anonymous id is linked to, joined with ``LINK_OF_CANDIDATE``, else its anonymous id)."""
 
 _GAP = f"interval '{int(SESSION_GAP.total_seconds())} seconds'"
 

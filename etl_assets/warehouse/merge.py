@@ -65,6 +65,7 @@ LINE_COLUMNS = tuple(
 UPDATABLE_COLUMNS = tuple(name for name in EVENT_COLUMNS if name not in ("event_id", "occurred_at"))
 
 _COLUMNS = ", ".join(MERGED_COLUMNS)
+_C_COLUMNS = ", ".join(f"c.{name}" for name in MERGED_COLUMNS)
 _ASSIGNMENTS = ", ".join(f"{name} = excluded.{name}" for name in UPDATABLE_COLUMNS)
 _CANDIDATE_COLUMNS = ", ".join(
     f"s.{name}" for name in (*MERGED_COLUMNS, "lines", *identity.IDENTITY_COLUMNS) if name != "event_id"
@@ -130,7 +131,8 @@ COUNT_NEW = text(
 """Winners with no row in ``events`` at their time: new ids, and moved ones (the ledger points at each row there)."""
 UPSERT_CHANGED_EVENTS = text(
     "WITH written AS ("
-    f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_COLUMNS}, {identity.PERSON_OF_CANDIDATE} FROM candidates "
+    f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_C_COLUMNS}, {identity.PERSON_OF_CANDIDATE} "
+    f"  FROM candidates c {identity.LINK_OF_CANDIDATE} "
     f"  ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
     "  WHERE events.content_hash IS DISTINCT FROM excluded.content_hash "
     "  RETURNING event_id, person_id, occurred_at"

@@ -253,9 +253,14 @@ _CHECKED_STAGING_COLUMNS = (
     staging_events.c.occurred_at,
     staging_events.c.rejected_rule,
     staging_events.c.rejection,
-    # the payload only of a row the current transform did not make: the check transforms it as the merge will
+    # the payload of a row the current transform did not make, or rejected: the check transforms it again (as the
+    # merge will, or as a re-drive will with a fixed transform)
     case(
-        (staging_events.c.transform_version.is_distinct_from(TRANSFORM_VERSION), cast(staging_events.c.payload, Text)),
+        (
+            staging_events.c.transform_version.is_distinct_from(TRANSFORM_VERSION)
+            | staging_events.c.rejection.is_not(None),
+            cast(staging_events.c.payload, Text),
+        ),
         else_=None,
     ),
 )
@@ -276,8 +281,8 @@ def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, 
 
 def _judged(row: Sequence[Any], accepted: AcceptedTimes, pii: PiiPolicy | None) -> tuple[Any, ...]:
     """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order: the one ingest staged with
-    it, or, for a row the current transform did not make, the transform's now (PII pseudonymized first, as the
-    merge does, so no rejection reason shows a PII value)."""
+    it, or, for a row the current transform did not make or rejected, the transform's now (PII pseudonymized first,
+    as the merge does, so no rejection reason shows a PII value)."""
     *staged, occurred_at, rule, rejection, payload = row
     if payload is None:
         return (*staged, occurred_at, rule, rejection)

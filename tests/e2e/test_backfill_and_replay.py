@@ -80,7 +80,7 @@ def test_a_seven_day_backfill_is_one_run_and_each_day_materializes_once(
             .all()
         )
         pending = conn.scalar(
-            text("SELECT count(*) FROM staging_events WHERE status = 'pending' AND event_day BETWEEN :first AND :last"),
+            text("SELECT count(*) FROM staging_status WHERE status = 'pending' AND event_day BETWEEN :first AND :last"),
             {"first": FIRST, "last": LAST},
         )
         funnel_days = conn.execute(text("SELECT day FROM daily_funnel ORDER BY day")).scalars().all()

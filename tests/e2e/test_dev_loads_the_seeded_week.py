@@ -36,7 +36,7 @@ def test_etl_dev_alone_loads_the_seeded_week_into_daily_funnel(tmp_path: Path):
             time.sleep(5)
             with psycopg.connect(warehouse) as conn:
                 funnel_days = {day for (day,) in conn.execute("SELECT DISTINCT day FROM daily_funnel")}
-                pending = conn.execute("SELECT count(*) FROM staging_events WHERE status = 'pending'").fetchone()
+                pending = conn.execute("SELECT count(*) FROM staging_status WHERE status = 'pending'").fetchone()
         took = time.monotonic() - started
         print(f"\nthe seeded week reached daily_funnel {took:.0f} s after `ready`")
         assert set(week) <= funnel_days, (

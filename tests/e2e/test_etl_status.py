@@ -26,7 +26,7 @@ def test_status_shows_every_service_up_and_each_asset_last_run(dev_platform: Dev
     services = {line.split()[0]: line.split()[1] for line in lines[1:5]}
     assert services == {"warehouse": "up", "s3": "up", "dagster": "up", "collector": "up"}
 
-    pending = dev_platform.scalar("SELECT count(*) FROM staging_events WHERE status = 'pending'")
+    pending = dev_platform.scalar("SELECT count(*) FROM staging_status WHERE status = 'pending'")
     assert pending >= len(failed_check.bad_event_ids)  # the held-back source's rows stay pending
     assert any(line.startswith(f"staging     {pending:,} rows waiting to merge") for line in lines)
     assert failed_check.day.isoformat() in next(line for line in lines if line.startswith("staging"))

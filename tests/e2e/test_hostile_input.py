@@ -250,7 +250,7 @@ class Landed:
 
     def staged(self, name: str) -> dict[int, dict[str, Any]]:
         rows = self.rows(
-            "SELECT record_no, event_id, event_day, status FROM staging_events WHERE batch_id = :b", b=self.batch(name)
+            "SELECT record_no, event_id, event_day, status FROM staging_status WHERE batch_id = :b", b=self.batch(name)
         )
         return {row["record_no"]: row for row in rows}
 

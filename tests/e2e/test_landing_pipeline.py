@@ -113,7 +113,7 @@ def test_three_files_become_exactly_the_expected_tables(definitions, s3, buckets
 
         with warehouse_engine.connect() as conn:
             received = conn.scalar(text("SELECT sum(record_count) FROM raw_batches"))
-            statuses = dict(conn.execute(text("SELECT status, count(*) FROM staging_events GROUP BY status")).all())
+            statuses = dict(conn.execute(text("SELECT status, count(*) FROM staging_status GROUP BY status")).all())
             archived = conn.execute(text("SELECT archive_key, sha256 FROM raw_batches")).all()
         duplicates = 2  # e6 in b.csv, e2 in c.jsonl.gz
         assert received == 16 == len(rows) + len(quarantined) + duplicates

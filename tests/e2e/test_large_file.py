@@ -49,7 +49,7 @@ def test_a_million_event_file_loads_with_flat_memory(
     assert report["success"]
     with warehouse_engine.connect() as conn:
         loaded = conn.scalar(text("SELECT count(*) FROM events"))
-        pending = conn.scalar(text("SELECT count(*) FROM staging_events WHERE status = 'pending'"))
+        pending = conn.scalar(text("SELECT count(*) FROM staging_status WHERE status = 'pending'"))
     assert loaded == stats.valid == EVENTS
     assert pending == 0
     assert report["peak_rss_mb"] < PEAK_RSS_LIMIT_MB

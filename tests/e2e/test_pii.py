@@ -179,5 +179,5 @@ def test_pii_without_a_key_stops_the_run_with_one_line_and_loads_nothing(
     )
     with warehouse_engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM events")) == 0
-        assert conn.scalar(text("SELECT count(*) FROM staging_events WHERE status <> 'pending'")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM staging_status WHERE status <> 'pending'")) == 0
         assert conn.scalar(text("SELECT count(*) FROM quarantine WHERE stage = 'normalize'")) == 0

@@ -118,7 +118,7 @@ def test_segment_sdk_events_land_in_events_exactly_once(pipeline_env: dict, defi
     with engine.connect() as conn:
         loaded = conn.execute(select(events.c.event_id, events.c.event_type, events.c.user_id)).all()
         held = conn.execute(select(quarantine.c.event_id, quarantine.c.reason)).all()
-        pending = conn.scalar(text("SELECT count(*) FROM staging_events WHERE status = 'pending'"))
+        pending = conn.scalar(text("SELECT count(*) FROM staging_status WHERE status = 'pending'"))
     engine.dispose()
     assert len(loaded) == len(sent) + 1 == 121
     assert {event_id: kind for event_id, kind, _ in loaded} == {**sent, identify["messageId"]: "identify"}

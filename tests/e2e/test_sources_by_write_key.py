@@ -106,7 +106,7 @@ def test_a_source_sending_half_malformed_events_is_held_and_the_other_reaches_ev
         )
         waiting = conn.execute(
             text(
-                "SELECT count(*) FROM staging_events WHERE source = 'segment:app' AND status = 'pending' "
+                "SELECT count(*) FROM staging_status WHERE source = 'segment:app' AND status = 'pending' "
                 "AND event_id = ANY(:ids)"
             ),
             {"ids": app_ids},

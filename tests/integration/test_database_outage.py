@@ -144,7 +144,7 @@ def warehouse_rows(url: str) -> tuple[set[str], dict[str, int]]:
                     "SELECT (SELECT count(*) FROM raw_batches) AS batches,"
                     " (SELECT count(*) FROM staging_events) AS staged,"
                     " (SELECT count(DISTINCT (batch_id, record_no)) FROM staging_events) AS staged_records,"
-                    " (SELECT count(*) FROM staging_events WHERE status <> 'succeeded') AS not_merged,"
+                    " (SELECT count(*) FROM staging_status WHERE status <> 'succeeded') AS not_merged,"
                     " (SELECT count(*) FROM quarantine) AS quarantined"
                 )
             )

@@ -26,7 +26,8 @@ FORBIDDEN = {
         "INSERT INTO events (event_id, occurred_at, event_type, source, batch_id, content_hash, ingested_at) "
         "VALUES ('x', '2025-03-01', 'page_view', 's3', 'b', 'h', now())",
         "DELETE FROM staging_events",
-        "UPDATE staging_events SET transform_version = 'x'",
+        "UPDATE staging_events SET batch_id = 'x'",
+        "DELETE FROM batch_days",
         "DELETE FROM quarantine",
         "DELETE FROM raw_batches",
         "UPDATE raw_batches SET sha256 = 'x'",
@@ -64,10 +65,13 @@ ALLOWED = {
         "INSERT INTO staging_events (batch_id, record_no, source, payload) VALUES ('b', 1, 's3', '{}')",
         "UPDATE raw_batches SET record_count = 1, staged_at = now()",
         "INSERT INTO source_cursors (source) VALUES ('api:x')",
+        "INSERT INTO batch_days (batch_id, day, source, staged_rows) VALUES ('b', '2025-03-01', 's3', 1)",
     ],
     "etl_transform": [
         "SELECT count(*) FROM staging_events",
-        "UPDATE staging_events SET status = 'succeeded'",
+        "UPDATE staging_events SET transform_version = 'x', rejection = NULL",
+        "UPDATE batch_days SET merged_rows = staged_rows, merged_through = 1",
+        "SELECT count(*) FROM staging_status",
         "SELECT etl_create_events_partition('2025-03-01'); "
         "INSERT INTO events (event_id, occurred_at, event_type, person_id, source, batch_id, content_hash, ingested_at) "
         "VALUES ('x', '2025-03-01 12:00+00', 'page_view', 'p', 's3', 'b', 'h', now())",

@@ -87,10 +87,11 @@ def test_a_source_sending_half_malformed_events_is_held_and_the_other_source_of_
     assert f"| {DAY.isoformat()} | {APP} | valid_values | ERROR | 100 | 200 |" in rules
     assert f"| {DAY.isoformat()} | {SHOP} | valid_values | ERROR | 0 | 150 |" in rules
     [reconciled] = [e for e in result.get_asset_check_evaluations() if e.check_name == "events_reconciled"]
-    assert reconciled.passed and reconciled.metadata["rows waiting to merge"].value == 200
-    assert reconciled.metadata["rows held back"].value == 200
+    # its rejected rows were quarantined as they were staged; its good rows wait
+    assert reconciled.passed and reconciled.metadata["rows waiting to merge"].value == 100
+    assert reconciled.metadata["rows held back"].value == 100
     by_source = reconciled.metadata["by source"].value
-    assert f"| {DAY.isoformat()} | {APP} | 200 | 0 | 0 | 0 | 200 | 200 |" in by_source
+    assert f"| {DAY.isoformat()} | {APP} | 200 | 0 | 100 | 0 | 100 | 100 |" in by_source
     assert f"| {DAY.isoformat()} | {SHOP} | 150 | 150 | 0 | 0 | 0 | 0 |" in by_source
 
     # The alert names the held source and why.
@@ -126,8 +127,8 @@ def test_a_source_sending_half_malformed_events_is_held_and_the_other_source_of_
     assert _events_by_source(warehouse_engine) == {SHOP: 150, APP: 200}
     assert _holds(warehouse_engine) == []
     with warehouse_engine.connect() as conn:
-        assert conn.scalar(text("SELECT count(*) FROM staging_events WHERE status <> 'succeeded'")) == 0
-        assert conn.scalar(text("SELECT count(*) FROM quarantine")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM staging_status WHERE status <> 'succeeded'")) == 0
+        assert conn.scalar(text("SELECT count(*) FROM quarantine WHERE resolved_at IS NULL")) == 0
 
 
 def test_an_operator_releases_a_held_source_whose_rows_will_not_get_better(definitions, warehouse_engine, instance):
@@ -163,9 +164,9 @@ def test_a_range_run_with_one_bad_day_merges_every_other_day_and_source(definiti
     assert [hold[:2] for hold in _holds(warehouse_engine)] == [(days[1], APP)]
     with warehouse_engine.connect() as conn:
         pending = conn.execute(
-            text("SELECT event_day, source, count(*) FROM staging_events WHERE status = 'pending' GROUP BY 1, 2")
+            text("SELECT event_day, source, count(*) FROM staging_status WHERE status = 'pending' GROUP BY 1, 2")
         ).all()
-    assert pending == [(days[1], APP, 200)]
+    assert pending == [(days[1], APP, 100)]  # its 100 rejected rows are in quarantine
 
 
 def test_a_source_with_few_rows_waiting_is_judged_with_its_latest_merged_rows(definitions, warehouse_engine, instance):

@@ -34,7 +34,10 @@ def _ingest(s3, buckets, engine: Engine, obj: LandingObject):
 
 
 def test_running_a_fully_staged_file_again_reads_nothing_and_changes_nothing(s3, buckets, warehouse_engine: Engine):
-    lines = [orjson.dumps({"id": f"e{n}", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z"}) for n in range(4)]
+    lines = [
+        orjson.dumps({"id": f"e{n}", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z", "user_id": "u"})
+        for n in range(4)
+    ]
     body = b"\n".join([*lines, b"{broken"]) + b"\n"
     put = s3.put_object(Bucket=buckets["landing"], Key="landing/again.jsonl", Body=body)
     obj = LandingObject("landing/again.jsonl", put["ETag"].strip('"'), len(body))
@@ -52,7 +55,10 @@ def test_running_a_fully_staged_file_again_reads_nothing_and_changes_nothing(s3,
 
 
 def test_a_file_whose_staging_was_cut_short_is_read_again_for_what_is_missing(s3, buckets, warehouse_engine: Engine):
-    lines = [orjson.dumps({"id": f"e{n}", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z"}) for n in range(6)]
+    lines = [
+        orjson.dumps({"id": f"e{n}", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z", "user_id": "u"})
+        for n in range(6)
+    ]
     body = b"\n".join(lines) + b"\n"
     put = s3.put_object(Bucket=buckets["landing"], Key="landing/cut.jsonl", Body=body)
     obj = LandingObject("landing/cut.jsonl", put["ETag"].strip('"'), len(body))
