@@ -547,9 +547,16 @@ def id_text(value: Any, field: str) -> str | None:
 
 
 def _id_text(value: Any, field: str) -> str | None:
-    text = _text(value, field)
-    if text is None:
+    if value is None:
         return None
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        text = value.strip()  # what ``_text`` makes of it, for the common case: nothing to normalize or refuse
+        if not text:
+            return None
+    else:
+        text = _text(value, field)
+        if text is None:
+            return None
     if len(text) > _ID_MAX_BYTES // 4 and (size := len(text.encode("utf-8", "surrogatepass"))) > _ID_MAX_BYTES:
         raise RecordRejected(f"{field} is {size:,} bytes long; an id may have at most {_ID_MAX_BYTES:,}")
     if len(text) == 36 and _looks_like_uuid(text):
@@ -860,6 +867,9 @@ def _properties(rest: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(inner, dict):
         return rest
     del rest["properties"]
+    if rest.keys().isdisjoint(inner):
+        rest.update(inner)  # no key in both: the common case
+        return rest
     clashes: dict[str, Any] = {}
     for key, value in inner.items():
         present = rest.get(key, _ABSENT)
