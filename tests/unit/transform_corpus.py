@@ -549,6 +549,17 @@ def _deep_record(rng: random.Random) -> _Raw:
     return _Raw(f'{{"id":"e1","type":"purchase","timestamp":1754049600,"user_id":"u1","x":{inner}}}')
 
 
+def _both_levels(rng: random.Random, record: dict[str, Any]) -> None:
+    """Some keys both at the top and in ``properties``, with the same value or another (a clash)."""
+    top = {key: _choice(rng, SCALARS) for key in rng.sample(["plan", "title", "tip", "x", "email", "ip", "url"], 2)}
+    record.update(top)
+    inner = record.get("properties")
+    inner = dict(inner) if isinstance(inner, dict) else {}
+    for key, value in top.items():
+        inner[key] = value if rng.random() < 0.4 else _choice(rng, SCALARS)
+    record["properties"] = inner
+
+
 def random_record(rng: _Rng) -> Any:
     """A record: mostly event-shaped (a core of id, name, time and a user under some alias), sometimes anything."""
     roll = rng.random()
@@ -571,6 +582,13 @@ def random_record(rng: _Rng) -> Any:
         record[who] = {"id": rng.choice(["u1", "u2", 5])} if who == "user" else rng.choice(["u1", "a1", 5])
     for key in rng.sample(ALIAS_KEYS, rng.randrange(0, 9)):
         record[key] = _value_for(rng, key)
+    if rng.random() < 0.15:
+        _both_levels(rng, record)
+    if rng.random() < 0.1:
+        page = {
+            key: _choice(rng, TEXTS) for key in rng.sample(["url", "referrer", "title", "path"], rng.randrange(1, 4))
+        }
+        record["context"] = {"page": page} if rng.random() < 0.7 else {"page": page, "ip": "10.0.0.3"}
     items = list(record.items())
     if rng.random() < 0.3:
         rng.shuffle(items)
