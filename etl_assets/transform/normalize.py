@@ -259,7 +259,7 @@ def _event(*values: Any) -> NormalizedEvent:
 def event_key(payload: Mapping[str, Any], accepted: AcceptedTimes) -> EventKey:
     """The event's identity, as ``normalize`` would give it, without normalizing the rest."""
     record = _as_dict(payload)
-    id_value, time_value = _pick(record, _plan(tuple(record)).key_fields, {})
+    id_value, time_value = _pick(record, _plan_of(record).key_fields, {})
     event_id = _event_id(id_value)
     occurred_at, _ = _occurred_at(time_value, accepted)
     return EventKey(event_id, occurred_at)
@@ -267,7 +267,7 @@ def event_key(payload: Mapping[str, Any], accepted: AcceptedTimes) -> EventKey:
 
 def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> NormalizedEvent:
     record = _as_dict(payload)
-    plan = _plan(tuple(record))
+    plan = _plan_of(record)
     consumed: _Consumed = {}
     (
         id_value,
@@ -412,9 +412,15 @@ class _Plan:
 
 _PLANS_KEPT = 1024
 """Sets of top-level keys whose plan is kept: a source sends a few shapes; a hostile mix only costs a new plan."""
+_PLANNED_KEYS = 64
+"""Records with more top-level keys get a plan of their own, not kept (the cache holds their keys)."""
 
 
-@lru_cache(maxsize=_PLANS_KEPT)
+def _plan_of(record: dict[str, Any]) -> _Plan:
+    keys = tuple(record)
+    return _kept_plan(keys) if len(keys) <= _PLANNED_KEYS else _plan(keys)
+
+
 def _plan(keys: tuple[Any, ...]) -> _Plan:
     present = set(keys)
     names = tuple(key for key in _EVENT_TYPE.first_keys_in_order if key in present)
@@ -425,6 +431,9 @@ def _plan(keys: tuple[Any, ...]) -> _Plan:
         _Fields.of(_ORDER_FIELDS, present),
         names,
     )
+
+
+_kept_plan = lru_cache(maxsize=_PLANS_KEPT)(_plan)
 
 
 def _as_dict(payload: Any) -> dict[str, Any]:
