@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from etl_assets.transform.normalize import NormalizedEvent, RecordRejected, id_text
+from etl_assets.transform.vocabulary import IDENTITY_CALL_TYPES
 
 _PREVIOUS_ID_KEYS = ("previousId", "previous_id")
 _GROUP_ID_KEYS = ("groupId", "group_id")
@@ -36,6 +37,8 @@ NO_FACTS = IdentityFacts((), None, None)
 
 def identity_facts(event: NormalizedEvent) -> IdentityFacts:
     """The identity facts of a normalized event; ``RecordRejected`` when an alias's or group's id is unfit."""
+    if event.event_type not in IDENTITY_CALL_TYPES and (event.user_id is None or event.anonymous_id is None):
+        return NO_FACTS  # most events: nothing ties one id to another
     properties = event.properties or {}
     linked: list[str] = []
     if event.event_type == "alias":

@@ -11,9 +11,10 @@ import math
 import reprlib
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from etl_assets.transform import exact_json
@@ -42,6 +43,11 @@ TAG_PURCHASE_WITHOUT_PRICE = "purchase_without_price"
 _Consumed = dict[str, "_Consumed | bool"]
 
 
+# One way a field can be given: its first key, its second (or ``None``), the keys below that, and whether the path
+# is also a container.
+_Entry = tuple[str, str | None, tuple[str, ...], bool]
+
+
 class _Aliases:
     """The dotted paths one field can be given under, in order of precedence."""
 
@@ -51,9 +57,7 @@ class _Aliases:
         self.paths = tuple(tuple(alias.split(".")) for alias in dotted)
         self.first_keys = frozenset(path[0] for path in self.paths)
         self.first_keys_in_order = tuple(dict.fromkeys(path[0] for path in self.paths))
-        self.entries: tuple[tuple[tuple[str, ...], str, tuple[str, ...]], ...] = tuple(
-            (path, path[0], path[1:]) for path in self.paths
-        )
+        self.entries: tuple[_Entry, ...] = ()  # set once every field's paths are known (_CONTAINER_PATHS)
 
 
 _EVENT_ID = _Aliases("id", "event_id", "eventId", "messageId")
@@ -131,6 +135,39 @@ def _container_tree(paths: frozenset[tuple[str, ...]]) -> _Containers:
 _CONTAINERS = _container_tree(_CONTAINER_PATHS)
 _NO_CONTAINERS: _Containers = {}
 
+_FIELDS = (
+    _EVENT_ID,
+    _TIMESTAMP,
+    _USER_ID,
+    _ANONYMOUS_ID,
+    _SESSION_ID,
+    _PRODUCT_ID,
+    _ORDER_ID,
+    _PAGE_URL,
+    _REFERRER,
+    _PRICE,
+    _CURRENCY,
+    _QUANTITY,
+)
+"""The fields every record is read for, in the order ``normalize`` reads them."""
+_PAGE_FIELDS = (_PAGE_NAME, _PAGE_CATEGORY)
+"""Read for a page or screen call only."""
+_ORDER_FIELDS = (_REVENUE, _TOTAL, _SHIPPING, _TAX, _DISCOUNT, _COUPON)
+"""Read for a type of ``ORDER_AMOUNT_TYPES`` only (on another event they stay in properties)."""
+_DEEP_KEYS = frozenset(
+    path[depth]
+    for group in (*_FIELDS, *_PAGE_FIELDS, *_ORDER_FIELDS)
+    for path in group.paths
+    for depth in range(len(path) - 2)
+)
+"""Keys that aliases go two or more keys below (``context`` of ``context.page.url``): only under these can a key's
+mark in ``_Consumed`` name keys consumed inside them; under any other key, each key a mark names was consumed whole."""
+
+for _aliases in (_EVENT_TYPE, *_FIELDS, *_PAGE_FIELDS, *_ORDER_FIELDS):
+    _aliases.entries = tuple(
+        (path[0], path[1] if len(path) > 1 else None, path[2:], path in _CONTAINER_PATHS) for path in _aliases.paths
+    )
+
 # Segment's call type: the event name of a ``track`` call is in ``event``.
 _SEGMENT_TRACK = "track"
 _NAME_MAX_BYTES = 1024  # event names are indexed, as ids are
@@ -201,58 +238,95 @@ class NormalizedEvent:
     content_hash: str
 
 
+_MutableEvent = make_dataclass(
+    "_MutableEvent", [(field.name, field.type) for field in fields(NormalizedEvent)], slots=True
+)
+"""``NormalizedEvent``'s slots, not frozen: its ``__init__`` stores each field directly."""
+
+
+def _event(*values: Any) -> NormalizedEvent:
+    """``NormalizedEvent(*values)``, in a seventh of the time.
+
+    A frozen dataclass's ``__init__`` sets each of its 24 fields through ``object.__setattr__`` (2 µs an event).
+    The mutable twin has the same slots in the same order, so the filled instance can take the frozen class:
+    what comes out is a ``NormalizedEvent`` like any other (equal, frozen, same ``repr``).
+    """
+    event = _MutableEvent(*values)
+    event.__class__ = NormalizedEvent
+    return event
+
+
 def event_key(payload: Mapping[str, Any], accepted: AcceptedTimes) -> EventKey:
     """The event's identity, as ``normalize`` would give it, without normalizing the rest."""
     record = _as_dict(payload)
-    event_id = _event_id(_pick(record, _EVENT_ID, {}))
-    occurred_at, _ = _occurred_at(_pick(record, _TIMESTAMP, {}), accepted)
+    id_value, time_value = _pick(record, _plan_of(record).key_fields, {})
+    event_id = _event_id(id_value)
+    occurred_at, _ = _occurred_at(time_value, accepted)
     return EventKey(event_id, occurred_at)
 
 
 def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> NormalizedEvent:
     record = _as_dict(payload)
+    plan = _plan_of(record)
     consumed: _Consumed = {}
-    tags: set[str] = set()
+    (
+        id_value,
+        time_value,
+        user_value,
+        anonymous_value,
+        session_value,
+        product_value,
+        order_value,
+        url_value,
+        referrer_value,
+        price_value,
+        currency_value,
+        quantity_value,
+    ) = _pick(record, plan.fields, consumed)
 
-    event_id = _event_id(_pick(record, _EVENT_ID, consumed))
-    event_name, page_call = _event_name(record, consumed)
-    event_type = event_type_of(event_name)
+    event_id = _event_id(id_value)
+    event_name, event_type, page_call = _event_name(record, plan.name_keys, consumed)
     page_category = None
     if page_call is not None:
-        event_name = _name_text(_pick(record, _PAGE_NAME, consumed), "page name") or page_call
-        page_category = _text(_pick(record, _PAGE_CATEGORY, consumed), "page category")
-    occurred_at, time_tag = _occurred_at(_pick(record, _TIMESTAMP, consumed), accepted)
-    if time_tag is not None:
-        tags.add(time_tag)
+        name_value, category_value = _pick(record, plan.page_fields, consumed)
+        event_name = _name_text(name_value, "page name") or page_call
+        page_category = _text(category_value, "page category")
+    occurred_at, time_tag = _occurred_at(time_value, accepted)
 
-    user_id = _id_text(_pick(record, _USER_ID, consumed), "user_id")
-    anonymous_id = _id_text(_pick(record, _ANONYMOUS_ID, consumed), "anonymous_id")
+    user_id = _id_text(user_value, "user_id")
+    anonymous_id = _id_text(anonymous_value, "anonymous_id")
     if user_id is None and anonymous_id is None:
         raise RecordRejected("no user_id or anonymous_id", rule=RULE_IDENTITY_PRESENT)
-    session_id = _id_text(_pick(record, _SESSION_ID, consumed), "session_id")
-    product_id = _id_text(_pick(record, _PRODUCT_ID, consumed), "product_id")
-    order_id = _id_text(_pick(record, _ORDER_ID, consumed), "order_id")
-    page_url = _text(_pick(record, _PAGE_URL, consumed), "page_url")
-    referrer = _text(_pick(record, _REFERRER, consumed), "referrer")
-    price = _price(_pick(record, _PRICE, consumed))
-    currency = _currency(_pick(record, _CURRENCY, consumed))
-    quantity = _quantity(_pick(record, _QUANTITY, consumed))
+    session_id = _id_text(session_value, "session_id")
+    product_id = _id_text(product_value, "product_id")
+    order_id = _id_text(order_value, "order_id")
+    page_url = _text(url_value, "page_url")
+    referrer = _text(referrer_value, "referrer")
+    price = _price(price_value)
+    currency = _currency(currency_value)
+    quantity = _quantity(quantity_value)
     revenue = total = shipping = tax = discount = coupon = None
     if event_type in ORDER_AMOUNT_TYPES:
-        revenue, total, shipping, tax, discount = (
-            _amount(_pick(record, aliases, consumed), name) for name, aliases in _ORDER_AMOUNTS
+        revenue_value, total_value, shipping_value, tax_value, discount_value, coupon_value = _pick(
+            record, plan.order_fields, consumed
         )
-        coupon = _text(_pick(record, _COUPON, consumed), "coupon")
+        revenue = _amount(revenue_value, "revenue")
+        total = _amount(total_value, "total")
+        shipping = _amount(shipping_value, "shipping")
+        tax = _amount(tax_value, "tax")
+        discount = _amount(discount_value, "discount")
+        coupon = _text(coupon_value, "coupon")
 
     properties = _properties(_without(record, consumed, _CONTAINERS)) or None
+    tags = [time_tag] if time_tag is not None else []
     if event_type == PURCHASE:
         priced = price is not None or revenue is not None or total is not None or _has_products(properties)
         if not priced:
-            tags.add(TAG_PURCHASE_WITHOUT_PRICE)
+            tags.append(TAG_PURCHASE_WITHOUT_PRICE)
         elif currency is None:
-            tags.add(TAG_CURRENCY_MISSING)
+            tags.append(TAG_CURRENCY_MISSING)
     quality_tags = tuple(sorted(tags))
-    fields = (
+    hashed = (
         event_id,
         occurred_at,
         event_type,
@@ -268,37 +342,98 @@ def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> Normalized
         page_url,
         referrer,
         page_category,
-        *(None if amount is None else str(amount) for amount in (revenue, total, shipping, tax, discount)),
+        None if revenue is None else str(revenue),
+        None if total is None else str(total),
+        None if shipping is None else str(shipping),
+        None if tax is None else str(tax),
+        None if discount is None else str(discount),
         coupon,
         properties,
         quality_tags,
     )
-    return NormalizedEvent(
-        event_id=event_id,
-        occurred_at=occurred_at,
-        event_type=event_type,
-        event_name=event_name,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        session_id=session_id,
-        product_id=product_id,
-        quantity=quantity,
-        price=price,
-        currency=currency,
-        order_id=order_id,
-        page_url=page_url,
-        referrer=referrer,
-        page_category=page_category,
-        revenue=revenue,
-        total=total,
-        shipping=shipping,
-        tax=tax,
-        discount=discount,
-        coupon=coupon,
-        properties=properties,
-        quality_tags=quality_tags,
-        content_hash=hashlib.md5(_canonical_json(fields), usedforsecurity=False).hexdigest(),
+    return _event(
+        event_id,
+        occurred_at,
+        event_type,
+        event_name,
+        user_id,
+        anonymous_id,
+        session_id,
+        product_id,
+        quantity,
+        price,
+        currency,
+        order_id,
+        page_url,
+        referrer,
+        page_category,
+        revenue,
+        total,
+        shipping,
+        tax,
+        discount,
+        coupon,
+        properties,
+        quality_tags,
+        hashlib.md5(_canonical_json(hashed), usedforsecurity=False).hexdigest(),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """Where a record gives some fields: ``(position, aliases)`` of each field with an alias whose first key the
+    record has (aliases in order of precedence), out of ``count`` fields."""
+
+    count: int
+    held: tuple[tuple[int, tuple[_Entry, ...]], ...]
+
+    @classmethod
+    def of(cls, groups: tuple[_Aliases, ...], keys: set[Any]) -> _Fields:
+        held = (
+            (slot, tuple(entry for entry in group.entries if entry[0] in keys)) for slot, group in enumerate(groups)
+        )
+        return cls(len(groups), tuple((slot, entries) for slot, entries in held if entries))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Which aliases a record with a given set of top-level keys has, per field: resolved once per set of keys,
+    so that a record is read for the aliases it holds rather than for every alias of every field."""
+
+    fields: _Fields
+    """Of ``_FIELDS``, in their order."""
+    key_fields: _Fields
+    """The event id and the timestamp (the first two of ``_FIELDS``)."""
+    page_fields: _Fields
+    order_fields: _Fields
+    name_keys: tuple[str, ...]
+    """The keys an event's name can be under that the record has, in order of precedence."""
+
+
+_PLANS_KEPT = 1024
+"""Sets of top-level keys whose plan is kept: a source sends a few shapes; a hostile mix only costs a new plan."""
+_PLANNED_KEYS = 64
+"""Records with more top-level keys get a plan of their own, not kept (the cache holds their keys)."""
+
+
+def _plan_of(record: dict[str, Any]) -> _Plan:
+    keys = tuple(record)
+    return _kept_plan(keys) if len(keys) <= _PLANNED_KEYS else _plan(keys)
+
+
+def _plan(keys: tuple[Any, ...]) -> _Plan:
+    present = set(keys)
+    names = tuple(key for key in _EVENT_TYPE.first_keys_in_order if key in present)
+    return _Plan(
+        _Fields.of(_FIELDS, present),
+        _Fields.of(_FIELDS[:2], present),
+        _Fields.of(_PAGE_FIELDS, present),
+        _Fields.of(_ORDER_FIELDS, present),
+        names,
+    )
+
+
+_kept_plan = lru_cache(maxsize=_PLANS_KEPT)(_plan)
 
 
 def _as_dict(payload: Any) -> dict[str, Any]:
@@ -332,29 +467,42 @@ def _is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and (not value or value.isspace()))
 
 
-def _pick(record: dict[str, Any], aliases: _Aliases, consumed: _Consumed) -> Any:
-    """The value of the first alias present and not empty (``None`` if none is), marked as ``consumed``.
+def _pick(record: dict[str, Any], fields: _Fields, consumed: _Consumed) -> list[Any]:
+    """Per field, the value of its first alias present and not empty (``None`` if none is), marked as ``consumed``.
 
-    A later alias that lost stays in properties, unless it is empty (``_without`` drops every empty value).
+    ``fields`` holds the aliases each field has in ``record`` (its ``_Plan``). A later alias that lost stays in
+    properties, unless it is empty (``_without`` drops every empty value).
     """
-    if record.keys().isdisjoint(aliases.first_keys):
-        return None
-    for path, first, rest in aliases.entries:
-        value = record.get(first, _ABSENT)
-        for key in rest:
-            value = value.get(key, _ABSENT) if isinstance(value, dict) else _ABSENT
-            if value is _ABSENT:
-                break
-        if value is _ABSENT or value is None:
-            continue
-        if isinstance(value, str):
-            if not value or value.isspace():
+    values = [None] * fields.count
+    for slot, entries in fields.held:
+        for first, second, deeper, container in entries:
+            value = record[first]
+            if second is not None:
+                if not isinstance(value, dict):
+                    continue
+                value = value.get(second)
+                for key in deeper:
+                    value = value.get(key) if isinstance(value, dict) else None
+                    if value is None:
+                        break
+            if value is None:
                 continue
-        elif isinstance(value, dict) and path in _CONTAINER_PATHS:
-            continue
-        _consume(consumed, first, rest)
-        return value
-    return None
+            if isinstance(value, str):
+                if not value or value.isspace():
+                    continue
+            elif container and isinstance(value, dict):
+                continue
+            if second is None:
+                consumed[first] = True
+            elif deeper:
+                _consume(consumed, first, (second, *deeper))
+            elif (node := consumed.get(first)) is None:
+                consumed[first] = {second: True}
+            elif node is not True:
+                node[second] = True
+            values[slot] = value
+            break
+    return values
 
 
 def _consume(consumed: _Consumed, first: str, rest: tuple[str, ...]) -> None:
@@ -374,7 +522,7 @@ def _text(value: Any, field: str) -> str | None:
     """Canonical text of a scalar: numbers as their decimal text, stripped, Unicode NFC; empty is ``None``."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if type(value) is str or isinstance(value, str):
         text = value.strip()
     elif isinstance(value, Decimal):
         if not value.is_finite():
@@ -408,9 +556,16 @@ def id_text(value: Any, field: str) -> str | None:
 
 
 def _id_text(value: Any, field: str) -> str | None:
-    text = _text(value, field)
-    if text is None:
+    if value is None:
         return None
+    if type(value) is str and value.isascii() and "\x00" not in value:
+        text = value.strip()  # what ``_text`` makes of it, for the common case: nothing to normalize or refuse
+        if not text:
+            return None
+    else:
+        text = _text(value, field)
+        if text is None:
+            return None
     if len(text) > _ID_MAX_BYTES // 4 and (size := len(text.encode("utf-8", "surrogatepass"))) > _ID_MAX_BYTES:
         raise RecordRejected(f"{field} is {size:,} bytes long; an id may have at most {_ID_MAX_BYTES:,}")
     if len(text) == 36 and _looks_like_uuid(text):
@@ -430,17 +585,16 @@ def _event_id(value: Any) -> str:
     return event_id
 
 
-def _event_name(record: dict[str, Any], consumed: _Consumed) -> tuple[str, str | None]:
-    """The event's name as sent, and the Segment page call (``page``, ``screen``) it is, if it is one.
+def _event_name(record: dict[str, Any], keys: tuple[str, ...], consumed: _Consumed) -> tuple[str, str, str | None]:
+    """The event's name as sent, its type, and the Segment page call (``page``, ``screen``) it is, if it is one.
 
-    Any name is accepted (the vocabulary maps it onto a type, ``custom`` at worst; Segment's identify, group and
-    alias calls onto types of their own); only a record without a name, or a name that is not text, is rejected.
+    ``keys``: the keys of ``_EVENT_TYPE`` that ``record`` has, in order. Any name is accepted (the vocabulary maps
+    it onto a type, ``custom`` at worst; Segment's identify, group and alias calls onto types of their own); only a
+    record without a name, or a name that is not text, is rejected.
     """
     chosen: Any = None
-    for key in _EVENT_TYPE.first_keys_in_order:
-        value = record.get(key, _ABSENT)
-        if value is _ABSENT:
-            continue
+    for key in keys:
+        value = record[key]
         if isinstance(value, str) and comparable(value) == _SEGMENT_TRACK:
             consumed[key] = True
         elif chosen is None and not _is_empty(value):
@@ -450,10 +604,21 @@ def _event_name(record: dict[str, Any], consumed: _Consumed) -> tuple[str, str |
         raise RecordRejected("no event type", rule=RULE_ACCEPTED_EVENT_TYPE)
     if not isinstance(chosen, str):
         raise RecordRejected(f"event type {_shown(chosen)} is not a name (text)", rule=RULE_ACCEPTED_EVENT_TYPE)
+    return _known_name(chosen) if len(chosen) <= _CACHED_CHARS else _name_of(chosen)
+
+
+def _name_of(chosen: str) -> tuple[str, str, str | None]:
     call = comparable(chosen)
     name = _name_text(chosen, "event type")
-    assert name is not None  # not empty: checked above
-    return name, (call if call in PAGE_CALLS else None)
+    assert name is not None  # not empty: checked by the caller
+    return name, event_type_of(name), (call if call in PAGE_CALLS else None)
+
+
+_CACHED_CHARS = 64
+"""Values up to this long are looked up in the caches below (names, prices: a stream repeats a few of them)."""
+_CACHE_SIZE = 4096
+
+_known_name = lru_cache(maxsize=_CACHE_SIZE)(_name_of)
 
 
 def _name_text(value: Any, field: str) -> str | None:
@@ -516,15 +681,21 @@ def _bound(moment: datetime) -> str:
 
 def _parse_time_text(value: str) -> tuple[datetime, str | None]:
     text = value.strip()
-    unsigned = text[1:] if text[:1] == "-" else text
-    if unsigned and _NUMERIC_CHARS.issuperset(unsigned) and unsigned.count(".") <= 1 and unsigned != ".":
-        if "." in unsigned or len(unsigned) > _INT_TEXT_DIGITS:
-            return _from_epoch(Decimal(text)), TAG_TIMESTAMP_EPOCH
-        return _from_epoch(int(text)), TAG_TIMESTAMP_EPOCH
-    try:
-        return datetime.fromisoformat(text), None
-    except ValueError:
-        pass
+    if text[4:5] == "-":  # an ISO date (2025-08-01...), not a number: the common case, read first
+        try:
+            return datetime.fromisoformat(text), None
+        except ValueError:
+            pass
+    else:
+        unsigned = text[1:] if text[:1] == "-" else text
+        if unsigned and _NUMERIC_CHARS.issuperset(unsigned) and unsigned.count(".") <= 1 and unsigned != ".":
+            if "." in unsigned or len(unsigned) > _INT_TEXT_DIGITS:
+                return _from_epoch(Decimal(text)), TAG_TIMESTAMP_EPOCH
+            return _from_epoch(int(text)), TAG_TIMESTAMP_EPOCH
+        try:
+            return datetime.fromisoformat(text), None
+        except ValueError:
+            pass
     upper = text.upper()
     if upper.endswith("Z"):
         zone_free: str | None = text[:-1]
@@ -594,6 +765,20 @@ def _number(value: Any, field: str) -> Decimal:
 def _price(value: Any) -> Decimal | None:
     if value is None:
         return None
+    if _cacheable(value):
+        return _known_price(value)
+    return _price_of(value)
+
+
+def _cacheable(value: Any) -> bool:
+    """Whether ``value`` goes through a cache: a short string or a number (typed: ``1`` is not ``1.0`` there).
+
+    Only values whose result depends on their value alone: equal numbers of one type give the same result."""
+    kind = type(value)
+    return kind is float or kind is int or (kind is str and len(value) <= _CACHED_CHARS)
+
+
+def _price_of(value: Any) -> Decimal:
     number = _number(value, "price")
     if number < 0:
         raise RecordRejected(f"negative price {_clipped(str(number))}", rule=RULE_PRICE_NOT_NEGATIVE)
@@ -607,11 +792,21 @@ def _amount(value: Any, field: str) -> Decimal | None:
     """An order's money amount (revenue, total, shipping, tax, discount): any sign, four decimal places."""
     if value is None:
         return None
+    if _cacheable(value):
+        return _known_amount(value, field)
+    return _amount_of(value, field)
+
+
+def _amount_of(value: Any, field: str) -> Decimal:
     number = _number(value, field)
     if abs(number) >= _PRICE_LIMIT:
         raise RecordRejected(f"{field} {_clipped(str(number))} is too large (the limit is {_PRICE_LIMIT})")
     amount = number.quantize(_FOUR_PLACES, rounding=ROUND_HALF_UP)
     return _ZERO_PRICE if amount.is_zero() else amount
+
+
+_known_price = lru_cache(maxsize=_CACHE_SIZE, typed=True)(_price_of)
+_known_amount = lru_cache(maxsize=_CACHE_SIZE, typed=True)(_amount_of)
 
 
 def _currency(value: Any) -> str | None:
@@ -650,16 +845,23 @@ def _without(record: dict[str, Any], consumed: _Consumed, containers: _Container
     """
     rest: dict[str, Any] = {}
     for key, value in record.items():
-        if value is None or (isinstance(value, str) and (not value or value.isspace())):
+        if value is None:
             continue
-        mark = consumed.get(key)
-        if mark is True:
-            continue
-        inner_containers = containers.get(key)
-        if isinstance(value, dict) and (mark is not None or inner_containers is not None):
-            value = _without(value, mark or {}, inner_containers or _NO_CONTAINERS)
-            if not value:
+        if isinstance(value, str):
+            if not value or value.isspace() or consumed.get(key) is True:
                 continue
+        else:
+            mark = consumed.get(key)
+            if mark is True:
+                continue
+            if isinstance(value, dict):
+                inner_containers = containers.get(key)
+                if mark is not None and len(mark) == len(value) and key not in _DEEP_KEYS:
+                    continue  # every key of it was consumed whole (the common case of a nested canonical record)
+                if mark is not None or inner_containers is not None:
+                    value = _without(value, mark or {}, inner_containers or _NO_CONTAINERS)
+                    if not value:
+                        continue
         rest[key] = value
     return rest
 
@@ -674,6 +876,9 @@ def _properties(rest: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(inner, dict):
         return rest
     del rest["properties"]
+    if rest.keys().isdisjoint(inner):
+        rest.update(inner)  # no key in both: the common case
+        return rest
     clashes: dict[str, Any] = {}
     for key, value in inner.items():
         present = rest.get(key, _ABSENT)

@@ -12,8 +12,8 @@ The ``products`` list stays in the event's ``properties`` as sent; the lines are
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -47,10 +47,19 @@ class OrderLine:
 
     def as_json(self) -> dict[str, Any]:
         """The line as JSON values (prices as exact decimal text), the shape the merge reads lines in."""
-        line = asdict(self)
-        if self.price is not None:
-            line["price"] = str(self.price)
-        return line
+        return {
+            "line_number": self.line_number,
+            "product_id": self.product_id,
+            "sku": self.sku,
+            "name": self.name,
+            "category": self.category,
+            "brand": self.brand,
+            "variant": self.variant,
+            "price": None if self.price is None else str(self.price),
+            "quantity": self.quantity,
+            "coupon": self.coupon,
+            "position": self.position,
+        }
 
 
 def order_lines(event: NormalizedEvent) -> tuple[OrderLine, ...]:
@@ -72,28 +81,37 @@ def _line(number: int, product: Any) -> OrderLine:
     where = f"products[{number - 1}]"
     if not isinstance(product, Mapping):
         raise RecordRejected(f"{where} is not a product object")
-
-    def value(key: str) -> Any:
-        found = product.get(key)
-        return None if isinstance(found, str) and (not found or found.isspace()) else found
-
-    product_id = next(
-        (found for key in _PRODUCT_ID_KEYS if (found := parse_id(value(key), f"{where}.{key}")) is not None), None
-    )
+    product_id = None
+    for key in _PRODUCT_ID_KEYS:
+        product_id = _parsed(product, key, where, parse_id)
+        if product_id is not None:
+            break
     try:
-        price = parse_price(value("price"))
+        price = parse_price(_given(product, "price"))
     except RecordRejected as error:
         raise RecordRejected(f"{where}: {error}", rule=error.rule) from None
     return OrderLine(
         line_number=number,
         product_id=product_id,
-        sku=parse_id(value("sku"), f"{where}.sku"),
-        name=parse_text(value("name"), f"{where}.name"),
-        category=parse_text(value("category"), f"{where}.category"),
-        brand=parse_text(value("brand"), f"{where}.brand"),
-        variant=parse_text(value("variant"), f"{where}.variant"),
+        sku=_parsed(product, "sku", where, parse_id),
+        name=_parsed(product, "name", where, parse_text),
+        category=_parsed(product, "category", where, parse_text),
+        brand=_parsed(product, "brand", where, parse_text),
+        variant=_parsed(product, "variant", where, parse_text),
         price=price,
-        quantity=parse_whole_number(value("quantity"), f"{where}.quantity"),
-        coupon=parse_text(value("coupon"), f"{where}.coupon"),
-        position=parse_whole_number(value("position"), f"{where}.position"),
+        quantity=_parsed(product, "quantity", where, parse_whole_number),
+        coupon=_parsed(product, "coupon", where, parse_text),
+        position=_parsed(product, "position", where, parse_whole_number),
     )
+
+
+def _given(product: Mapping[str, Any], key: str) -> Any:
+    """The product's value under ``key``; a blank text reads as missing (``None``)."""
+    found = product.get(key)
+    return None if isinstance(found, str) and (not found or found.isspace()) else found
+
+
+def _parsed(product: Mapping[str, Any], key: str, where: str, parse: Callable[[Any, str], Any]) -> Any:
+    """``parse`` of the product's value under ``key``, the value named ``<where>.<key>`` in a rejection."""
+    found = _given(product, key)
+    return None if found is None else parse(found, f"{where}.{key}")

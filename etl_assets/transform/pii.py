@@ -56,6 +56,10 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9._%+-]{1,64}?(?:@|%40)[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
 _IP_CHARS = frozenset("0123456789abcdefABCDEF.:")
+_IPV4_PART = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_IPV4_PART}(?:\.{_IPV4_PART}){{3}}")
+"""An IPv4 address in its standard text (four parts of 0 to 255, no leading zeros): ``ipaddress`` reads it as an
+address whose text is itself, so it needs no parsing."""
 _PHONE = re.compile(r"\+?[0-9 ().\-/]+")
 _MIN_PHONE_DIGITS = 6
 
@@ -95,6 +99,8 @@ def canonical(value: str) -> str:
     if "@" in text or "%40" in text:
         return text.replace("%40", "@").lower()
     if _looks_like_ip(text):
+        if _IPV4.fullmatch(text):
+            return text  # already the standard text of its address
         address = ipaddress.ip_address(text)
         mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
         return str(mapped or address)
@@ -107,23 +113,36 @@ def canonical(value: str) -> str:
 
 def pseudonymize(value: str, key: bytes) -> str:
     """``pii:`` + the first 32 hex digits of HMAC-SHA256(key, canonical value): stable, keyed, one-way."""
-    digest = hmac.new(key, canonical(value).encode(), hashlib.sha256).hexdigest()
-    return PREFIX + digest[:DIGEST_CHARS]
+    mac = _keyed(key).copy()
+    mac.update(canonical(value).encode())
+    return PREFIX + mac.digest()[:_DIGEST_BYTES].hex()
+
+
+_DIGEST_BYTES = DIGEST_CHARS // 2
+
+
+@lru_cache(maxsize=8)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with ``key`` set up, to copy for each value (a third cheaper than setting the key up again)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def _looks_like_ip(text: str) -> bool:
-    if not 2 <= len(text) <= 45 or not _IP_CHARS.issuperset(text) or ("." not in text and ":" not in text):
+    if not 2 <= len(text) <= 45 or not _IP_CHARS.issuperset(text):
         return False
+    # An IPv6 address has a colon; an IPv4 address, without one, four dotted parts (what ipaddress requires).
+    if ":" not in text and text.count(".") != 3:
+        return False
+    return _IPV4.fullmatch(text) is not None or _is_ip_address(text)
+
+
+@lru_cache(maxsize=4096)
+def _is_ip_address(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
         return False
     return True
-
-
-@lru_cache(maxsize=4096)
-def _matches(key: str, fields: tuple[str, ...]) -> bool:
-    return key_matches(key, fields)
 
 
 @dataclass(frozen=True)
@@ -155,22 +174,53 @@ def pseudonymize_payload(payload: Any, policy: PiiPolicy) -> Any:
     """
     if not isinstance(payload, Mapping) or not policy.fields:
         return payload
-    return _Walker(policy).walk_dict(payload, inside=False, depth=0, skipped=IDENTITY_KEYS)
+    return _walker(policy.fields, policy.key).walk_dict(payload, False, 0, IDENTITY_KEYS)
+
+
+_KEPT = 4096
+"""Entries each cache of a walker keeps (key names, pseudonyms, texts holding an email address)."""
+_KEPT_CHARS = 256
+"""Longer texts are not cached: a cache holds short, repeated values (an address, an IP, a user's email)."""
+_NOTHING_SKIPPED: frozenset[str] = frozenset()
+
+
+@lru_cache(maxsize=8)
+def _walker(fields: tuple[str, ...], key: bytes | None) -> _Walker:
+    """The walker of a policy, shared by equal policies (a run makes its own), so its caches outlive a batch."""
+    return _Walker(fields, key)
 
 
 class _Walker:
-    __slots__ = ("fields", "finds_emails", "finds_ips", "key")
+    """Walks a payload and replaces its PII, with caches of what repeats from record to record: whether a key
+    names PII, the pseudonym of a value, the text an email address inside a string becomes."""
 
-    def __init__(self, policy: PiiPolicy) -> None:
-        self.fields = policy.fields
-        self.key = policy.key
-        self.finds_emails = policy.finds_emails
-        self.finds_ips = policy.finds_ips
+    __slots__ = ("_emails_in", "_marks", "_pseudonym", "fields", "finds_emails", "finds_ips", "key")
 
-    def _hidden(self, text: str) -> str:
+    def __init__(self, fields: tuple[str, ...], key: bytes | None) -> None:
+        self.fields = fields
+        self.key = key
+        self.finds_emails = "email" in fields
+        self.finds_ips = "ip" in fields
+        self._marks: dict[Any, bool] = {}
+        self._pseudonym = lru_cache(maxsize=_KEPT)(self._pseudonym_of)
+        self._emails_in = lru_cache(maxsize=_KEPT)(self._emails_replaced)
+
+    def _pseudonym_of(self, text: str) -> str:
         if self.key is None:
             raise PiiKeyMissing([])
         return pseudonymize(text, self.key)
+
+    def _hidden(self, text: str) -> str:
+        return self._pseudonym(text) if len(text) <= _KEPT_CHARS else self._pseudonym_of(text)
+
+    def _marked(self, key: Any) -> bool:
+        """Whether ``key`` names PII (remembered for the key names a source sends)."""
+        marked = self._marks.get(key)
+        if marked is None:
+            marked = isinstance(key, str) and key_matches(key, self.fields)
+            if len(self._marks) < _KEPT and (not isinstance(key, str) or len(key) <= _KEPT_CHARS):
+                self._marks[key] = marked
+        return marked
 
     def walk(self, value: Any, inside: bool, depth: int) -> Any:
         """``value`` with its PII replaced (``value`` itself when nothing changed); ``inside``: under a PII key."""
@@ -187,18 +237,45 @@ class _Walker:
         return value
 
     def walk_dict(
-        self, value: Mapping[str, Any], inside: bool, depth: int, skipped: frozenset[str] = frozenset()
+        self, value: Mapping[str, Any], inside: bool, depth: int, skipped: frozenset[str] = _NOTHING_SKIPPED
     ) -> Any:
-        """``value`` with its PII replaced; keys in ``skipped`` (the record's identity at the top) stay as they are."""
+        """``value`` with its PII replaced; keys in ``skipped`` (the record's identity at the top) stay as they are.
+
+        The common kinds of values (text, objects, lists) are handled here rather than through ``walk``: this
+        loop runs for every key of every record.
+        """
         if depth >= MAX_DEPTH:
             raise RecordRejected(f"record cannot be stored as JSON: nested deeper than {MAX_DEPTH} levels")
         changed: dict[str, Any] | None = None
+        marks = self._marks
+        finds_emails, finds_ips = self.finds_emails, self.finds_ips
         for key, item in value.items():
             if key in skipped:
                 continue
-            marked = inside or (isinstance(key, str) and _matches(key, self.fields))
+            marked = inside or marks.get(key)
+            if marked is None:
+                marked = self._marked(key)
+            kind = type(item)
             try:
-                new = self.walk(item, marked, depth + 1)
+                if kind is str:
+                    if marked:
+                        if not item or item.isspace():
+                            continue
+                        new = self._hidden(item)
+                    elif (finds_emails and ("@" in item or "%40" in item)) or (
+                        finds_ips and (item[:1] in _IP_CHARS or item[:1].isspace())
+                    ):
+                        new = self._found_in_text(item)
+                    else:
+                        continue  # neither an email address nor, starting as no IP address does, an IP address
+                elif kind is dict:
+                    new = self.walk_dict(item, marked, depth + 1)
+                elif kind is list:
+                    new = self._walk_list(item, marked, depth + 1)
+                elif not marked and (item is None or kind is int or kind is float or kind is bool):
+                    continue
+                else:
+                    new = self.walk(item, marked, depth + 1)
             except PiiKeyMissing as missing:
                 missing.path.insert(0, str(key))
                 raise
@@ -213,7 +290,7 @@ class _Walker:
             raise RecordRejected(f"record cannot be stored as JSON: nested deeper than {MAX_DEPTH} levels")
         changed: list[Any] | None = None
         for index, item in enumerate(value):
-            new = self.walk(item, inside, depth + 1)
+            new = self._found_in_text(item) if type(item) is str and not inside else self.walk(item, inside, depth + 1)
             if new is not item:
                 if changed is None:
                     changed = list(value)
@@ -223,9 +300,12 @@ class _Walker:
     def _found_in_text(self, text: str) -> str:
         """A string under no PII key: the email addresses inside it, or the whole of it if it is an IP address."""
         if self.finds_emails and ("@" in text or "%40" in text):
-            replaced = _EMAIL.sub(lambda match: self._hidden(match.group()), text)
+            replaced = self._emails_in(text) if len(text) <= _KEPT_CHARS else self._emails_replaced(text)
             if replaced != text:
                 return replaced
         if self.finds_ips and _looks_like_ip(text.strip()):
             return self._hidden(text)
         return text
+
+    def _emails_replaced(self, text: str) -> str:
+        return _EMAIL.sub(lambda match: self._hidden(match.group()), text)

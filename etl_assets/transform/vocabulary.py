@@ -7,6 +7,8 @@ below; a name the vocabulary does not know is a ``custom`` event, never a reason
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 CUSTOM = "custom"
 """The catch-all type: an event name the vocabulary gives no meaning of its own (``Signed Up``, ``Video Played``)."""
 
@@ -113,7 +115,16 @@ REFUND_EVENT_TYPES = (ORDER_REFUNDED, ORDER_CANCELLED)
 def comparable(name: str) -> str:
     """A name as the vocabulary compares it: no case, spaces, dashes or underscores (``Order Completed`` is
     ``order_completed`` is ``ORDER-COMPLETED``)."""
+    return _known_comparable(name) if len(name) <= _CACHED_CHARS else _comparable(name)
+
+
+def _comparable(name: str) -> str:
     return name.lower().replace(" ", "").replace("-", "").replace("_", "")
+
+
+_CACHED_CHARS = 64
+"""Names up to this long are remembered: every event carries one, and a stream repeats a few of them."""
+_known_comparable = lru_cache(maxsize=4096)(_comparable)
 
 
 _TYPES_BY_NAME: dict[str, str] = {

@@ -1,3 +1,4 @@
+import dataclasses
 import io
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -679,3 +680,24 @@ def test_normalize_raises_only_record_rejected(payload: Any):
     assert list(event.quality_tags) == sorted(set(event.quality_tags))
     assert event.properties is None or orjson.loads(orjson.dumps(event.properties)) is not None
     assert normalize(payload, ACCEPTED) == event
+
+
+def test_a_normalized_event_is_a_frozen_normalized_event_equal_to_one_built_by_its_constructor():
+    event = normalized(user={"id": "u1"}, product={"id": "p1", "price": "19.99", "currency": "eur"}, plan="pro")
+    assert type(event) is NormalizedEvent
+    rebuilt = NormalizedEvent(*(getattr(event, name) for name in NormalizedEvent.__slots__))
+    assert event == rebuilt
+    assert repr(event) == repr(rebuilt)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.user_id = "u2"  # type: ignore[misc]
+
+
+def test_records_of_one_shape_are_each_read_for_their_own_values():
+    """The aliases a set of keys holds are worked out once: two records of the same keys still differ by value."""
+    first = normalized(user={"id": "u1"}, session={"id": "s1"}, price="1.5", currency="EUR")
+    second = normalized(user={"id": " "}, user_id="u2", session={"id": ""}, price="2", currency="usd")
+    blank = normalized(user={"id": "u3"}, session=" ", price=None, currency="gbp")
+    assert (first.user_id, first.session_id, first.price, first.properties) == ("u1", "s1", Decimal("1.5000"), None)
+    assert (second.user_id, second.session_id, second.price, second.currency) == ("u2", None, Decimal("2.0000"), "USD")
+    assert second.properties is None
+    assert (blank.user_id, blank.session_id, blank.price, blank.currency) == ("u3", None, None, "GBP")

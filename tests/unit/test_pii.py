@@ -10,8 +10,10 @@ from etl_assets.settings import ConfigError, Settings, displayed, pii_key
 from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import AcceptedTimes, event_key, normalize
 from etl_assets.transform.pii import (
+    _KEPT,
     PiiKeyMissing,
     PiiPolicy,
+    _walker,
     canonical,
     key_matches,
     pseudonymize,
@@ -286,3 +288,45 @@ def test_a_number_read_exactly_under_a_pii_key_is_pseudonymized_by_its_digits():
     assert isinstance(payload["phone_number"], Decimal)
     out = pseudonymize_payload(payload, PiiPolicy(("phone_number", "card"), KEY))
     assert out == {"phone_number": hidden("123456789012345678901234567890"), "card": hidden("12345678901234567890")}
+
+
+def test_one_value_under_two_keys_gets_each_keys_pseudonym_and_a_missing_key_still_fails():
+    record = {"id": "e1", "email": "ann@example.com", "context": {"ip": "203.0.113.7"}}
+    for _ in range(2):  # the second pass reads what the first remembered
+        assert pseudonymize_payload(record, POLICY)["email"] == hidden("ann@example.com")
+        other = pseudonymize_payload(record, PiiPolicy(POLICY.fields, OTHER_KEY))
+        assert other["email"] == pseudonymize("ann@example.com", OTHER_KEY) != hidden("ann@example.com")
+        assert other["context"]["ip"] == pseudonymize("203.0.113.7", OTHER_KEY)
+        with pytest.raises(PiiKeyMissing):
+            pseudonymize_payload(record, PiiPolicy(POLICY.fields, None))
+
+
+@pytest.mark.parametrize(
+    ("text", "standard"),
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("255.255.255.255", "255.255.255.255"),
+        (" 192.168.1.20 ", "192.168.1.20"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("2001:DB8:0::1", "2001:db8::1"),
+    ],
+)
+def test_an_ip_address_is_hashed_in_the_standard_text_of_its_address(text: str, standard: str):
+    assert canonical(text) == standard
+    assert pseudonymize(text, KEY) == pseudonymize(standard, KEY)
+
+
+def test_what_is_not_an_ip_address_is_not_hashed_as_one():
+    for text in ("10.0.0.256", "1.2.3", "1.2.3.4.5", "1..2.3"):
+        assert pseudonymize_payload({"note": text}, POLICY) == {"note": text}
+
+
+def test_the_key_names_a_walker_remembers_are_bounded_whatever_a_source_sends():
+    walker = _walker(POLICY.fields, KEY)
+    for number in range(_KEPT + 100):
+        pseudonymize_payload({f"field_{number}": "x", f"email_{number}": "y"}, POLICY)
+    assert len(walker._marks) <= _KEPT
+    assert pseudonymize_payload({"email_99999": "ann@example.com"}, POLICY) == {
+        "email_99999": hidden("ann@example.com")
+    }
