@@ -79,28 +79,31 @@ CREATE_MERGING = text(
     "(SELECT 1 FROM held_sources h WHERE h.day = b.day AND h.source = b.source))"
 )
 """The batches with rows of the day that no merge has read, but those of sources held back on the day."""
-CREATE_READ = text(
-    "CREATE TEMP TABLE read_rows ON COMMIT DROP AS "
-    "SELECT s.id, s.batch_id, s.event_id, s.rejection IS NOT NULL AS rejected "
+READ_CANDIDATES = text(
+    "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
+    f"SELECT s.id AS staging_id, s.event_id, {_CANDIDATE_COLUMNS}, s.rejection IS NOT NULL AS rejected "
     "FROM staging_events s JOIN merging m ON m.batch_id = s.batch_id "
     "WHERE s.event_day = :day AND s.id > m.merged_through"
 )
+"""Every row of the day no merge has read yet, rejected ones included (they count as read)."""
 ADVANCE_BATCH_DAYS = text(
-    "WITH read AS (SELECT batch_id, count(*) AS row_count, max(id) AS last_id FROM read_rows GROUP BY batch_id) "
+    "WITH read AS ("
+    "  SELECT c.batch_id, count(*) AS row_count, max(c.staging_id) AS last_id FROM candidates c GROUP BY c.batch_id"
+    ") "
     "UPDATE batch_days b SET merged_rows = b.merged_rows + r.row_count, merged_through = r.last_id, "
     "merged_at = now() FROM read r WHERE b.batch_id = r.batch_id AND b.day = :day"
 )
 """Marks what this merge read, batch by batch. ``merged_rows`` adds to the row's latest version: rows of a batch
 staged while this merge ran keep the batch waiting."""
-COUNT_READ = text("SELECT count(*), count(*) FILTER (WHERE rejected) FROM read_rows")
-KEEP_NEWEST_VERSION = text(
-    "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-    f"SELECT s.id AS staging_id, s.event_id, {_CANDIDATE_COLUMNS} FROM staging_events s JOIN ("
-    "  SELECT DISTINCT ON (event_id) id FROM read_rows WHERE NOT rejected ORDER BY event_id, id DESC"
-    ") newest ON newest.id = s.id"
+COUNT_READ = text("SELECT count(*), count(*) FILTER (WHERE rejected) FROM candidates")
+DROP_REJECTED = text("DELETE FROM candidates WHERE rejected")
+DROP_OLDER_VERSIONS = text(
+    "DELETE FROM candidates c USING candidates newer "
+    "WHERE newer.event_id = c.event_id AND newer.staging_id > c.staging_id"
 )
+"""Keeps the newest version of each ``event_id`` among the rows read (older ones are duplicates)."""
 CREATE_WINNERS = text(
-    "CREATE TEMP TABLE winners (event_id text PRIMARY KEY, occurred_at timestamptz, "
+    "CREATE TEMP TABLE winners (event_id text, occurred_at timestamptz, "
     "previous_occurred_at timestamptz) ON COMMIT DROP"
 )
 CLAIM_LEDGER = text(
@@ -124,23 +127,33 @@ DELETE_MOVED = text(
     "AND w.previous_occurred_at <> w.occurred_at"
 )
 COUNT_MOVED = text("SELECT count(*) FROM winners WHERE previous_occurred_at <> occurred_at")
-CREATE_WRITTEN = text("CREATE TEMP TABLE written_events (event_id text PRIMARY KEY) ON COMMIT DROP")
-COUNT_NEW = text(
-    "SELECT count(*) FROM winners WHERE previous_occurred_at IS NULL OR previous_occurred_at <> occurred_at"
-)
-"""Winners with no row in ``events`` at their time: new ids, and moved ones (the ledger points at each row there)."""
-UPSERT_CHANGED_EVENTS = text(
+CREATE_WRITTEN = text("CREATE TEMP TABLE written_events (event_id text) ON COMMIT DROP")
+_WRITE_EVENTS = (
     "WITH written AS ("
     f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_C_COLUMNS}, {identity.PERSON_OF_CANDIDATE} "
-    f"  FROM candidates c {identity.LINK_OF_CANDIDATE} "
-    f"  ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
-    "  WHERE events.content_hash IS DISTINCT FROM excluded.content_hash "
+    f"  FROM candidates c JOIN winners w ON w.event_id = c.event_id {identity.LINK_OF_CANDIDATE} "
+    "  WHERE {which} {on_conflict} "
     "  RETURNING event_id, person_id, occurred_at"
     "), marked AS (INSERT INTO written_events SELECT event_id FROM written) "
     "INSERT INTO written_persons (person_id, occurred_at) SELECT person_id, occurred_at FROM written"
 )
-"""Writes the new and changed events; their ids go to ``written_events`` (whose order lines are replaced), their
-persons and times to ``written_persons`` (``warehouse.identity``)."""
+INSERT_NEW_EVENTS = text(
+    _WRITE_EVENTS.format(
+        which="w.previous_occurred_at IS NULL OR w.previous_occurred_at <> w.occurred_at", on_conflict=""
+    )
+)
+"""Inserts the winners ``events`` has no row for at their time, by the ledger: new ids, and moved ones. A plain
+insert: the ledger has already said there is no row to conflict with. Their ids go to ``written_events`` (whose
+order lines are replaced), their persons and times to ``written_persons`` (``warehouse.identity``)."""
+UPSERT_KNOWN_EVENTS = text(
+    _WRITE_EVENTS.format(
+        which="w.previous_occurred_at = w.occurred_at",
+        on_conflict=f"ON CONFLICT (event_id, occurred_at) DO UPDATE SET {_ASSIGNMENTS}, loaded_at = now() "
+        "WHERE events.content_hash IS DISTINCT FROM excluded.content_hash",
+    )
+)
+"""Updates the winners ``events`` has at their time already, when their content changed (a re-send writes
+nothing); one missing there (deleted behind the platform's back) is written again."""
 DELETE_REPLACED_LINES = text("DELETE FROM order_lines o USING written_events w WHERE o.event_id = w.event_id")
 _LINE_RECORD = ", ".join(
     f"{name} {order_lines_table.c[name].type.compile(dialect=postgresql.dialect())}" for name in LINE_COLUMNS
@@ -319,14 +332,16 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     counts.refreshed = refresh_day(conn, day, options)
     steps.done("transform again")
     conn.execute(CREATE_MERGING, {"day": day, "include_held": options.release_held})
-    conn.execute(CREATE_READ, {"day": day})
+    conn.execute(READ_CANDIDATES, {"day": day})
     counts.received, counts.rejected = conn.execute(COUNT_READ).one()
     if not counts.received:
         return counts
     conn.execute(ADVANCE_BATCH_DAYS, {"day": day})
     steps.done("read")
-    candidates = conn.execute(KEEP_NEWEST_VERSION).rowcount
-    counts.duplicates = counts.received - counts.rejected - candidates
+    if counts.rejected:
+        conn.execute(DROP_REJECTED)
+    counts.duplicates = conn.execute(DROP_OLDER_VERSIONS).rowcount
+    candidates = counts.received - counts.rejected - counts.duplicates
     steps.done("newest versions")
     conn.execute(CREATE_WINNERS)
     winners = conn.execute(CLAIM_LEDGER).rowcount
@@ -342,11 +357,10 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     steps.done("moves")
     links = identity.link_candidates(conn)
     steps.done("identity")
-    counts.inserted = conn.scalar(COUNT_NEW)
     conn.execute(CREATE_WRITTEN)
-    written = conn.execute(UPSERT_CHANGED_EVENTS).rowcount
-    counts.updated = written - counts.inserted
-    counts.unchanged = winners - written
+    counts.inserted = conn.execute(INSERT_NEW_EVENTS).rowcount
+    counts.updated = conn.execute(UPSERT_KNOWN_EVENTS).rowcount
+    counts.unchanged = winners - counts.inserted - counts.updated
     steps.done("upsert")
     conn.execute(DELETE_REPLACED_LINES)
     counts.lines = conn.execute(INSERT_WRITTEN_LINES).rowcount
