@@ -7,10 +7,10 @@ jobs) of the code location in-process, then reads what the checks said and what 
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
-import functools
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
