@@ -258,6 +258,8 @@ def bench(
     Console().print(table)
     for line in report.time_splits(result):
         say(f"split      {line}")
+    if (parallel := report.concurrency(result)) is not None:
+        say(f"parallel   {parallel}")
     if result.sensor is not None:
         ticks = result.sensor
         say(

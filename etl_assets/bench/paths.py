@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,23 @@ def merge(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def merge_in_parallel(args: dict[str, Any]) -> dict[str, Any]:
+    """Staging → events with ``workers`` day merges at a time (threads: the work is the server's), each day in a
+    transaction of its own, as run workers that merge different days at once."""
+    workers = int(args["workers"])
+    engine = create_warehouse_engine(args["database_url"], pool_size=workers, max_overflow=1)
+    days = [pending.day for pending in pending_days(engine)]
+    options = MergeOptions(ACCEPTED, pii_policy())
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        counted = list(pool.map(lambda day: merge_days(engine, [day], options), days))
+    return {
+        "rows": sum(counts.received for counts in counted),
+        "inserted": sum(counts.inserted for counts in counted),
+        "days": len(days),
+        "workers": workers,
+    }
+
+
 def whole(args: dict[str, Any]) -> dict[str, Any]:
     """The whole file → events in one process: staging, then the merge of the days it touched."""
     started = time.perf_counter()
@@ -158,6 +176,7 @@ PATHS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "stage": stage,
     "merge": merge,
     "whole": whole,
+    "merge_in_parallel": merge_in_parallel,
     "enrichment": enrichment,
     "orm": orm_add,
     "core": core_executemany,

@@ -19,8 +19,25 @@ REFERENCE_OF = {
     "copy_events": "copy_events",
     "orm": "copy_events",
     "core": "copy_events",
+    "merge_1": "copy_events",
+    "merge_2": "copy_events",
+    "merge_4": "copy_events",
 }
-ORDER = ("copy_staging", "stage", "copy_events", "merge", "whole", "again", "resent", "enrichment", "orm", "core")
+ORDER = (
+    "copy_staging",
+    "stage",
+    "copy_events",
+    "merge",
+    "whole",
+    "again",
+    "resent",
+    "merge_1",
+    "merge_2",
+    "merge_4",
+    "enrichment",
+    "orm",
+    "core",
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,19 @@ def as_json(result: BenchResult) -> dict[str, Any]:
         "targets": [asdict(outcome) for outcome in targets(result)],
         "seconds": round(result.seconds, 1),
     }
+
+
+def concurrency(result: BenchResult) -> str | None:
+    """How much faster the same days merge with more day merges at a time than one after another."""
+    single = result.paths.get("merge_1")
+    if single is None or not single.seconds:
+        return None
+    shown = [
+        f"{key.split('_')[1]} at a time {single.seconds / result.paths[key].seconds:.2f}x"
+        for key in ("merge_2", "merge_4")
+        if key in result.paths and result.paths[key].seconds
+    ]
+    return f"day merges at once, speed-up over one at a time: {', '.join(shown)}"
 
 
 def time_splits(result: BenchResult) -> list[str]:

@@ -49,11 +49,31 @@ PIPELINE_TABLES = (
     "raw_batches",
     "event_ledger",
     "events",
+    "order_lines",
+    "users",
+    "identity_links",
+    "group_memberships",
+    "rebuild_requests",
+    "held_sources",
     "user_daily_activity",
     "sessions",
     "daily_funnel",
     "product_daily_sales",
 )
+
+CONCURRENT_DAYS = 4
+MERGE_WORKERS = (1, 2, 4)
+MERGE_OUTPUT_TABLES = (
+    "events",
+    "event_ledger",
+    "order_lines",
+    "users",
+    "identity_links",
+    "group_memberships",
+    "rebuild_requests",
+)
+UNMERGE_BATCH_DAYS = "UPDATE batch_days SET merged_rows = 0, merged_through = 0, merged_at = NULL"
+"""Staged rows back to waiting, as before any merge: the concurrent merges start from the same staging."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +138,7 @@ class Step:
 def planned_steps(options: BenchOptions) -> int:
     """How many steps ``run`` reports, for the progress bar's total."""
     per_repeat = 9
-    return 4 + options.repeat * per_repeat + 2 + len(options.memory_events) + 1
+    return 4 + options.repeat * per_repeat + 3 + len(options.memory_events) + 1
 
 
 def run(options: BenchOptions, report: Callable[[str, bool], None]) -> BenchResult:
@@ -138,6 +158,8 @@ def run(options: BenchOptions, report: Callable[[str, bool], None]) -> BenchResu
             bench.reset()
         for round_no in range(1, options.repeat + 1):
             bench.measure_round(round_no, step)
+        with step(f"{CONCURRENT_DAYS} days merged 1, 2 and 4 at a time"):
+            bench.measure_concurrent_merges()
         with step(f"ORM session.add of {bench.tutorial_rows:,} events"):
             bench.measure_tutorial("orm")
         with step(f"Core executemany of {bench.tutorial_rows:,} events"):
@@ -243,9 +265,9 @@ class _Bench:
         # The same events in a second file, as a partner that sends a file twice under another name.
         self.objects["resent"] = self._upload(self.options.events, "events-resent.jsonl")
 
-    def _upload(self, events: int, name: str) -> dict[str, Any]:
+    def _upload(self, events: int, name: str, days: int = WORKLOAD_DAYS) -> dict[str, Any]:
         path = self.work / name
-        write_large_file(path, events, seed=self.options.seed, start=FIRST_DAY, days=WORKLOAD_DAYS)
+        write_large_file(path, events, seed=self.options.seed, start=FIRST_DAY, days=days)
         key = f"landing/bench/{name}"
         self.client.upload_file(str(path), LANDING_BUCKET, key)
         path.unlink()
@@ -347,6 +369,18 @@ class _Bench:
             f"CREATE TABLE {SOURCE_TABLE} AS SELECT {', '.join(EVENT_COLUMNS)} FROM events "
             f"ORDER BY event_id LIMIT {self.tutorial_rows}",
         )
+
+    def measure_concurrent_merges(self) -> None:
+        """The same staged days merged with 1, 2 and 4 day merges at a time (staged once, un-merged between)."""
+        self.objects["days"] = self._upload(self.options.events, "events-by-day.jsonl", days=CONCURRENT_DAYS)
+        self.reset()
+        self.path("stage", self._args("days"))
+        for workers in MERGE_WORKERS:
+            self._sql(f"TRUNCATE {', '.join(MERGE_OUTPUT_TABLES)}", UNMERGE_BATCH_DAYS, "CHECKPOINT")
+            outcome, peak = self.path("merge_in_parallel", self._args("days", workers=workers))
+            self.record(f"merge_{workers}", f"{CONCURRENT_DAYS} days' merge, {workers} at a time", outcome, peak)
+        self.client.delete_object(Bucket=LANDING_BUCKET, Key=self.objects["days"]["key"])
+        self.reset()
 
     def measure_tutorial(self, name: str) -> None:
         self._sql("TRUNCATE events")

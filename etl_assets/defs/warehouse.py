@@ -8,7 +8,7 @@ touched (late events included) is merged and rebuilt.
 
 import hashlib
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
@@ -16,7 +16,13 @@ from sqlalchemy import Engine
 
 from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
-from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, single_run_backfill
+from etl_assets.defs.partitions import (
+    BACKFILL_DAYS_PER_RUN,
+    accepted_times,
+    daily_partitions,
+    days_of,
+    weekly_runs_backfill,
+)
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.privacy import missing_key_failure
 from etl_assets.defs.run_status import IN_FLIGHT
@@ -67,7 +73,7 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=single_run_backfill,
+    backfill_policy=weekly_runs_backfill,
     pool="warehouse",
     code_version=TRANSFORM_VERSION,
     group_name="warehouse",
@@ -125,10 +131,20 @@ daily_events_job = dg.define_asset_job(
 )
 
 
-def consecutive_ranges(days: list[PendingDay]) -> list[list[PendingDay]]:
+def consecutive_ranges(
+    days: list[PendingDay], *, live_day: date | None = None, max_days: int = BACKFILL_DAYS_PER_RUN
+) -> list[list[PendingDay]]:
+    """The pending days as runs of consecutive days, at most ``max_days`` a run; ``live_day`` (today, where live
+    events land) runs on its own, so its events never wait behind a backlog of older days merging."""
     ranges: list[list[PendingDay]] = []
     for pending in sorted(days, key=lambda item: item.day):
-        if ranges and pending.day - ranges[-1][-1].day == timedelta(days=1):
+        joins = (
+            ranges
+            and pending.day - ranges[-1][-1].day == timedelta(days=1)
+            and len(ranges[-1]) < max_days
+            and live_day not in (pending.day, ranges[-1][-1].day)
+        )
+        if joins:
             ranges[-1].append(pending)
         else:
             ranges.append([pending])
@@ -159,7 +175,8 @@ def _fingerprint(run: list[PendingDay]) -> str:
     job=daily_events_job,
     minimum_interval_seconds=10,
     default_status=PIPELINE_SENSOR_STATUS,
-    description="Every 10 seconds, requests a run of events and its enrichment for each range of consecutive days that has "
+    description="Every 10 seconds, requests a run of events and its enrichment for each range of consecutive days (at "
+    "most a week; today, where live events land, on its own) that has "
     "staging rows waiting or a rebuild requested (persons re-attributed by a late identify, a session across "
     "midnight) and no queued or running merge run covers: ranges merge in parallel (within the warehouse pool), "
     "a day's new rows wait for the run after the one under way. The run key names the days' pending rows and "
@@ -181,7 +198,7 @@ def staged_days_sensor(
             f"every pending day ({', '.join(_key(item.day) for item in every_pending)}) is still merging in a run "
             "under way; their new rows wait for the next tick"
         )
-    for run in consecutive_ranges(pending):
+    for run in consecutive_ranges(pending, live_day=datetime.now(UTC).date()):
         days = f"{_key(run[0].day)}..{_key(run[-1].day)}"
         pending_key = f"{days}@{_fingerprint(run)}"
         decision = failed_days.decide(failed_days.past_runs(context.instance, daily_events_job.name, pending_key), now)

@@ -41,6 +41,17 @@ def test_each_platform_path_does_the_work_it_names(bench_report):
     assert paths["enrichment"]["details"]["written"] > 0
     assert paths["orm"]["rows"] == paths["core"]["rows"] == 1000
     assert {paths["memory-2000"]["rows"], paths["memory-4000"]["rows"]} == {2000, 4000}
+    for workers in (1, 2, 4):  # the same four staged days, merged one, two and four at a time
+        merged = paths[f"merge_{workers}"]["details"]
+        assert (merged["inserted"], merged["days"], merged["workers"]) == (EVENTS, 4, workers)
+
+
+def test_the_time_split_names_the_steps_of_staging_and_of_the_merge(bench_report):
+    paths, stdout = bench_report[0]["paths"], bench_report[1]
+    assert {"parse", "transform"} <= set(paths["stage"]["details"]["split"])
+    assert {"read", "ledger", "upsert", "identity"} <= set(paths["merge"]["details"]["split"])
+    assert "split      landing file → staging" in stdout and "split      staging → events merge" in stdout
+    assert "parallel   day merges at once, speed-up over one at a time: 2 at a time" in stdout
 
 
 def test_the_references_load_exactly_the_rows_the_platform_wrote(bench_report):
@@ -60,7 +71,13 @@ def test_each_ratio_is_the_path_rate_over_its_reference_rate(bench_report):
 def test_the_report_names_every_target_and_the_sensor_ticks(bench_report):
     report, stdout = bench_report
     names = [target["name"] for target in report["targets"]]
-    assert names[:4] == ["landing → staging", "staging → events merge", "whole file → events", "the same file again"]
+    assert names[:5] == [
+        "landing → staging",
+        "staging → events merge",
+        "whole file → events",
+        "the same file again",
+        "the same events re-sent in another file",
+    ]
     assert any(name.startswith("peak memory at 4,000 vs 2,000") for name in names)
     assert any(name.startswith("sensor tick, nothing new, 3,000 objects") for name in names)
     assert all(target["value"] is not None and target["met"] in (True, False) for target in report["targets"])

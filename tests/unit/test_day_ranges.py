@@ -22,6 +22,17 @@ def test_pending_days_group_into_runs_of_consecutive_days():
     assert consecutive_ranges([]) == []
 
 
+def test_today_runs_on_its_own_and_a_long_backlog_splits_into_weeks():
+    days = pending(*(date(2025, 8, 1 + offset) for offset in range(17)))
+    ranges = consecutive_ranges(days, live_day=date(2025, 8, 12), max_days=7)
+    assert [[item.day.day for item in run] for run in ranges] == [
+        [1, 2, 3, 4, 5, 6, 7],
+        [8, 9, 10, 11],
+        [12],
+        [13, 14, 15, 16, 17],
+    ]
+
+
 def test_a_pending_day_changes_version_with_new_or_restaged_rows():
     base = PendingDay(date(2025, 8, 1), 10, 100, STAGED)
     assert PendingDay(date(2025, 8, 1), 11, 101, STAGED).version != base.version
