@@ -121,6 +121,9 @@ CLAIM_LEDGER = text(
 DROP_SUPERSEDED = text(
     "DELETE FROM candidates c WHERE NOT EXISTS (SELECT 1 FROM winners w WHERE w.event_id = c.event_id)"
 )
+ANALYZE_CANDIDATES = text("ANALYZE candidates")
+ANALYZE_WINNERS = text("ANALYZE winners")
+"""Temporary tables have no statistics until analyzed: without them the planner sorts a day's rows to join them."""
 CANDIDATE_DAYS = text("SELECT DISTINCT (occurred_at AT TIME ZONE 'UTC')::date FROM candidates ORDER BY 1")
 DELETE_MOVED = text(
     "DELETE FROM events e USING winners w WHERE e.event_id = w.event_id AND e.occurred_at = w.previous_occurred_at "
@@ -333,6 +336,7 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     steps.done("transform again")
     conn.execute(CREATE_MERGING, {"day": day, "include_held": options.release_held})
     conn.execute(READ_CANDIDATES, {"day": day})
+    conn.execute(ANALYZE_CANDIDATES)
     counts.received, counts.rejected = conn.execute(COUNT_READ).one()
     if not counts.received:
         return counts
@@ -345,6 +349,7 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     steps.done("newest versions")
     conn.execute(CREATE_WINNERS)
     winners = conn.execute(CLAIM_LEDGER).rowcount
+    conn.execute(ANALYZE_WINNERS)
     counts.superseded = candidates - winners
     if counts.superseded:
         conn.execute(DROP_SUPERSEDED)

@@ -24,11 +24,17 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else exact_json.dumps(value).decode()
 
 
+def _tags(tags: tuple[str, ...]) -> list[str] | str:
+    return list(tags) if tags else "{}"  # the empty array's text: psycopg's list dumper costs 2 µs a row
+
+
 def _event_value(name: str) -> Callable[[Any], Any]:
     if name == "properties":
         return lambda event: _json_text(event.properties)
     if name == "quality_tags":
-        return lambda event: list(event.quality_tags)
+        return lambda event: _tags(event.quality_tags)
+    if name == "occurred_at":
+        return lambda event: event.occurred_at.isoformat()  # as text: half the cost of psycopg's datetime dumper
     return attrgetter(name)
 
 
