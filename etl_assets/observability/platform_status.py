@@ -28,7 +28,7 @@ from etl_assets.warehouse.migrate import current_revision
 from etl_assets.warehouse.quarantine import QuarantineSummary, summarize_quarantine
 from etl_assets.warehouse.reconciliation import BatchReconciliation, reconcile_batches
 from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
-from etl_assets.warehouse.staging import PendingDay, pending_days
+from etl_assets.warehouse.staging import WaitingDay, waiting_days
 
 PROBE_TIMEOUT_SECONDS = 3
 SOURCE_LOOKBACK = timedelta(days=7)
@@ -73,7 +73,7 @@ class SourceState:
 @dataclass(frozen=True)
 class WarehouseState:
     revision: str | None
-    pending: list[PendingDay]
+    pending: list[WaitingDay]
     quarantine: QuarantineSummary
     sources: list[SourceState]
     batches: list[BatchReconciliation] | None = None
@@ -135,7 +135,7 @@ def warehouse_state(engine: Engine, now: datetime, warn_minutes: int, fail_minut
     ]
     return WarehouseState(
         current_revision(engine),
-        pending_days(engine),
+        waiting_days(engine),
         summarize_quarantine(engine),
         sources,
         batches=reconcile_batches(engine, SOURCE_LOOKBACK.days),
@@ -321,7 +321,7 @@ def _ago(when: datetime | None, now: datetime) -> str:
     return f"{when:%Y-%m-%d %H:%M} UTC ({amount} ago)"
 
 
-def _days(pending: list[PendingDay]) -> str:
+def _days(pending: list[WaitingDay]) -> str:
     days = [item.day.isoformat() for item in pending]
     return ", ".join(days) if len(days) <= 3 else f"{days[0]} … {days[-1]}"
 

@@ -579,10 +579,18 @@ def _looks_like_uuid(text: str) -> bool:
 
 
 def _event_id(value: Any) -> str:
+    if isinstance(value, Decimal) and value.is_finite() and _is_whole_past_a_double(value):
+        # ``exact_json`` keeps the digits of a whole number past 64 bits; any other JSON reader (the sender's own
+        # tools, a replay through another path) takes it for a double, another number: the id must come as a string.
+        raise RecordRejected(f"event id {_shown(float(value))} is a number too large to be exact: send it as a string")
     event_id = _id_text(value, "event id")
     if event_id is None:
         raise RecordRejected("no event id")
     return event_id
+
+
+def _is_whole_past_a_double(value: Decimal) -> bool:
+    return value == value.to_integral_value() and abs(value) >= _EXACT_FLOAT_LIMIT
 
 
 def _event_name(record: dict[str, Any], keys: tuple[str, ...], consumed: _Consumed) -> tuple[str, str, str | None]:

@@ -112,12 +112,21 @@ CLAIM_LEDGER = text(
     "  SELECT event_id, occurred_at, staging_id FROM candidates ORDER BY event_id "
     "  ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, staging_id = excluded.staging_id, "
     "  previous_occurred_at = l.occurred_at "
-    "  WHERE l.staging_id <= excluded.staging_id "
+    "  WHERE l.staging_id < excluded.staging_id "
+    "  OR (l.staging_id = excluded.staging_id AND l.occurred_at <> excluded.occurred_at) "
     "  RETURNING l.event_id, l.occurred_at, l.previous_occurred_at"
     ") INSERT INTO winners SELECT * FROM claimed"
 )
 """Claims each candidate's ledger entry unless it holds a newer version; the claimed ones are the winners. In
-``event_id`` order, so two merges that share ids lock them in the same order."""
+``event_id`` order, so two merges that share ids lock them in the same order. An entry is locked even where it is
+not updated."""
+KEEP_HELD_VERSIONS = text(
+    "INSERT INTO winners SELECT c.event_id, c.occurred_at, c.occurred_at FROM candidates c "
+    "JOIN event_ledger l ON l.event_id = c.event_id AND l.staging_id = c.staging_id "
+    "WHERE NOT EXISTS (SELECT 1 FROM winners w WHERE w.event_id = c.event_id)"
+)
+"""The candidates whose version the ledger holds already, at the same time (the same staging row read again: a
+reprocess, a new transform, a replay) are winners too, unmoved; their ledger entries are left as they are."""
 DROP_SUPERSEDED = text(
     "DELETE FROM candidates c WHERE NOT EXISTS (SELECT 1 FROM winners w WHERE w.event_id = c.event_id)"
 )
@@ -349,6 +358,8 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     steps.done("newest versions")
     conn.execute(CREATE_WINNERS)
     winners = conn.execute(CLAIM_LEDGER).rowcount
+    if winners < candidates:
+        winners += conn.execute(KEEP_HELD_VERSIONS).rowcount
     conn.execute(ANALYZE_WINNERS)
     counts.superseded = candidates - winners
     if counts.superseded:

@@ -510,6 +510,26 @@ def pending_days(engine: Engine) -> list[PendingDay]:
         return [PendingDay(day, int(rows), int(staged), at) for day, rows, staged, at in conn.execute(PENDING_DAYS)]
 
 
+@dataclass(frozen=True)
+class WaitingDay:
+    day: date
+    rows: int
+
+
+WAITING_DAYS = text(
+    "SELECT event_day, count(*) FROM staging_status WHERE status = 'pending' AND event_day IS NOT NULL "
+    "GROUP BY event_day ORDER BY event_day"
+)
+
+
+def waiting_days(engine: Engine) -> list[WaitingDay]:
+    """The rows waiting to merge into ``events``, by day, as ``staging_status`` counts them: unlike ``pending_days``
+    (the merges' marks in ``batch_days``), not the rows the transform rejected (they are in quarantine), and with
+    those of a batch still being staged."""
+    with engine.connect() as conn:
+        return [WaitingDay(day, rows) for day, rows in conn.execute(WAITING_DAYS)]
+
+
 def known_batch_ids(engine: Engine, batch_ids: list[str]) -> set[str]:
     """Which of ``batch_ids`` are in the ``raw_batches`` ledger already."""
     if not batch_ids:

@@ -14,7 +14,7 @@ import dagster as dg
 from sqlalchemy import text
 
 from etl_assets.demo.landing_files import demo_landing_set
-from etl_assets.warehouse import merge
+from etl_assets.transform import staged
 from tests.harness import pipeline, table_rows
 
 DAILY_ASSETS = ("events", "user_daily_activity", "sessions", "daily_funnel", "product_daily_sales")
@@ -110,7 +110,7 @@ def test_a_replay_after_a_transform_change_updates_the_rows_it_affects(
         before = {row["event_id"]: row for row in table_rows(warehouse_engine, "events", "event_id")}
         assert any(row["product_id"] for row in before.values())
 
-        original = merge.normalize
+        original = staged.normalize  # the transform ingest runs, a replay included
 
         def upper_cased_product_ids(payload, accepted):
             event = original(payload, accepted)
@@ -118,7 +118,7 @@ def test_a_replay_after_a_transform_change_updates_the_rows_it_affects(
                 return event
             return original({**payload, "product_id": event.product_id.upper()}, accepted)
 
-        monkeypatch.setattr(merge, "normalize", upper_cased_product_ids)
+        monkeypatch.setattr(staged, "normalize", upper_cased_product_ids)
         first_day, last_day = received_days(warehouse_engine)  # not "today": a run may cross UTC midnight
         replay = definitions.resolve_job_def("replay_job").execute_in_process(
             instance=run.instance,

@@ -32,6 +32,11 @@ def events_rows(engine) -> list[tuple]:
         return conn.execute(text("SELECT event_id, occurred_at, price FROM events ORDER BY event_id")).all()
 
 
+def ledger_rows(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT xmin::text, * FROM event_ledger ORDER BY event_id")).all()
+
+
 @pytest.mark.parametrize("order", [("first", "second"), ("second", "first")])
 def test_an_event_resent_with_another_timestamp_lives_once_on_the_day_of_its_newest_version(warehouse_engine, order):
     stage(warehouse_engine, "file-1", purchase("e1", "2025-08-01T10:00:00Z", "10.00"))
@@ -53,8 +58,10 @@ def test_a_rerun_writes_nothing_and_a_changed_event_updates_its_row(warehouse_en
     stage(warehouse_engine, "file-1", purchase("e1", "2025-08-01T10:00:00Z"), purchase("e2", "2025-08-01T11:00:00Z"))
     first = merge_day(warehouse_engine, date(2025, 8, 1))
     assert (first.inserted, first.updated, first.unchanged) == (2, 0, 0)
+    ledger = ledger_rows(warehouse_engine)
     again = merge_day(warehouse_engine, date(2025, 8, 1), reprocess_all=True)
-    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 2)
+    assert (again.inserted, again.updated, again.unchanged, again.superseded) == (0, 0, 2, 0)
+    assert ledger_rows(warehouse_engine) == ledger  # the ledger already held these versions: not even rewritten
     stage(
         warehouse_engine,
         "file-2",

@@ -105,6 +105,9 @@ def test_a_source_sending_half_malformed_events_is_held_and_the_other_source_of_
     assert any(line.startswith(f"  {APP}") and f"HELD BACK on {DAY.isoformat()}" in line for line in lines)
     assert not any(line.startswith(f"  {SHOP}") and "HELD" in line for line in lines)
     assert f"  {APP} on {DAY.isoformat()} (200 rows waiting): {REASON}" in "\n".join(lines)
+    assert (
+        f"staging     100 rows waiting to merge over 1 days ({DAY.isoformat()})" in lines
+    )  # the rejected: quarantined
 
     # Run again, nothing fixed: the source stays held, nothing merges twice.
     assert _run(definitions, instance, partition_key=DAY.isoformat()).success

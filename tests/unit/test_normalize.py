@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import (
     AcceptedTimes,
     NormalizedEvent,
@@ -593,6 +594,18 @@ def test_an_id_given_as_a_float_too_large_to_be_exact_is_rejected_not_rounded(nu
     assert rejection({**BASE, "id": number}) == (
         f"event id {number!r} is a number too large to be exact: send it as a string"
     )
+
+
+def test_an_id_sent_as_a_whole_number_past_64_bits_is_rejected_though_its_digits_were_read_exactly():
+    """The parsers keep such a number's digits (``exact_json``); every other reader of the sender's JSON takes it for
+    a double, so it is refused as it always was, and a product id's digits are kept."""
+    record = exact_json.loads(b'{"id": 123456789012345678901234567890, "product_id": 123456789012345678901234567891}')
+    assert record["id"] == Decimal("123456789012345678901234567890")
+    assert rejection({**BASE, **record}) == (
+        "event id 1.2345678901234568e+29 is a number too large to be exact: send it as a string"
+    )
+    assert normalized(product_id=record["product_id"]).product_id == "123456789012345678901234567891"
+    assert normalized(id=Decimal("0.12345678901234567890123")).event_id == "0.12345678901234567890123"
 
 
 def test_a_reason_shows_a_huge_value_cut_short():

@@ -16,7 +16,7 @@ from etl_assets.warehouse.identity import IdentitySummary
 from etl_assets.warehouse.quarantine import QuarantineSummary
 from etl_assets.warehouse.reconciliation import BatchReconciliation
 from etl_assets.warehouse.source_activity import freshness_state
-from etl_assets.warehouse.staging import PendingDay
+from etl_assets.warehouse.staging import WaitingDay
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -33,7 +33,7 @@ def test_a_source_turns_warn_then_fail_as_its_silence_grows():
 
 
 def _status(collector_up: bool) -> PlatformStatus:
-    pending = [PendingDay(date(2026, 2, day), rows, 1, NOW) for day, rows in ((25, 10), (26, 5), (27, 1), (28, 4))]
+    pending = [WaitingDay(date(2026, 2, day), rows) for day, rows in ((25, 10), (26, 5), (27, 1), (28, 4))]
     return PlatformStatus(
         checked_at=NOW,
         services=[
