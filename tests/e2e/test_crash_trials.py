@@ -437,9 +437,10 @@ def overlapping_merges_trial(lab: Lab) -> Outcome:
     table = "event_ledger" if trial.phase == "ledger claim" else "events"
     gate = RowGate(table, nth=rng.randint(1, on_contested), when=on_day(contested))
     lab.gates.arm(gate)
+    run_days = {"early": days[:2], "late": days[1:]}
     runs = {
-        "early": {"job": "daily_events_job", "tags": partition_range(days[0], days[1])},
-        "late": {"job": "daily_events_job", "tags": partition_range(days[1], days[2])},
+        label: {"job": "daily_events_job", "tags": partition_range(covered[0], covered[-1])}
+        for label, covered in run_days.items()
     }
     processes = {label: lab.start(run, label) for label, run in runs.items()}
     waiter = lab.gates.wait_for(gate, lambda: any(process.running() for process in processes.values()))
@@ -460,6 +461,8 @@ def overlapping_merges_trial(lab: Lab) -> Outcome:
     code = processes[other].wait(RUN_SECONDS)
     assert code == 0, f"the {other} run ended with {code}:\n{processes[other].tail()}"
     lab.assert_no_backends_left(held)
+    merged_by_other = {day: state for day, state in day_states(lab.engine).items() if day in run_days[other]}
+    assert set(merged_by_other.values()) == {"merged"}, f"the {other} run left its days {merged_by_other}"
     lab.run_to_end(runs[held], f"{held}-retry")
     lab.platform.tick_and_run("staged_days_sensor")
     return Outcome(
@@ -819,8 +822,7 @@ def test_dagster_retries_the_runs_it_lost(
         with platform.engine.connect() as conn:
             first, last = conn.execute(text("SELECT min(event_day), max(event_day) FROM staging_events")).one()
         upsert = RowGate("events", nth=rng.randint(1, len(known.expected_events())))
-        range_tags = {"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)}
-        merge = kill_and_await_retry(platform, gates, upsert, "daily_events_job", tags=range_tags)
+        merge = kill_and_await_retry(platform, gates, upsert, "daily_events_job", tags=partition_range(first, last))
         outcome = Outcome(
             trial,
             f"{copy.describe()}; {upsert.describe()}",
