@@ -3,7 +3,7 @@
 Nothing in the platform's code knows about it. In the database, a gate is a test-only row trigger created in
 the test's own database: the ``nth`` row a statement writes into a table (matching a ``WHEN`` condition)
 waits for an advisory lock that the test holds, so the run's statement stops in the middle, its transaction
-open, until the test has killed the run. The lock can also be one the platform takes itself (the merge's),
+open, until the test has killed the run. The lock can also be one the platform takes itself (a day's merge lock),
 and the run then stops where it asks for it. ``pg_locks`` shows which backend waits, and ``pg_stat_activity``
 what it was running; the trigger counts its rows with a sequence (``nextval`` is not undone by the rollback
 the kill causes), so the same statement run again by the recovery passes. The trigger runs as its owner
@@ -44,13 +44,25 @@ class RowGate:
 
 @dataclass(frozen=True)
 class LockGate:
-    """Stop the run where it asks for the advisory lock ``key`` (one the platform takes itself)."""
+    """Stop the run where it asks for the advisory lock ``key`` (one the platform takes itself): one ``bigint``
+    key, or the two-``int`` form (``pg_advisory_xact_lock(class, key)``)."""
 
-    key: int
+    key: int | tuple[int, int]
     name: str
 
     def describe(self) -> str:
         return f"waiting for the {self.name}"
+
+    @property
+    def lock(self) -> tuple[int, int, int]:
+        """How ``pg_locks`` shows the lock: classid, objid and objsubid (1: one bigint key, 2: two int keys)."""
+        if isinstance(self.key, tuple):
+            return (*self.key, 2)
+        return ((self.key >> 32) & 0xFFFFFFFF, self.key & 0xFFFFFFFF, 1)
+
+    @property
+    def arguments(self) -> tuple[int, ...]:
+        return self.key if isinstance(self.key, tuple) else (self.key,)
 
 
 Gate = RowGate | LockGate
@@ -95,8 +107,9 @@ class Gates:
     def arm(self, gate: Gate) -> None:
         """Create the gate (a trigger, for a row gate) and take the lock it waits on."""
         if isinstance(gate, LockGate):
-            lock = ((gate.key >> 32) & 0xFFFFFFFF, gate.key & 0xFFFFFFFF, 1)
-            self.conn.execute("SELECT pg_advisory_lock(%s)", (gate.key,))
+            lock = gate.lock
+            placeholders = ", ".join(["%s"] * len(gate.arguments))
+            self.conn.execute(f"SELECT pg_advisory_lock({placeholders})", gate.arguments)
         else:
             number = len(self.armed) + 1
             lock = (GATE_CLASS, number, 2)
@@ -116,9 +129,17 @@ class Gates:
         self.armed.append((gate, lock))
 
     def waiter(self, gate: Gate) -> Waiter | None:
+        waiters = self.waiters(gate)
+        return waiters[0] if waiters else None
+
+    def waiters(self, gate: Gate) -> list[Waiter]:
+        """Every backend stopped at ``gate`` (a lock gate can hold several runs)."""
         lock = next(lock for armed, lock in self.armed if armed is gate)
-        row = self.conn.execute(WAITERS, lock).fetchone()
-        return Waiter(*row) if row else None
+        return [Waiter(*row) for row in self.conn.execute(WAITERS, lock).fetchall()]
+
+    def lock_waiters(self, lock: LockGate) -> list[str]:
+        """The application names of the backends waiting for ``lock``, armed here or not (held by a run)."""
+        return [row[1] for row in self.conn.execute(WAITERS, lock.lock).fetchall()]
 
     def wait_for(self, gate: Gate, still_running: Callable[[], bool], timeout: float = 60.0) -> Waiter:
         """The backend stopped at ``gate``, once it is there; fail when the run ends first or never gets there."""
@@ -132,10 +153,20 @@ class Gates:
             time.sleep(0.01)
         raise GateTimeout(f"the run did not reach the kill point ({gate.describe()}) in {timeout:.0f} s")
 
+    def blocked_by(self, application_name: str, pid: int) -> str | None:
+        """What the backend of ``application_name`` runs while it waits for a lock that backend ``pid`` holds (a
+        day's merge lock, a ledger row), or ``None`` when it is not waiting for ``pid``."""
+        row = self.conn.execute(
+            "SELECT query FROM pg_stat_activity WHERE application_name = %s AND %s = ANY(pg_blocking_pids(pid))",
+            (application_name, pid),
+        ).fetchone()
+        return row[0] if row else None
+
     def release(self, gate: Gate) -> None:
         lock = next(lock for armed, lock in self.armed if armed is gate)
         if isinstance(gate, LockGate):
-            self.conn.execute("SELECT pg_advisory_unlock(%s)", (gate.key,))
+            placeholders = ", ".join(["%s"] * len(gate.arguments))
+            self.conn.execute(f"SELECT pg_advisory_unlock({placeholders})", gate.arguments)
         else:
             self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock[:2])
 

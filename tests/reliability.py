@@ -194,6 +194,24 @@ def _correction(rng: random.Random, ref: str, body: dict[str, Any]) -> InputReco
     return InputRecord(ref, corrected, ExpectedEvent.of(corrected))
 
 
+def resent_on_other_days(known: KnownInput, seed: int, share: float, start: date, days: int) -> KnownInput:
+    """A later file sending about ``share`` of ``known``'s events again, each moved to the next of the ``days``
+    days from ``start`` (the last day's to the first): the merges of two days both hold these ids, an older
+    version on one day and the newest on the other. Identifies stay where they are."""
+    rng = random.Random(seed)
+    records = []
+    for record in _last_versions(known.records):
+        assert record.expected is not None and isinstance(record.body, dict)
+        offset = (record.expected.occurred_at.date() - start).days
+        if record.expected.event_type == "identify" or not 0 <= offset < days or rng.random() >= share:
+            continue
+        shift = timedelta(days=1 if offset < days - 1 else 1 - days)
+        moment = (record.expected.occurred_at + shift).isoformat().replace("+00:00", "Z")
+        moved = {**record.body, "ref": f"{record.ref}-moved", "timestamp": moment}
+        records.append(InputRecord(moved["ref"], moved, ExpectedEvent.of(moved)))
+    return KnownInput(records)
+
+
 def feed_input(events: Iterable[Mapping[str, Any]]) -> KnownInput:
     """The events an API served, as a known input (each is its own ref: the feed's events carry no other mark)."""
     return KnownInput([InputRecord(event["id"], dict(event), ExpectedEvent.of(event)) for event in events])

@@ -4,8 +4,8 @@ Starting Python with Dagster and the code location takes seconds, so a worker pr
 and forks a fresh process for every run, with the run's environment (database, buckets, ports). A run is
 either a job of the code location executed in its process (as a run worker executes it) or the collector
 served by uvicorn. The worker speaks JSON lines: it reads a command, answers ``{"pid": …}`` when the run
-process has started and ``{"pid": …, "exit": …}`` when it has ended (``-9``: killed by SIGKILL), one run at
-a time.
+process has started and ``{"pid": …, "exit": …}`` when it has ended (``-9``: killed by SIGKILL). Several runs
+may run at once (concurrent merges); the worker stays one thread, so forking it is safe.
 
 ``python -m tests.run_processes`` is the worker; ``RunWorker`` starts it and starts runs through it.
 """
@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -42,14 +43,27 @@ class RunWorker:
             text=True,
         )
         self.answers: queue.Queue[dict[str, Any]] = queue.Queue()
+        """The worker's answers but the exits of runs: ``ready`` and each started run's pid."""
+        self.exits: dict[int, int] = {}
+        self.ended = threading.Condition()
+        self.closed = False
+        self.processes: list[RunProcess] = []
         threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
         ready = self._answer(STARTUP_SECONDS)
         assert ready == {"ready": True}, ready
-        self.current: RunProcess | None = None
 
     def _read(self, stream: TextIO) -> None:
         for line in stream:
-            self.answers.put(json.loads(line))
+            answer = json.loads(line)
+            if "exit" in answer:
+                with self.ended:
+                    self.exits[answer["pid"]] = answer["exit"]
+                    self.ended.notify_all()
+            else:
+                self.answers.put(answer)
+        with self.ended:
+            self.closed = True
+            self.ended.notify_all()
         self.answers.put({"closed": True})
 
     def _answer(self, timeout: float) -> dict[str, Any]:
@@ -62,16 +76,28 @@ class RunWorker:
 
     def start(self, run: dict[str, Any], env: dict[str, str], log: Path) -> RunProcess:
         """Start ``run`` (``{"job": …, "run_config": …, "tags": …}`` or ``{"collector": True}``) in a new process."""
-        assert self.current is None or self.current.exit_code is not None, "one run at a time"
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({"run": run, "env": env, "log": str(log)}) + "\n")
         self.process.stdin.flush()
-        self.current = RunProcess(self, self._answer(60)["pid"], log)
-        return self.current
+        process = RunProcess(self, self._answer(60)["pid"], log)
+        self.processes.append(process)
+        return process
+
+    def exit_code(self, pid: int, timeout: float | None) -> int | None:
+        """The run's exit code once it has ended; ``None`` when it still runs after ``timeout`` seconds."""
+        with self.ended:
+            self.ended.wait_for(lambda: pid in self.exits or self.closed, timeout)
+            assert pid in self.exits or not self.closed, "the run worker ended; see its log"
+            return self.exits.get(pid)
+
+    def stop_runs(self) -> None:
+        """SIGKILL every run still running."""
+        for process in self.processes:
+            process.kill()
+        self.processes.clear()
 
     def close(self) -> None:
-        if self.current is not None and self.current.exit_code is None:
-            self.current.kill()
+        self.stop_runs()
         if self.process.stdin is not None:
             self.process.stdin.close()
         try:
@@ -91,19 +117,20 @@ class RunProcess:
 
     def running(self) -> bool:
         if self.exit_code is None:
-            with contextlib.suppress(queue.Empty):
-                self.exit_code = self.worker.answers.get_nowait()["exit"]
+            self.exit_code = self.worker.exit_code(self.pid, 0)
         return self.exit_code is None
 
     def wait(self, timeout: float) -> int:
         if self.exit_code is None:
-            self.exit_code = self.worker._answer(timeout)["exit"]
+            self.exit_code = self.worker.exit_code(self.pid, timeout)
+        assert self.exit_code is not None, f"run {self.pid} did not end in {timeout:.0f} s:\n{self.tail()}"
         return self.exit_code
 
     def kill(self) -> int:
         """SIGKILL the run process; its exit code (-9 unless it had ended on its own)."""
         if self.running():
-            os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
         return self.wait(30)
 
     def terminate(self, timeout: float = 30) -> int:
@@ -161,20 +188,40 @@ def _run_process(command: dict[str, Any]) -> None:
         os._exit(code)
 
 
+def _reap(children: set[int]) -> None:
+    """Answer the exit of every run process that has ended."""
+    for pid in list(children):
+        ended, status = os.waitpid(pid, os.WNOHANG)
+        if ended:
+            children.discard(pid)
+            print(json.dumps({"pid": pid, "exit": os.waitstatus_to_exitcode(status)}), flush=True)
+
+
 def main() -> None:
     from etl_assets.collector import service  # noqa: F401  (imported once, here, for every collector run)
     from etl_assets.definitions import defs
 
     defs()  # loads every module of the code location once; each run process builds its own Definitions
     print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        command = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _run_process(command)
-        print(json.dumps({"pid": pid}), flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"pid": pid, "exit": os.waitstatus_to_exitcode(status)}), flush=True)
+    children: set[int] = set()
+    pending = b""
+    stdin_open = True
+    while stdin_open or children:
+        readable, _, _ = select.select([0] if stdin_open else [], [], [], 0.02 if children else None)
+        _reap(children)
+        if not readable:
+            continue
+        chunk = os.read(0, 65_536)
+        stdin_open = bool(chunk)
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            command = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                _run_process(command)
+            children.add(pid)
+            print(json.dumps({"pid": pid}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """Crash trials: the pipeline's run processes killed with SIGKILL at chosen points, recovered as in production.
 
-Each trial sends a known input through one real run process (forked per run by ``tests.run_processes``): a
-landing file's ingest run, a range of days' merge run (``daily_events_job``), an events API poll run against
-the demo API over loopback HTTP, or the collector serving webhooks under uvicorn. The run is held at its kill
-point by a gate (``tests.kill_points``: a test-only trigger waiting on the test's advisory lock, the merge's
-own lock, or the API server holding a request), killed with SIGKILL there, and the platform then recovers the
-way it does in production: the same run again (what Dagster's run retry does), the sensors' next ticks, or,
-for the collector, a restart and the client sending again what was not answered 200. ``tests.reliability``
-then accounts for every input record: in ``events`` once with its last version's content, or in quarantine
-with its reason, nothing else, nothing pending, and the platform's own reconciliation balancing.
+Each trial sends a known input through real run processes (forked per run by ``tests.run_processes``): a
+landing file's ingest run, a range of days' merge run (``daily_events_job``), two merge runs of overlapping
+ranges at once, an events API poll run against the demo API over loopback HTTP, or the collector serving
+webhooks under uvicorn. The run is held at its kill point by a gate (``tests.kill_points``: a test-only trigger
+waiting on the test's advisory lock, a day's merge lock, or the API server holding a request), killed with
+SIGKILL there, and the platform then recovers the way it does in production: the same run again (what
+Dagster's run retry does), the sensors' next ticks, or, for the collector, a restart and the client sending
+again what was not answered 200. ``tests.reliability`` then accounts for every input record: in ``events``
+once with its last version's content, or in quarantine with its reason, nothing else, nothing pending, and the
+platform's own reconciliation balancing.
 
 Kill points are drawn from a seed (``ETL_CRASH_TRIALS_SEED``, printed in the summary): the phase is fixed
 by the trial, the row, page, request or flush within it is drawn. The default suite runs one trial per
@@ -38,31 +39,41 @@ import requests
 from sqlalchemy import Engine, text
 
 from etl_assets.collector.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from etl_assets.defs.partitions import accepted_times
 from etl_assets.demo.events_api import FeedSettings, create_app, decode_cursor
 from etl_assets.localstack.processes import free_port
-from etl_assets.warehouse.merge import MERGE_LOCK_KEY
+from etl_assets.settings import pii_policy
+from etl_assets.warehouse.merge import DAY_LOCK_CLASS, MergeOptions, merge_days
 from etl_assets.warehouse.schema import DAILY_TABLES
 from etl_assets.warehouse.staging import DEFAULT_CHUNK_SIZE
 from tests.asgi_server import serve
 from tests.e2e.dev_platform import FINISHED, DevPlatform, ctrl_c, start_dev_platform
 from tests.harness import Pipeline, pipeline, table_rows
 from tests.kill_points import Gate, Gates, HeldRequest, LockGate, RowGate
-from tests.reliability import KnownInput, Reconciliation, feed_input, reconcile, shop_input
+from tests.reliability import (
+    MISSING_TYPE_REASON,
+    KnownInput,
+    Reconciliation,
+    feed_input,
+    reconcile,
+    resent_on_other_days,
+    shop_input,
+)
 from tests.run_processes import RunProcess, RunWorker
 
 MASTER_SEED = int(os.environ.get("ETL_CRASH_TRIALS_SEED", "20260108"))
 PHASES = {
-    "ingest": ("ledger entry", "COPY into staging", "parse quarantine", "batch close"),
+    "ingest": ("ledger entry", "COPY into staging", "parse quarantine", "rejection quarantine", "batch close"),
     "merge": (
-        "merge lock",
+        "day lock",
+        "batch days advance",
+        "ledger claim",
         "identity links",
         "events upsert",
         "order lines",
-        "ledger advance",
-        "staging status",
-        "normalize quarantine",
         "enrichment rebuild",
     ),
+    "merges": ("ledger claim", "events upsert"),
     "api": ("page request", "page ledger", "page staging", "cursor move"),
     "collector": ("flush ledger", "flush COPY", "acknowledgement"),
 }
@@ -101,6 +112,7 @@ def fast_trials() -> list[Trial]:
         ("ingest", "COPY into staging"),
         ("merge", "events upsert"),
         ("merge", "order lines"),
+        ("merges", "events upsert"),
         ("api", "cursor move"),
         ("collector", "flush COPY"),
         ("collector", "acknowledgement"),
@@ -241,13 +253,8 @@ def lab(
     )
     with lab.stack:
         lab.stack.callback(gates.close)
-        lab.stack.callback(_stop_current_run, run_worker)
+        lab.stack.callback(run_worker.stop_runs)
         yield lab
-
-
-def _stop_current_run(worker: RunWorker) -> None:
-    if worker.current is not None and worker.current.exit_code is None:
-        worker.current.kill()
 
 
 # --- the trials -------------------------------------------------------------------------------------------------
@@ -290,10 +297,15 @@ def ingest_trial(lab: Lab) -> Outcome:
     first_chunk = staged[:DEFAULT_CHUNK_SIZE] if trial.large else []
     rows = (sum(first_chunk) + 1, sum(staged))
     rejected = (len(first_chunk) - sum(first_chunk) + 1, len(staged) - sum(staged))
+    refused = sum(1 for record in known.quarantined() if record.reason == MISSING_TYPE_REASON)
+    assert refused, "the input holds no record the transform rejects"
     gate = {
         "ledger entry": lambda: RowGate("raw_batches"),
         "COPY into staging": lambda: RowGate("staging_events", nth=rng.randint(*rows)),
         "parse quarantine": lambda: RowGate("quarantine", nth=rng.randint(*rejected), when="NEW.stage = 'parse'"),
+        "rejection quarantine": lambda: RowGate(
+            "quarantine", nth=rng.randint(1, refused), when="NEW.stage = 'normalize'"
+        ),
         "batch close": lambda: RowGate("raw_batches", event="UPDATE"),
     }[trial.phase]()
     lab.gates.arm(gate)
@@ -333,26 +345,21 @@ def merge_trial(lab: Lab) -> Outcome:
     [request] = lab.platform.tick("staged_days_sensor")
     lab.platform.run_keys.add(request.run_key)
     with lab.engine.connect() as conn:
-        staged = conn.scalar(text("SELECT count(*) FROM staging_events"))
-    rejected = sum(1 for record in known.quarantined() if record.reason and "no event type" in record.reason)
+        staged_days = list(conn.scalars(text("SELECT DISTINCT day FROM batch_days ORDER BY 1")))
     events = len(known.expected_events())
     lines = sum(len(event.lines) for event in known.expected_events().values())
     links = len(known.links())
-    assert rejected, "the input holds no record the merge would quarantine"
     assert lines, "the input holds no order"
     assert links, "the input holds no login that links an anonymous visitor to a user"
     gate = {
-        "merge lock": lambda: LockGate(MERGE_LOCK_KEY, "merge lock"),
+        "day lock": lambda: day_lock(rng.choice(staged_days)),
+        "batch days advance": lambda: RowGate(
+            "batch_days", nth=rng.randint(1, len(staged_days)), event="UPDATE", when=READ_FURTHER
+        ),
+        "ledger claim": lambda: RowGate("event_ledger", nth=rng.randint(1, events)),
         "identity links": lambda: RowGate("identity_links", nth=rng.randint(1, links)),
         "events upsert": lambda: RowGate("events", nth=rng.randint(1, events)),
         "order lines": lambda: RowGate("order_lines", nth=rng.randint(1, lines)),
-        "ledger advance": lambda: RowGate("event_ledger", nth=rng.randint(1, events)),
-        "staging status": lambda: RowGate(
-            "staging_events", nth=rng.randint(1, staged), event="UPDATE", when="OLD.status = 'pending'"
-        ),
-        "normalize quarantine": lambda: RowGate(
-            "quarantine", nth=rng.randint(1, rejected), when="NEW.stage = 'normalize'"
-        ),
         "enrichment rebuild": lambda: RowGate(rng.choice(DAILY_TABLES).name),
     }[trial.phase]()
     lab.gates.arm(gate)
@@ -382,11 +389,118 @@ def merge_trial(lab: Lab) -> Outcome:
     )
 
 
+READ_FURTHER = "NEW.merged_through > OLD.merged_through"
+"""A ``batch_days`` update that advances what merges have read (not the ingest's, nor a refresh's reset)."""
+
+
+def day_lock(day: date) -> LockGate:
+    """The lock a day's merge takes first (``warehouse.merge.lock_day``)."""
+    return LockGate((DAY_LOCK_CLASS, day.toordinal()), f"merge lock of {day}")
+
+
 def daily_tables(engine: Engine) -> dict[str, list[dict[str, Any]]]:
     return {
         table.name: table_rows(engine, table.name, ", ".join(column.name for column in table.primary_key.columns))
         for table in DAILY_TABLES
     }
+
+
+OVERLAP_START = date(2025, 8, 1)
+OVERLAP_DAYS = 3
+
+
+def partition_range(first: date, last: date) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)}
+
+
+def on_day(day: date) -> str:
+    """A row gate's condition: the row (of ``events`` or ``event_ledger``) lies on ``day``."""
+    return f"(NEW.occurred_at AT TIME ZONE 'UTC')::date = DATE '{day}'"
+
+
+def overlapping_merges_trial(lab: Lab) -> Outcome:
+    """Two merge runs of overlapping day ranges (D1..D2 and D2..D3) at once, over events that a later file sent
+    again on another day, so that two days' merges hold the same ids. The first merge of D2 is held inside its
+    ledger claim or events upsert until the other run waits for it (for D2's merge lock, or for a ledger row it
+    claimed), and killed there; the other run then merges D2 itself, and the killed range runs again."""
+    trial, rng = lab.trial, lab.rng
+    days = [date.fromordinal(OVERLAP_START.toordinal() + offset) for offset in range(OVERLAP_DAYS)]
+    sent = shop_input(trial.seed, 300, start=OVERLAP_START, days=OVERLAP_DAYS)
+    resent = resent_on_other_days(sent, trial.seed, 0.25, OVERLAP_START, OVERLAP_DAYS)
+    for name, part in (("1-sent", sent), ("2-resent", resent)):
+        lab.s3.put_object(Bucket=lab.buckets["landing"], Key=f"landing/2025-08-01/{name}.jsonl", Body=part.jsonl())
+        lab.platform.tick_and_run("landing_files_sensor")
+    known = KnownInput(sent.records + resent.records)
+    contested = days[1]
+    on_contested = sum(1 for event in known.expected_events().values() if event.occurred_at.date() == contested)
+    assert resent.records and on_contested, "the input holds no event re-sent on another day"
+    table = "event_ledger" if trial.phase == "ledger claim" else "events"
+    gate = RowGate(table, nth=rng.randint(1, on_contested), when=on_day(contested))
+    lab.gates.arm(gate)
+    run_days = {"early": days[:2], "late": days[1:]}
+    runs = {
+        label: {"job": "daily_events_job", "tags": partition_range(covered[0], covered[-1])}
+        for label, covered in run_days.items()
+    }
+    processes = {label: lab.start(run, label) for label, run in runs.items()}
+    waiter = lab.gates.wait_for(gate, lambda: any(process.running() for process in processes.values()))
+    [held] = [label for label in runs if waiter.application_name == lab.app_name(label)]
+    [other] = [label for label in runs if label != held]
+    waits: list[str] = []
+
+    def other_waits() -> bool:
+        assert processes[other].running(), (
+            f"the {other} run ended while {contested} was held:\n{processes[other].tail()}"
+        )
+        query = lab.gates.blocked_by(lab.app_name(other), waiter.pid)
+        waits.extend([query] if query else [])
+        return bool(waits)
+
+    wait_until(other_waits, f"the {other} run waiting for the {held} run's merge of {contested}", RUN_SECONDS)
+    statement = lab.kill_at(gate, processes[held])
+    code = processes[other].wait(RUN_SECONDS)
+    assert code == 0, f"the {other} run ended with {code}:\n{processes[other].tail()}"
+    lab.assert_no_backends_left(held)
+    merged_by_other = {day: state for day, state in day_states(lab.engine).items() if day in run_days[other]}
+    assert set(merged_by_other.values()) == {"merged"}, f"the {other} run left its days {merged_by_other}"
+    lab.run_to_end(runs[held], f"{held}-retry")
+    lab.platform.tick_and_run("staged_days_sensor")
+    return Outcome(
+        trial,
+        f"{gate.describe()}, in the {held} run, the {other} run waiting for it",
+        statement,
+        f"the {other} run merging {contested} itself, then the {held} run again (run retry), the sensor's next tick",
+        reconcile(lab.engine, known),
+        0.0,
+        {
+            "records": len(known.records),
+            "events re-sent on another day": len(resent.records),
+            f"the {other} run waited in": _statement(waits[0]),
+        },
+    )
+
+
+@pytest.mark.parametrize("trial", [Trial(950, "merges", "one day twice")], ids=str)
+def test_merges_of_one_day_take_turns(trial: Trial, lab: Lab) -> None:
+    """Two merges of the same day at once, both let go at the same moment: one merges the day, the other waits for
+    it and then finds nothing left to read."""
+    day = OVERLAP_START
+    known = shop_input(trial.seed, 200, start=day, days=1)
+    lab.s3.put_object(Bucket=lab.buckets["landing"], Key=f"landing/{day}/twice.jsonl", Body=known.jsonl())
+    lab.platform.tick_and_run("landing_files_sensor")
+    with lab.engine.connect() as conn:
+        staged = conn.scalar(text("SELECT count(*) FROM staging_events WHERE event_day = :day"), {"day": day})
+    gate = day_lock(day)
+    lab.gates.arm(gate)
+    options = MergeOptions(accepted=accepted_times(), pii=pii_policy())
+    with ThreadPoolExecutor(2) as pool:
+        merges = [pool.submit(merge_days, lab.engine, [day], options) for _ in range(2)]
+        wait_until(lambda: len(lab.gates.waiters(gate)) == 2, f"both merges waiting for the merge lock of {day}")
+        lab.gates.release(gate)
+        received = sorted(merge.result(timeout=RUN_SECONDS).received for merge in merges)
+    assert received == [0, staged], f"the two merges read {received} of the {staged} rows staged on {day}"
+    lab.platform.tick_and_run("staged_days_sensor")
+    reconcile(lab.engine, known).check()
 
 
 def api_trial(lab: Lab) -> Outcome:
@@ -631,12 +745,15 @@ def batch_closed(engine: Engine) -> bool:
 
 
 def day_states(engine: Engine) -> dict[date, str]:
-    """Each staged day: ``merged`` (no row pending), ``pending`` (every row pending) or ``half`` (some of each)."""
+    """Each staged day: ``merged`` (no row pending), ``pending`` (every row pending) or ``half`` (some of each).
+
+    Rows the transform rejected are ``failed`` from their staging on, merged or not: they do not count."""
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT event_day, count(*) FILTER (WHERE status = 'pending'), count(*) "
-                "FROM staging_events GROUP BY event_day"
+                "SELECT event_day, count(*) FILTER (WHERE status = 'pending'), "
+                "count(*) FILTER (WHERE status <> 'failed') "
+                "FROM staging_status GROUP BY event_day"
             )
         )
         return {
@@ -705,8 +822,7 @@ def test_dagster_retries_the_runs_it_lost(
         with platform.engine.connect() as conn:
             first, last = conn.execute(text("SELECT min(event_day), max(event_day) FROM staging_events")).one()
         upsert = RowGate("events", nth=rng.randint(1, len(known.expected_events())))
-        range_tags = {"dagster/asset_partition_range_start": str(first), "dagster/asset_partition_range_end": str(last)}
-        merge = kill_and_await_retry(platform, gates, upsert, "daily_events_job", tags=range_tags)
+        merge = kill_and_await_retry(platform, gates, upsert, "daily_events_job", tags=partition_range(first, last))
         outcome = Outcome(
             trial,
             f"{copy.describe()}; {upsert.describe()}",
@@ -746,6 +862,7 @@ def kill_and_await_retry(platform: DevPlatform, gates: Gates, gate: RowGate, job
 FAMILIES: dict[str, Callable[[Lab], Outcome]] = {
     "ingest": ingest_trial,
     "merge": merge_trial,
+    "merges": overlapping_merges_trial,
     "api": api_trial,
     "collector": collector_trial,
 }
