@@ -136,8 +136,9 @@ def test_a_file_failing_for_a_while_fails_its_step_at_the_end_and_the_retry_stag
     resources = {name: definitions.resources[name] for name in ("object_store", "ingest_warehouse")}
 
     def attempt() -> dict[str, dg.MaterializeResult]:
-        results = ingest_landing_file(dg.build_asset_context(), config=LandingFileConfig(files=files), **resources)
-        return {str(result.asset_key.path[-1]): result for result in results}
+        with dg.build_asset_context() as context:
+            results = ingest_landing_file(context, config=LandingFileConfig(files=files), **resources)
+            return {str(result.asset_key.path[-1]): result for result in results}
 
     with pytest.raises(TransientFailure) as failed:
         attempt()
@@ -149,3 +150,23 @@ def test_a_file_failing_for_a_while_fails_its_step_at_the_end_and_the_retry_stag
     assert (retried["rows written"].value, retried["rows already staged"].value) == (EVENTS_A_FILE, 4 * EVENTS_A_FILE)
     assert (retried["files"].value, retried["rows quarantined"].value) == (5, 0)
     assert rows(warehouse_engine, "SELECT count(*) FROM raw_batches WHERE staged_at IS NOT NULL") == [(5,)]
+
+
+def test_a_sweep_does_not_ask_again_for_files_of_a_run_that_has_not_succeeded_but_does_for_new_bytes(
+    definitions, s3, buckets: dict[str, str]
+):
+    batch_ids = drop(s3, buckets["landing"], 3)
+    with pipeline(definitions) as run:
+        [request] = run.tick("landing_files_sensor")
+        job = definitions.resolve_job_def("ingest_landing_file_job")
+        queued = run.instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
+        assert queued.status == dg.DagsterRunStatus.NOT_STARTED  # asked for, not run yet: none of its files staged
+        overdue = json.loads(run.cursors["landing_files_sensor"]) | {"last_sweep": 0.0}
+        assert run.tick("landing_files_sensor", cursor=json.dumps(overdue)) == []
+
+        key = f"{PREFIX}part-00001.jsonl"
+        s3.put_object(Bucket=buckets["landing"], Key=key, Body=body(1) + body(1000))  # new bytes, a new batch
+        [reupload] = run.tick("landing_files_sensor", cursor=json.dumps(overdue))
+        [obj] = requested_objects(reupload.run_config)
+        assert obj.key == key and obj.batch_id != batch_ids[key]
+        assert reupload.run_key == obj.batch_id and reupload.tags["etl/landing_key"] == key
