@@ -5,12 +5,15 @@ a run, a file of more than half that size in a run of its own (``group_into_runs
 (``key#etag`` for one file, a digest of the sorted ``key#etag`` list for several): the same bytes are never asked for
 twice, a re-upload with new bytes runs again. Each file of a run is a batch of its own: archived with its checksum,
 then streamed record by record into staging; records that cannot be read go to quarantine with the line number and
-the reason, and a file that cannot be read at all becomes one quarantine row that says why. A file that fails goes
-on to the next; the step fails at the end, naming the files, and its retry skips the files already staged.
+the reason, and a file that cannot be read at all becomes one quarantine row that says why. A run loads a few files at
+a time; a file that fails does not stop the others: the step fails at the end, naming the files, and its retry skips
+the files already staged.
 """
 
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +64,10 @@ FILE_TABLE_LIMIT = 50
 FAILED_IN_A_ROW_LIMIT = 3
 """After this many files in a row fail, the rest of the run is not tried: the store or the database is down, not the
 files (the step's retry runs them)."""
+FILES_AT_ONCE = 4
+"""Files of a run loaded at the same time, each in a thread: a small file's time is mostly waiting on the store and on
+commits, which overlap. Each thread holds one warehouse connection at a time (within ETL_DB_POOL_SIZE) and streams
+one chunk at a time, so memory stays bounded by the chunk."""
 
 
 @dataclass(frozen=True)
@@ -72,31 +79,47 @@ class FailedFile:
 def _ingest_each(
     context: dg.AssetExecutionContext, objects: list[LandingObject], ingest: Callable[[LandingObject], IngestedFile]
 ) -> tuple[list[IngestedFile], list[FailedFile], int]:
-    """Ingest the files one after another, each on its own: what each became, the files that failed, and how many
-    were not tried (after ``FAILED_IN_A_ROW_LIMIT`` failures in a row)."""
-    ingested: list[IngestedFile] = []
-    failed: list[FailedFile] = []
+    """Ingest the files, ``FILES_AT_ONCE`` at a time, each on its own: what each became, the files that failed, and
+    how many were not tried (after ``FAILED_IN_A_ROW_LIMIT`` failures in a row). Logs in the step's own thread."""
+    lock = threading.Lock()
     in_a_row = 0
-    for number, obj in enumerate(objects):
-        if in_a_row == FAILED_IN_A_ROW_LIMIT:
-            return ingested, failed, len(objects) - number
+    given_up = threading.Event()
+
+    def attempt(obj: LandingObject) -> IngestedFile | OutsideFailure | None:
+        nonlocal in_a_row
+        if given_up.is_set():
+            return None
         try:
             result = ingest(obj)
         except Exception as error:
-            failure = sort_error(error)
-            context.log.error(f"{obj.key}: {failure.message}", extra={"batch_id": obj.batch_id, "source": "s3"})
-            failed.append(FailedFile(obj.key, failure))
-            in_a_row += 1
-            continue
-        in_a_row = 0
-        ingested.append(result)
-        counts = result.counts
-        context.log.info(
-            f"{obj.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
-            f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}",
-            extra={"batch_id": result.batch_id, "source": "s3", "rows": counts.staged},
-        )
-    return ingested, failed, 0
+            with lock:
+                in_a_row += 1
+                if in_a_row >= FAILED_IN_A_ROW_LIMIT:
+                    given_up.set()
+            return sort_error(error)
+        with lock:
+            in_a_row = 0
+        return result
+
+    ingested: list[IngestedFile] = []
+    failed: list[FailedFile] = []
+    untried = 0
+    with ThreadPoolExecutor(min(FILES_AT_ONCE, len(objects)), thread_name_prefix="landing-file") as pool:
+        for obj, outcome in zip(objects, pool.map(attempt, objects), strict=True):
+            if outcome is None:
+                untried += 1
+            elif isinstance(outcome, OutsideFailure):
+                context.log.error(f"{obj.key}: {outcome.message}", extra={"batch_id": obj.batch_id, "source": "s3"})
+                failed.append(FailedFile(obj.key, outcome))
+            else:
+                ingested.append(outcome)
+                counts = outcome.counts
+                context.log.info(
+                    f"{obj.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
+                    f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}",
+                    extra={"batch_id": outcome.batch_id, "source": "s3", "rows": counts.staged},
+                )
+    return ingested, failed, untried
 
 
 def _failure(failed: list[FailedFile], untried: int, total: int) -> Exception:
@@ -176,7 +199,7 @@ def ingest_landing_file(
     object_store: ObjectStoreResource,
     ingest_warehouse: WarehouseResource,
 ):
-    """Each file of the run in turn, as a batch of its own (``ingest_landing_object``); a file that fails does not
+    """Each file of the run, a few at a time, as a batch of its own (``ingest_landing_object``); a file that fails does not
     stop the others, and the step fails at the end naming it."""
     objects = config.objects()
     client, engine = object_store.client(), ingest_warehouse.get_engine()
