@@ -67,7 +67,7 @@ files (the step's retry runs them)."""
 FILES_AT_ONCE = 4
 """Files of a run loaded at the same time, each in a thread: a small file's time is mostly waiting on the store and on
 commits, which overlap. Each thread holds one warehouse connection at a time (within ETL_DB_POOL_SIZE) and streams
-one chunk at a time, so memory stays bounded by the chunk."""
+one chunk at a time, so memory stays bounded by four chunks, never by a file."""
 
 
 @dataclass(frozen=True)
