@@ -124,14 +124,14 @@ def _ingest_each(
 
 def _failure(failed: list[FailedFile], untried: int, total: int) -> Exception:
     """The step's failure: the first file's message (what to do) and which files failed; retried when any failure
-    may go away, since a retry skips the files already staged."""
+    may go away (a retry skips the files already staged), at once and for good when each would fail the same way."""
     message = failed[0].failure.message
     if total > 1:
         names = ", ".join(file.key for file in failed[:10]) + (", …" if len(failed) > 10 else "")
         message += f" ({len(failed)} of {total} files failed: {names}"
         message += f"; {untried} not tried" if untried else ""
         message += "; the others are staged and a retry skips them)"
-    if untried or any(file.failure.transient for file in failed):
+    if any(file.failure.transient for file in failed):
         return TransientFailure(message)
     return dg.Failure(description=message, allow_retries=False)
 

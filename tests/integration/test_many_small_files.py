@@ -170,3 +170,29 @@ def test_a_sweep_does_not_ask_again_for_files_of_a_run_that_has_not_succeeded_bu
         [obj] = requested_objects(reupload.run_config)
         assert obj.key == key and obj.batch_id != batch_ids[key]
         assert reupload.run_key == obj.batch_id and reupload.tags["etl/landing_key"] == key
+
+
+def test_after_three_files_in_a_row_fail_for_good_the_run_stops_trying_and_fails_without_retries(
+    definitions, s3, buckets: dict[str, str], warehouse_engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    """Every file refused for good (as when the archive bucket refuses the platform's credentials): the run stops
+    after three failures in a row (and those already under way), and fails at once, naming the files not tried."""
+    batch_ids = drop(s3, buckets["landing"], 12)
+    tried: list[str] = []
+
+    def archive_refused(client, engine, obj, **arguments):
+        tried.append(obj.key)
+        error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+        raise ClientError(error | {"ResponseMetadata": {"HTTPStatusCode": 403}}, "CopyObject")
+
+    monkeypatch.setattr(ingest, "ingest_landing_object", archive_refused)
+    files = [LandingFile(key=key, etag=batch_id.rsplit("#", 1)[1]) for key, batch_id in sorted(batch_ids.items())]
+    resources = {name: definitions.resources[name] for name in ("object_store", "ingest_warehouse")}
+    with dg.build_asset_context() as context, pytest.raises(dg.Failure) as failed:
+        list(ingest_landing_file(context, config=LandingFileConfig(files=files), **resources))
+    assert 3 <= len(tried) <= 3 + ingest.FILES_AT_ONCE - 1
+    message = str(failed.value.description)
+    assert message.startswith("the object store refused the request (AccessDenied, HTTP 403)")
+    assert f"{len(tried)} of 12 files failed" in message and f"{12 - len(tried)} not tried" in message
+    assert failed.value.allow_retries is False
+    assert rows(warehouse_engine, "SELECT count(*) FROM raw_batches") == [(0,)]
