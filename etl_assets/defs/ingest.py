@@ -66,8 +66,8 @@ FAILED_IN_A_ROW_LIMIT = 3
 files (the step's retry runs them)."""
 FILES_AT_ONCE = 4
 """Files of a run loaded at the same time, each in a thread: a small file's time is mostly waiting on the store and on
-commits, which overlap. Each thread holds one warehouse connection at a time (within ETL_DB_POOL_SIZE) and streams
-one chunk at a time, so memory stays bounded by four chunks, never by a file."""
+commits, which overlap. Each thread holds one warehouse connection at a time (fewer threads when the pool has fewer
+connections: ETL_DB_POOL_SIZE + ETL_DB_MAX_OVERFLOW) and streams one chunk at a time, so memory stays bounded by four chunks, never by a file."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,12 @@ class FailedFile:
 
 
 def _ingest_each(
-    context: dg.AssetExecutionContext, objects: list[LandingObject], ingest: Callable[[LandingObject], IngestedFile]
+    context: dg.AssetExecutionContext,
+    objects: list[LandingObject],
+    ingest: Callable[[LandingObject], IngestedFile],
+    at_once: int,
 ) -> tuple[list[IngestedFile], list[FailedFile], int]:
-    """Ingest the files, ``FILES_AT_ONCE`` at a time, each on its own: what each became, the files that failed, and
+    """Ingest the files, ``at_once`` at a time, each on its own: what each became, the files that failed, and
     how many were not tried (after ``FAILED_IN_A_ROW_LIMIT`` failures in a row). Logs in the step's own thread."""
     lock = threading.Lock()
     in_a_row = 0
@@ -104,7 +107,7 @@ def _ingest_each(
     ingested: list[IngestedFile] = []
     failed: list[FailedFile] = []
     untried = 0
-    with ThreadPoolExecutor(min(FILES_AT_ONCE, len(objects)), thread_name_prefix="landing-file") as pool:
+    with ThreadPoolExecutor(min(at_once, len(objects)), thread_name_prefix="landing-file") as pool:
         for obj, outcome in zip(objects, pool.map(attempt, objects), strict=True):
             if outcome is None:
                 untried += 1
@@ -217,7 +220,8 @@ def ingest_landing_file(
             array_keys=array_keys,
         )
 
-    ingested, failed, untried = _ingest_each(context, objects, ingest)
+    connections = ingest_warehouse.pool_size + ingest_warehouse.max_overflow
+    ingested, failed, untried = _ingest_each(context, objects, ingest, max(1, min(FILES_AT_ONCE, connections)))
     if failed:
         raise _failure(failed, untried, len(objects))
     seconds = time.perf_counter() - started
