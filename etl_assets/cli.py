@@ -205,13 +205,20 @@ def bench(
         "", help="Sizes of extra whole-file runs for peak memory, e.g. 1000000,5000000 (default: none)."
     ),
     sensor_objects: int = typer.Option(100_000, min=0, help="Objects the S3 sensor has seen (0: no sensor bench)."),
+    small_files: int | None = typer.Option(
+        None,
+        min=0,
+        help="Landing files of 100 events each loaded through the real sensor and runs, against the same events in "
+        "one file (default: --events ÷ 200, 1,000 at the default size; 0: not measured).",
+    ),
     output: str = typer.Option("", help="Where to write the JSON (default: ETL_HOME/bench/bench-<time>.json)."),
 ) -> None:
     """Measure the load paths against PostgreSQL's own COPY: psql \\copy of the same rows into the same tables on
-    the same server, in the same run, and the S3 sensor's tick over a bucket of 100,000 objects.
+    the same server, in the same run; the S3 sensor's tick over a bucket of 100,000 objects; and 1,000 small landing
+    files against one file of the same events, through the real sensor, its runs and the merge.
 
     Starts its own PostgreSQL and S3 endpoint (or uses DATABASE_URL's server, creating a database etl_bench
-    there). Prints a table and the JSON; the default size takes about 5 minutes on 2 cores.
+    there). Prints a table and the JSON; the default size takes about 6 to 9 minutes on 2 cores.
     """
     import json
     from datetime import datetime
@@ -240,6 +247,7 @@ def bench(
         tutorial_events=tutorial_events,
         memory_events=sizes,
         sensor_seen=sensor_objects,
+        small_files=small_files,
         database_url=os.environ.get("DATABASE_URL") or None,
     )
     with progress_bar() as progress:
@@ -264,8 +272,8 @@ def bench(
         ticks = result.sensor
         say(
             f"sensor     {ticks.seen_objects:,} objects seen: a tick with nothing new {ticks.nothing_new_seconds:.3f} s; "
-            f"with {ticks.new_objects:,} new {ticks.new_objects_seconds:.3f} s ({ticks.new_runs_requested} runs "
-            f"requested); a sweep page {ticks.sweep_page_seconds:.3f} s"
+            f"with {ticks.new_objects:,} new {ticks.new_objects_seconds:.3f} s ({ticks.new_files_requested:,} files in "
+            f"{ticks.new_runs_requested} runs requested); a sweep page {ticks.sweep_page_seconds:.3f} s"
         )
     for outcome in report.targets(result):
         mark = {True: "met   ", False: "missed", None: "n/a   "}[outcome.met]

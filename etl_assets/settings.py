@@ -109,6 +109,18 @@ VARIABLES: tuple[Variable, ...] = (
         "First day (UTC) of the daily partitions; older events are quarantined with the reason.",
     ),
     Variable("ETL_SENSOR_MAX_RUNS", "25", "Runs the S3 sensor requests per tick at most; the rest wait for the next."),
+    Variable(
+        "ETL_LANDING_RUN_MAX_FILES",
+        "200",
+        "Landing files one ingest run takes at most: the S3 sensor puts new files into runs of up to this many "
+        "(each file still its own batch).",
+    ),
+    Variable(
+        "ETL_LANDING_RUN_MAX_BYTES",
+        str(64 * 2**20),
+        "Bytes of landing files one ingest run takes at most (64 MiB); a file larger than half of it gets a run of "
+        "its own.",
+    ),
     Variable("ETL_COLLECTOR_PORT", "9200", "Port of the collector (signed webhooks, Segment-compatible tracking API)."),
     Variable(
         "ETL_SEGMENT_WRITE_KEYS",
@@ -578,6 +590,8 @@ class Settings:
     db_max_overflow: int
     first_day: date = date(2025, 1, 1)
     sensor_max_runs: int = 25
+    landing_run_max_files: int = 200
+    landing_run_max_bytes: int = 64 * 2**20
     landing_sweep_minutes: int = 60
     json_array_keys: tuple[str, ...] = DEFAULT_ARRAY_KEYS
     sensors_running: bool = False
@@ -649,6 +663,12 @@ class Settings:
             db_sslrootcert=db_sslrootcert,
             first_day=_day(env, "ETL_FIRST_DAY", date(2025, 1, 1)),
             sensor_max_runs=_integer(env, "ETL_SENSOR_MAX_RUNS", 25, minimum=1, maximum=10_000, kind="a whole number"),
+            landing_run_max_files=_integer(
+                env, "ETL_LANDING_RUN_MAX_FILES", 200, minimum=1, maximum=10_000, kind="a whole number"
+            ),
+            landing_run_max_bytes=_integer(
+                env, "ETL_LANDING_RUN_MAX_BYTES", 64 * 2**20, minimum=1, maximum=2**40, kind="a number of bytes"
+            ),
             landing_sweep_minutes=_count(env, "ETL_LANDING_SWEEP_MINUTES", 60),
             json_array_keys=_json_array_keys(env),
             sensors_running=_flag(env, "ETL_SENSORS_RUNNING", False),

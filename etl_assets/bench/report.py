@@ -22,6 +22,8 @@ REFERENCE_OF = {
     "merge_1": "copy_events",
     "merge_2": "copy_events",
     "merge_4": "copy_events",
+    "one_file": "copy_events",
+    "small_files": "copy_events",
 }
 ORDER = (
     "copy_staging",
@@ -34,6 +36,8 @@ ORDER = (
     "merge_1",
     "merge_2",
     "merge_4",
+    "one_file",
+    "small_files",
     "enrichment",
     "orm",
     "core",
@@ -91,6 +95,18 @@ def targets(result: BenchResult) -> list[TargetOutcome]:
             "n/a" if share is None else f"{share:.2f} of the first",
         )
     )
+    one, many = result.paths.get("one_file"), result.paths.get("small_files")
+    if one is not None and many is not None and one.rows_per_second:
+        share = many.rows_per_second / one.rows_per_second
+        outcomes.append(
+            TargetOutcome(
+                f"{many.details.get('files', 0):,} small files vs one file, sensor to events",
+                "≥ 0.5 of the one file's rows/s",
+                share,
+                share >= 0.5,
+                f"{share:.2f} of the one file ({many.details.get('runs', 0)} runs)",
+            )
+        )
     if len(result.memory) >= 2:
         smallest, largest = min(result.memory), max(result.memory)
         growth = result.memory[largest] / result.memory[smallest]

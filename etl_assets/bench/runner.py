@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -41,6 +42,8 @@ LANDING_BUCKET = "bench-landing"
 ARCHIVE_BUCKET = "bench-archive"
 FIRST_DAY = date(2025, 8, 1)
 WORKLOAD_DAYS = 2
+ONE_FILE_PREFIX = "landing/one-file/"
+SMALL_FILES_PREFIX = "landing/small-files/"
 BENCH_PII_KEY = "bench-only-pii-key-0123456789abcdef"
 PIPELINE_TABLES = (
     "staging_events",
@@ -85,8 +88,16 @@ class BenchOptions:
     memory_events: tuple[int, ...] = ()
     sensor_seen: int = 100_000
     sensor_new: int = 1_000
+    small_files: int | None = None
+    """Landing files of ``small_file_events`` events each for the many-small-files path (None: ``events`` ÷ 200;
+    0: not measured)."""
+    small_file_events: int = 100
     database_url: str | None = None
     work_dir: Path | None = None
+
+    @property
+    def small_files_count(self) -> int:
+        return max(2, self.events // 200) if self.small_files is None else self.small_files
 
 
 @dataclass
@@ -138,7 +149,8 @@ class Step:
 def planned_steps(options: BenchOptions) -> int:
     """How many steps ``run`` reports, for the progress bar's total."""
     per_repeat = 9
-    return 4 + options.repeat * per_repeat + 3 + len(options.memory_events) + 1
+    small_files = 3 if options.small_files_count else 0
+    return 4 + options.repeat * per_repeat + 3 + small_files + len(options.memory_events) + 1
 
 
 def run(options: BenchOptions, report: Callable[[str, bool], None]) -> BenchResult:
@@ -164,6 +176,14 @@ def run(options: BenchOptions, report: Callable[[str, bool], None]) -> BenchResu
             bench.measure_tutorial("orm")
         with step(f"Core executemany of {bench.tutorial_rows:,} events"):
             bench.measure_tutorial("core")
+        if options.small_files_count:
+            files, each = options.small_files_count, options.small_file_events
+            with step(f"writing {files:,} landing files of {each} events, and the same events in one file"):
+                bench.upload_small_files()
+            with step(f"one {files * each:,}-event file through the sensor, its run and the merge"):
+                bench.measure_through_the_sensor("one_file")
+            with step(f"{files:,} small files through the sensor, its runs and the merge"):
+                bench.measure_through_the_sensor("small_files")
         for size in options.memory_events:
             with step(f"peak memory of a whole {size:,}-event file"):
                 bench.measure_memory(size)
@@ -273,6 +293,39 @@ class _Bench:
         path.unlink()
         head = self.client.head_object(Bucket=LANDING_BUCKET, Key=key)
         return {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"]}
+
+    def upload_small_files(self) -> None:
+        """The same events twice: as ``small_files_count`` files of ``small_file_events`` events (the first ones
+        written), and as one file."""
+        files, each = self.options.small_files_count, self.options.small_file_events
+        path = self.work / "small-files.jsonl"
+        write_large_file(path, files * each, seed=self.options.seed, start=FIRST_DAY, days=WORKLOAD_DAYS)
+        self.client.upload_file(str(path), LANDING_BUCKET, f"{ONE_FILE_PREFIX}events.jsonl")
+        lines = path.read_bytes().splitlines(keepends=True)
+        path.unlink()
+        parts = [
+            (f"{SMALL_FILES_PREFIX}part-{n:06d}.jsonl", b"".join(lines[n * each : (n + 1) * each]))
+            for n in range(files)
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda part: self.client.put_object(Bucket=LANDING_BUCKET, Key=part[0], Body=part[1]), parts))
+
+    def measure_through_the_sensor(self, which: str) -> None:
+        files, each = self.options.small_files_count, self.options.small_file_events
+        name, prefix = {
+            "one_file": (f"one {files * each:,}-event file, sensor to events", ONE_FILE_PREFIX),
+            "small_files": (f"{files:,} files of {each} events, sensor to events", SMALL_FILES_PREFIX),
+        }[which]
+        self.reset()
+        arguments = {
+            "database_url": self.database_url,
+            "s3_endpoint_url": self.s3_endpoint,
+            "landing_bucket": LANDING_BUCKET,
+            "archive_bucket": ARCHIVE_BUCKET,
+            "prefix": prefix,
+        }
+        self.record(which, name, *self.path("sensor", arguments))
+        self.reset()
 
     def _args(self, obj: str = "file", **extra: Any) -> dict[str, Any]:
         return {

@@ -1,4 +1,4 @@
-"""The S3 sensor's tick with a bucket of 100,000 objects it has seen, and with 1,000 new ones.
+"""The S3 sensor's tick with a bucket of 100,000 objects it has seen, and with 1,000 new ones (grouped into runs).
 
 The objects live in a moto server run in a thread of the bench process and filled through moto's own
 backend (100,000 PUTs over HTTP would take minutes; the objects are the same either way). The ticks run in a
@@ -34,6 +34,7 @@ class SensorTicks:
     nothing_new_seconds: float
     new_objects_seconds: float
     new_runs_requested: int
+    new_files_requested: int
     sweep_page_seconds: float
     peak_rss_mb: float
 
@@ -89,7 +90,6 @@ def measure(database_url: str, seen: int, new: int, env: dict[str, str]) -> Sens
             "AWS_ENDPOINT_URL_S3": endpoint,
             "ETL_LANDING_BUCKET": bucket,
             "ETL_LANDING_PREFIX": "landing/",
-            "ETL_SENSOR_MAX_RUNS": str(max(new, 1)),
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "etl_assets.bench.sensor", last_seen, str(new)],
@@ -129,6 +129,7 @@ def _put_new_objects(definitions: Any, count: int) -> None:
 def main(last_seen: str, new: int) -> None:
     from etl_assets.bench.paths import peak_rss_mb
     from etl_assets.definitions import defs
+    from etl_assets.defs.ingest import requested_objects
     from etl_assets.sources.landing import LandingCursor
 
     definitions = defs()
@@ -139,7 +140,8 @@ def main(last_seen: str, new: int) -> None:
     # A sweep page: 1,000 seen keys listed from the start and checked against the 100,000-row ledger.
     sweeping = LandingCursor(after=last_seen, sweep_after=None, sweeping=True, last_sweep=now).to_json()
     sweep_seconds, _ = _tick(definitions, sweeping)
-    # New keys sort after the cursor (a later day's prefix): one listing page, one run request each.
+    # New keys sort after the cursor (a later day's prefix): one listing page, runs of up to
+    # ETL_LANDING_RUN_MAX_FILES files each.
     _put_new_objects(definitions, new)
     new_seconds, new_result = _tick(definitions, caught_up)
     print(
@@ -148,6 +150,9 @@ def main(last_seen: str, new: int) -> None:
                 "nothing_new_seconds": statistics.median(quiet),
                 "new_objects_seconds": new_seconds,
                 "new_runs_requested": len(new_result.run_requests or []),
+                "new_files_requested": sum(
+                    len(requested_objects(request.run_config)) for request in new_result.run_requests or []
+                ),
                 "sweep_page_seconds": sweep_seconds,
                 "peak_rss_mb": peak_rss_mb(),
             }

@@ -1,32 +1,168 @@
 """Ingest: landing files in S3 → the raw archive (``raw_payloads``) → ``staging_events``.
 
-The S3 sensor requests one run per new object (run key ``key#etag``: the same bytes never run twice,
-a re-upload with new bytes runs again). Each run archives the file with its checksum, then streams
-it record by record into staging; records that cannot be read go to quarantine with the line number
-and the reason, and a file that cannot be read at all becomes one quarantine row that says why (its run
-succeeds). Only transient errors fail the step into its retry policy.
+The S3 sensor puts new objects into runs: up to ETL_LANDING_RUN_MAX_FILES files and ETL_LANDING_RUN_MAX_BYTES bytes
+a run, a file of more than half that size in a run of its own (``group_into_runs``). A run's key names its objects
+(``key#etag`` for one file, a digest of the sorted ``key#etag`` list for several): the same bytes are never asked for
+twice, a re-upload with new bytes runs again. Each file of a run is a batch of its own: archived with its checksum,
+then streamed record by record into staging; records that cannot be read go to quarantine with the line number and
+the reason, and a file that cannot be read at all becomes one quarantine row that says why. A run loads a few files at
+a time; a file that fails does not stop the others: the step fails at the end, naming the files, and its retry skips
+the files already staged.
 """
 
+import threading
 import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
+from pydantic import ValidationError
 
 from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, TransientFailure
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import ObjectStoreResource, WarehouseResource
 from etl_assets.settings import Settings
-from etl_assets.sources.landing import LandingCursor, LandingObject, plan_landing_tick
-from etl_assets.sources.landing_ingest import ingest_landing_object
+from etl_assets.sources.landing import LandingCursor, LandingObject, RunLimits, plan_landing_tick, run_key
+from etl_assets.sources.landing_ingest import IngestedFile, ingest_landing_object
+from etl_assets.sources.outside_errors import OutsideFailure, sort_error
 from etl_assets.warehouse.schema import raw_batches, staging_events
 from etl_assets.warehouse.staging import known_batch_ids
 
 
-class LandingFileConfig(dg.Config):
+class LandingFile(dg.Config):
     key: str
     etag: str
     size: int = 0
+
+
+class LandingFileConfig(dg.Config):
+    """The landing objects of one run: ``files`` (what the sensor asks for), or one file by ``key`` and ``etag``."""
+
+    files: list[LandingFile] = []
+    key: str | None = None
+    etag: str | None = None
+    size: int = 0
+
+    def objects(self) -> list[LandingObject]:
+        one = [LandingObject(self.key, self.etag, self.size)] if self.key is not None and self.etag is not None else []
+        many = [LandingObject(file.key, file.etag, file.size) for file in self.files]
+        if (self.key is None) != (self.etag is None) or bool(one) == bool(many):
+            raise dg.Failure(
+                description="the run names no landing file, or names them twice: give either `files` (a list of "
+                "{key, etag, size}) or one file's `key` and `etag` (the ETag without quotes, from the object's page)",
+                allow_retries=False,
+            )
+        return one or many
+
+
+FILE_TABLE_LIMIT = 50
+"""Runs of up to this many files list each file in their materialization's metadata; larger ones give totals."""
+FAILED_IN_A_ROW_LIMIT = 3
+"""After this many files in a row fail, the rest of the run is not tried: the store or the database is down, not the
+files (the step's retry runs them)."""
+FILES_AT_ONCE = 4
+"""Files of a run loaded at the same time, each in a thread: a small file's time is mostly waiting on the store and on
+commits, which overlap. Each thread holds one warehouse connection at a time (fewer threads when the pool has fewer
+connections: ETL_DB_POOL_SIZE + ETL_DB_MAX_OVERFLOW) and streams one chunk at a time, so memory stays bounded by four chunks, never by a file."""
+
+
+@dataclass(frozen=True)
+class FailedFile:
+    key: str
+    failure: OutsideFailure
+
+
+def _ingest_each(
+    context: dg.AssetExecutionContext,
+    objects: list[LandingObject],
+    ingest: Callable[[LandingObject], IngestedFile],
+    at_once: int,
+) -> tuple[list[IngestedFile], list[FailedFile], int]:
+    """Ingest the files, ``at_once`` at a time, each on its own: what each became, the files that failed, and
+    how many were not tried (after ``FAILED_IN_A_ROW_LIMIT`` failures in a row). Logs in the step's own thread."""
+    lock = threading.Lock()
+    in_a_row = 0
+    given_up = threading.Event()
+
+    def attempt(obj: LandingObject) -> IngestedFile | OutsideFailure | None:
+        nonlocal in_a_row
+        if given_up.is_set():
+            return None
+        try:
+            result = ingest(obj)
+        except Exception as error:
+            with lock:
+                in_a_row += 1
+                if in_a_row >= FAILED_IN_A_ROW_LIMIT:
+                    given_up.set()
+            return sort_error(error)
+        with lock:
+            in_a_row = 0
+        return result
+
+    ingested: list[IngestedFile] = []
+    failed: list[FailedFile] = []
+    untried = 0
+    with ThreadPoolExecutor(min(at_once, len(objects)), thread_name_prefix="landing-file") as pool:
+        for obj, outcome in zip(objects, pool.map(attempt, objects), strict=True):
+            if outcome is None:
+                untried += 1
+            elif isinstance(outcome, OutsideFailure):
+                context.log.error(f"{obj.key}: {outcome.message}", extra={"batch_id": obj.batch_id, "source": "s3"})
+                failed.append(FailedFile(obj.key, outcome))
+            else:
+                ingested.append(outcome)
+                counts = outcome.counts
+                context.log.info(
+                    f"{obj.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
+                    f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}",
+                    extra={"batch_id": outcome.batch_id, "source": "s3", "rows": counts.staged},
+                )
+    return ingested, failed, untried
+
+
+def _failure(failed: list[FailedFile], untried: int, total: int) -> Exception:
+    """The step's failure: the first file's message (what to do) and which files failed; retried when any failure
+    may go away (a retry skips the files already staged), at once and for good when each would fail the same way."""
+    message = failed[0].failure.message
+    if total > 1:
+        names = ", ".join(file.key for file in failed[:10]) + (", …" if len(failed) > 10 else "")
+        message += f" ({len(failed)} of {total} files failed: {names}"
+        message += f"; {untried} not tried" if untried else ""
+        message += "; the others are staged and a retry skips them)"
+    if any(file.failure.transient for file in failed):
+        return TransientFailure(message)
+    return dg.Failure(description=message, allow_retries=False)
+
+
+def _file_table(ingested: list[IngestedFile], keys: dict[str, str]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[
+            dg.TableRecord(
+                {
+                    "file": keys[result.batch_id],
+                    "records": result.counts.records,
+                    "staged": result.counts.staged + result.counts.already_staged,
+                    "quarantined": result.counts.quarantined,
+                    "bytes": result.byte_count,
+                }
+            )
+            for result in ingested
+        ],
+        schema=dg.TableSchema(
+            columns=[
+                dg.TableColumn("file", "string"),
+                dg.TableColumn("records", "int"),
+                dg.TableColumn("staged", "int"),
+                dg.TableColumn("quarantined", "int"),
+                dg.TableColumn("bytes", "int"),
+            ]
+        ),
+    )
 
 
 @dg.multi_asset(
@@ -66,48 +202,75 @@ def ingest_landing_file(
     object_store: ObjectStoreResource,
     ingest_warehouse: WarehouseResource,
 ):
-    obj = LandingObject(key=config.key, etag=config.etag, size=config.size)
-    with retried_only_if_transient():
-        result = ingest_landing_object(
-            object_store.client(),
-            ingest_warehouse.get_engine(),
+    """Each file of the run, a few at a time, as a batch of its own (``ingest_landing_object``); a file that fails does not
+    stop the others, and the step fails at the end naming it."""
+    objects = config.objects()
+    client, engine = object_store.client(), ingest_warehouse.get_engine()
+    accepted, array_keys = accepted_times(), Settings.from_env().json_array_keys
+    started = time.perf_counter()
+
+    def ingest(obj: LandingObject) -> IngestedFile:
+        return ingest_landing_object(
+            client,
+            engine,
             obj,
             landing_bucket=object_store.landing_bucket,
             archive_bucket=object_store.archive_bucket,
-            accepted=accepted_times(),
-            array_keys=Settings.from_env().json_array_keys,
+            accepted=accepted,
+            array_keys=array_keys,
         )
-    counts = result.counts
-    context.log.info(
-        f"{config.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
-        f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}",
-        extra={"batch_id": result.batch_id, "source": "s3", "rows": counts.staged},
+
+    connections = ingest_warehouse.pool_size + ingest_warehouse.max_overflow
+    ingested, failed, untried = _ingest_each(context, objects, ingest, max(1, min(FILES_AT_ONCE, connections)))
+    if failed:
+        raise _failure(failed, untried, len(objects))
+    seconds = time.perf_counter() - started
+    records = sum(result.counts.records for result in ingested)
+    byte_count = sum(result.byte_count for result in ingested)
+    days = sorted({day for result in ingested for day in result.counts.days_touched})
+    quarantined = sum(result.counts.quarantined for result in ingested)
+    one = {"batch id": dg.MetadataValue.text(ingested[0].batch_id)} if len(ingested) == 1 else {}
+    table = (
+        {"files loaded": _file_table(ingested, {obj.batch_id: obj.key for obj in objects})}
+        if 1 < len(ingested) <= FILE_TABLE_LIMIT
+        else {}
+    )
+    archived = (
+        {
+            "archive key": dg.MetadataValue.text(ingested[0].archive_key or "none: the file could not be read"),
+            "sha256": dg.MetadataValue.text(ingested[0].sha256 or "none"),
+        }
+        if len(ingested) == 1
+        else {}
     )
     yield dg.MaterializeResult(
         asset_key="raw_payloads",
         metadata={
-            "batch id": dg.MetadataValue.text(result.batch_id),
-            "archive key": dg.MetadataValue.text(result.archive_key or "none: the file could not be read"),
-            "sha256": dg.MetadataValue.text(result.sha256 or "none"),
-            "bytes": dg.MetadataValue.int(result.byte_count),
-            "newly archived": dg.MetadataValue.bool(result.newly_archived),
+            **one,
+            **archived,
+            "files": dg.MetadataValue.int(len(ingested)),
+            "bytes": dg.MetadataValue.int(byte_count),
+            "newly archived": dg.MetadataValue.int(sum(result.newly_archived for result in ingested)),
+            "not readable": dg.MetadataValue.int(sum(result.archive_key is None for result in ingested)),
         },
     )
     yield dg.MaterializeResult(
         asset_key="staging_events",
         metadata={
-            "batch id": dg.MetadataValue.text(result.batch_id),
-            "records": dg.MetadataValue.int(counts.records),
-            "rows written": dg.MetadataValue.int(counts.staged),
-            "rows already staged": dg.MetadataValue.int(counts.already_staged),
-            "rows quarantined": dg.MetadataValue.int(counts.quarantined),
-            "batches": dg.MetadataValue.int(1),
-            "errors": dg.MetadataValue.int(counts.quarantined),
+            **one,
+            "files": dg.MetadataValue.int(len(ingested)),
+            "records": dg.MetadataValue.int(records),
+            "rows written": dg.MetadataValue.int(sum(result.counts.staged for result in ingested)),
+            "rows already staged": dg.MetadataValue.int(sum(result.counts.already_staged for result in ingested)),
+            "rows quarantined": dg.MetadataValue.int(quarantined),
+            "batches": dg.MetadataValue.int(len(ingested)),
+            "errors": dg.MetadataValue.int(quarantined),
             "succeeded at": dg.MetadataValue.timestamp(time.time()),
-            "rows per second": dg.MetadataValue.float(round(counts.records / result.seconds, 1)),
-            "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
-            "bytes": dg.MetadataValue.int(result.byte_count),
-            "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in counts.days_touched) or "none"),
+            "rows per second": dg.MetadataValue.float(round(records / seconds, 1) if seconds else 0.0),
+            "seconds": dg.MetadataValue.float(round(seconds, 3)),
+            "bytes": dg.MetadataValue.int(byte_count),
+            "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in days) or "none"),
+            **table,
         },
     )
 
@@ -115,18 +278,46 @@ def ingest_landing_file(
 ingest_landing_file_job = dg.define_asset_job(
     "ingest_landing_file_job",
     selection=dg.AssetSelection.assets("raw_payloads", "staging_events").without_checks(),
-    description="Archive one landing file and stage its records (started by landing_files_sensor).",
+    description="Archive landing files and stage their records, each file a batch of its own (started by "
+    "landing_files_sensor, up to ETL_LANDING_RUN_MAX_FILES files a run).",
 )
+NOT_SUCCEEDED = [status for status in dg.DagsterRunStatus if status != dg.DagsterRunStatus.SUCCESS]
+
+
+def requested_objects(run_config: Mapping[str, Any]) -> list[LandingObject]:
+    """The landing objects a run of ``ingest_landing_file_job`` was asked to ingest (from its run config)."""
+    config = run_config.get("ops", {}).get("ingest_landing_file", {}).get("config", {})
+    try:
+        return LandingFileConfig(**config).objects()
+    except (dg.Failure, ValidationError, TypeError):
+        return []  # a run launched with a config that names no file ingested nothing
+
+
+def _asked_for_already(instance: dg.DagsterInstance) -> set[str]:
+    """Batch ids named by ingest runs that have not succeeded (queued, running, failed, canceled): the sweep does
+    not ask for them again (an operator re-executes a failed run); a successful run's files are in the ledger."""
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=ingest_landing_file_job.name, statuses=NOT_SUCCEEDED))
+    return {obj.batch_id for run in runs for obj in requested_objects(run.run_config)}
+
+
+def run_request(objects: list[LandingObject]) -> dg.RunRequest:
+    files = [{"key": obj.key, "etag": obj.etag, "size": obj.size} for obj in objects]
+    one = {"etl/landing_key": objects[0].key} if len(objects) == 1 else {}
+    return dg.RunRequest(
+        run_key=run_key(objects),
+        run_config={"ops": {"ingest_landing_file": {"config": {"files": files}}}},
+        tags={**one, "etl/landing_files": str(len(objects)), "etl/landing_bytes": str(sum(o.size for o in objects))},
+    )
 
 
 @dg.sensor(
     job=ingest_landing_file_job,
     minimum_interval_seconds=30,
     default_status=PIPELINE_SENSOR_STATUS,
-    description="Every 30 seconds, requests an ingest run (ingest_landing_file_job) for each new file under the "
-    "landing prefix of the landing bucket. Lists only keys after "
-    "its cursor (StartAfter), at most ETL_SENSOR_MAX_RUNS runs a tick, and sweeps the whole prefix every "
-    "ETL_LANDING_SWEEP_MINUTES for re-uploaded files.",
+    description="Every 30 seconds, requests ingest runs (ingest_landing_file_job) for the new files under the "
+    "landing prefix of the landing bucket: up to ETL_LANDING_RUN_MAX_FILES files and ETL_LANDING_RUN_MAX_BYTES "
+    "bytes a run, a large file alone, at most ETL_SENSOR_MAX_RUNS runs a tick. Lists only keys after its cursor "
+    "(StartAfter), and sweeps the whole prefix every ETL_LANDING_SWEEP_MINUTES for re-uploaded files.",
 )
 def landing_files_sensor(
     context: dg.SensorEvaluationContext, object_store: ObjectStoreResource, ingest_warehouse: WarehouseResource
@@ -136,28 +327,20 @@ def landing_files_sensor(
 
     def unknown(objects: list[LandingObject]) -> list[LandingObject]:
         known = known_batch_ids(engine, [obj.batch_id for obj in objects])
-        return [obj for obj in objects if obj.batch_id not in known]
+        unknown = [obj for obj in objects if obj.batch_id not in known]
+        if not unknown:
+            return []
+        asked = _asked_for_already(context.instance)
+        return [obj for obj in unknown if obj.batch_id not in asked]
 
-    objects, cursor = plan_landing_tick(
+    runs, cursor = plan_landing_tick(
         object_store.client(),
         object_store.landing_bucket,
         object_store.landing_prefix,
         LandingCursor.from_json(context.cursor),
-        cap=settings.sensor_max_runs,
+        limits=RunLimits(settings.sensor_max_runs, settings.landing_run_max_files, settings.landing_run_max_bytes),
         now=time.time(),
         sweep_every_seconds=settings.landing_sweep_minutes * 60,
         unknown_batches=unknown,
     )
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=obj.batch_id,
-                run_config={
-                    "ops": {"ingest_landing_file": {"config": {"key": obj.key, "etag": obj.etag, "size": obj.size}}}
-                },
-                tags={"etl/landing_key": obj.key},
-            )
-            for obj in objects
-        ],
-        cursor=cursor.to_json(),
-    )
+    return dg.SensorResult(run_requests=[run_request(objects) for objects in runs], cursor=cursor.to_json())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
@@ -144,36 +144,93 @@ class LandingCursor:
             return cls(after=raw)
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """How the S3 sensor fills a tick: at most ``max_runs`` runs, each of at most ``max_files`` files and
+    ``max_bytes`` bytes; a file of more than half ``max_bytes`` runs alone."""
+
+    max_runs: int
+    max_files: int
+    max_bytes: int
+
+    @property
+    def max_objects(self) -> int:
+        return self.max_runs * self.max_files
+
+    def runs_alone(self, obj: LandingObject) -> bool:
+        return obj.size > self.max_bytes // 2
+
+
+def group_into_runs(objects: Sequence[LandingObject], limits: RunLimits) -> list[list[LandingObject]]:
+    """``objects``, in their order, packed into runs within ``limits``: a large file in a run of its own, the others
+    filling one run after another. Stops at the first object with no room left, so the objects placed are always a
+    leading part of ``objects`` (the cursor can move past exactly them) and the same objects always pack the same."""
+    runs: list[list[LandingObject]] = []
+    filling: list[LandingObject] | None = None
+    filling_bytes = 0
+    for obj in objects:
+        if limits.runs_alone(obj):
+            if len(runs) == limits.max_runs:
+                break
+            runs.append([obj])
+        elif filling is not None and len(filling) < limits.max_files and filling_bytes + obj.size <= limits.max_bytes:
+            filling.append(obj)
+            filling_bytes += obj.size
+        elif len(runs) == limits.max_runs:
+            break
+        else:
+            filling, filling_bytes = [obj], obj.size
+            runs.append(filling)
+    return runs
+
+
+def _placed(objects: Sequence[LandingObject], limits: RunLimits) -> int:
+    return sum(len(run) for run in group_into_runs(objects, limits))
+
+
+def run_key(objects: Sequence[LandingObject]) -> str:
+    """The run key of an ingest run of ``objects``: a single file's batch id (``key#etag``), or for several a digest
+    of their sorted batch ids; the same objects always get the same key, so a tick evaluated again is not run twice."""
+    if len(objects) == 1:
+        return objects[0].batch_id
+    digest = hashlib.sha256("\n".join(sorted(obj.batch_id for obj in objects)).encode()).hexdigest()
+    return f"landing-files:{len(objects)}:{digest}"
+
+
 def plan_landing_tick(
     client: Any,
     bucket: str,
     prefix: str,
     cursor: LandingCursor,
     *,
-    cap: int,
+    limits: RunLimits,
     now: float,
     sweep_every_seconds: float,
     unknown_batches: Callable[[list[LandingObject]], list[LandingObject]],
-) -> tuple[list[LandingObject], LandingCursor]:
-    """The objects a tick should ingest (at most ``cap``) and the cursor after it.
+) -> tuple[list[list[LandingObject]], LandingCursor]:
+    """The runs a tick should request (objects grouped by ``group_into_runs``) and the cursor after it.
 
-    New keys come from one ``StartAfter`` listing; when a sweep is due (or under way), one more page of
-    the whole prefix is checked against the ledger through ``unknown_batches``.
+    New keys come from one ``StartAfter`` listing, as many as the runs can hold; the cursor moves past the last one
+    placed. When a sweep is due (or under way), and the new keys left room, one more page of the whole prefix is
+    checked through ``unknown_batches`` (not in the ledger, not asked for yet) and what fits joins the runs.
     """
-    fresh, _ = list_objects_after(client, bucket, prefix, cursor.after, cap)
+    listed, _ = list_objects_after(client, bucket, prefix, cursor.after, limits.max_objects)
+    fresh = listed[: _placed(listed, limits)]
     after = fresh[-1].key if fresh else cursor.after
     if cursor.after is None:
-        return fresh, LandingCursor(after=after, last_sweep=now)
-    room = cap - len(fresh)
+        return group_into_runs(fresh, limits), LandingCursor(after=after, last_sweep=now)
+    full = len(fresh) < len(listed) or len(fresh) == limits.max_objects
     due = cursor.sweeping or (sweep_every_seconds > 0 and now - cursor.last_sweep >= sweep_every_seconds)
-    if not due or room == 0:
-        return fresh, replace(cursor, after=after)
+    if not due or full:
+        return group_into_runs(fresh, limits), replace(cursor, after=after)
     page, more = list_objects_after(client, bucket, prefix, cursor.sweep_after, LIST_PAGE_SIZE)
     passed = [obj for obj in page if obj.key <= cursor.after]
     unknown = unknown_batches(passed)
-    taken = unknown[:room]
+    taken = unknown[: _placed(fresh + unknown, limits) - len(fresh)]
+    runs = group_into_runs(fresh + taken, limits)
     if len(taken) < len(unknown):
-        return fresh + taken, LandingCursor(after, taken[-1].key, True, cursor.last_sweep)
+        sweep_after = taken[-1].key if taken else cursor.sweep_after
+        return runs, LandingCursor(after, sweep_after, True, cursor.last_sweep)
     if more and passed and passed[-1].key < cursor.after:
-        return fresh + taken, LandingCursor(after, passed[-1].key, True, cursor.last_sweep)
-    return fresh + taken, LandingCursor(after, None, False, now)
+        return runs, LandingCursor(after, passed[-1].key, True, cursor.last_sweep)
+    return runs, LandingCursor(after, None, False, now)

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 EVENTS = 2_000
+SMALL_FILES = 30
 
 
 @pytest.fixture(scope="module")
 def bench_report(tmp_path_factory) -> tuple[dict, str]:
     output = tmp_path_factory.mktemp("bench") / "bench.json"
     arguments = ["--events", str(EVENTS), "--repeat", "1", "--tutorial-events", "1000", "--sensor-objects", "3000"]
+    arguments += ["--small-files", str(SMALL_FILES)]
     arguments += ["--memory-events", "2000,4000", "--output", str(output)]
     finished = subprocess.run(
         [sys.executable, "-m", "etl_assets.cli", "bench", *arguments],
@@ -54,6 +56,17 @@ def test_the_time_split_names_the_steps_of_staging_and_of_the_merge(bench_report
     assert "parallel   day merges at once, speed-up over one at a time: 2 at a time" in stdout
 
 
+def test_small_files_and_one_file_of_the_same_events_go_through_the_sensor_runs_and_merge(bench_report):
+    paths = bench_report[0]["paths"]
+    one, small = paths["one_file"]["details"], paths["small_files"]["details"]
+    events = SMALL_FILES * 100
+    assert paths["one_file"]["rows"] == paths["small_files"]["rows"] == events
+    assert one["inserted"] == small["inserted"] == events
+    assert (one["files"], one["runs"]) == (1, 1)
+    assert small["files"] == SMALL_FILES and small["runs"] == 1  # 30 files fit in one run of up to 200
+    assert small["ticks"] == one["ticks"] == 2  # a tick that asks for the runs, one that finds nothing more
+
+
 def test_the_references_load_exactly_the_rows_the_platform_wrote(bench_report):
     paths = bench_report[0]["paths"]
     assert paths["copy_staging"]["rows"] == paths["stage"]["details"]["staged"]
@@ -81,6 +94,8 @@ def test_the_report_names_every_target_and_the_sensor_ticks(bench_report):
     assert any(name.startswith("peak memory at 4,000 vs 2,000") for name in names)
     assert any(name.startswith("sensor tick, nothing new, 3,000 objects") for name in names)
     assert all(target["value"] is not None and target["met"] in (True, False) for target in report["targets"])
-    assert report["sensor"]["new_runs_requested"] == report["sensor"]["new_objects"] == 1000
+    assert report["sensor"]["new_files_requested"] == report["sensor"]["new_objects"] == 1000
+    assert report["sensor"]["new_runs_requested"] == 5  # up to 200 files a run
+    assert any(name.startswith(f"{SMALL_FILES} small files vs one file") for name in names)
     assert report["machine"]["cpus"] and report["machine"]["postgresql"]
     assert "psql \\copy into staging" in stdout and "landing file → staging" in stdout

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from sqlalchemy import text
 
+from etl_assets.defs.ingest import requested_objects
 from tests.harness import pipeline, table_rows, warehouse_snapshot
 
 
@@ -83,7 +84,8 @@ def test_three_files_become_exactly_the_expected_tables(definitions, s3, buckets
     put_files(s3, buckets["landing"], FILES)
     with pipeline(definitions) as run:
         ingest_requests = run.tick("landing_files_sensor")
-        assert sorted(request.tags["etl/landing_key"] for request in ingest_requests) == sorted(FILES)
+        [request] = ingest_requests  # three small files, one run
+        assert sorted(obj.key for obj in requested_objects(request.run_config)) == sorted(FILES)
         run.execute("landing_files_sensor", ingest_requests)
 
         day_requests = run.tick("staged_days_sensor")
@@ -185,6 +187,7 @@ def test_three_files_become_exactly_the_expected_tables(definitions, s3, buckets
         overdue = json.loads(run.cursors["landing_files_sensor"]) | {"last_sweep": 0.0}
         reupload = run.tick("landing_files_sensor", cursor=json.dumps(overdue))
         assert [request.tags["etl/landing_key"] for request in reupload] == ["landing/2025-08-02/a.jsonl"]
+        assert [request.run_key for request in reupload] != [request.run_key]
         run.execute("landing_files_sensor", reupload)
         run.tick_and_run("staged_days_sensor")
         after = {row["event_id"]: row for row in table_rows(warehouse_engine, "events", "event_id")}

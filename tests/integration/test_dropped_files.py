@@ -29,8 +29,9 @@ import pytest
 import zstandard
 from sqlalchemy import Engine, text
 
+from etl_assets.defs.ingest import requested_objects
 from etl_assets.localstack.postgres import EmbeddedPostgres
-from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, metadata_text
+from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, metadata_text, run_key
 from etl_assets.sources.landing_ingest import ingest_landing_object
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
@@ -185,7 +186,9 @@ def landed(postgres_server: EmbeddedPostgres, migrated_template: str, s3_endpoin
 
 def test_every_file_ran_once_each_run_succeeded_and_each_file_has_its_batch(landed: Landed):
     ingests = [run for run in landed.runs if run.job_def.name == "ingest_landing_file_job"]
-    assert len(ingests) == len(FILES)
+    requested = [obj.batch_id for request in landed.requests for obj in requested_objects(request.run_config)]
+    assert sorted(requested) == sorted(landed.batch_ids.values())
+    assert len(ingests) == len(landed.requests) == 1  # small files: one run holds them all
     assert all(run.success for run in landed.runs)
     assert {row["batch_id"] for row in landed.rows("SELECT batch_id FROM raw_batches")} == set(
         landed.batch_ids.values()
@@ -195,22 +198,22 @@ def test_every_file_ran_once_each_run_succeeded_and_each_file_has_its_batch(land
 def test_a_non_ascii_key_with_spaces_and_symbols_loads_under_its_real_name(landed: Landed):
     assert landed.staged(UNICODE_KEY) == {1: "uni-1", 2: "uni-2"}
     assert landed.quarantined(UNICODE_KEY) == {}
-    request = next(r for r in landed.requests if r.tags["etl/landing_key"] == UNICODE_KEY)
-    assert request.run_key == landed.batch_ids[UNICODE_KEY]
+    [request] = [r for r in landed.requests if UNICODE_KEY in {obj.key for obj in requested_objects(r.run_config)}]
+    assert request.run_key == run_key(requested_objects(request.run_config))
     ledger = landed.ledger(UNICODE_KEY)
     assert ledger["source_uri"] == f"s3://{landed.buckets['landing']}/{UNICODE_KEY}"
     assert ledger["archive_key"].endswith(f"/{UNICODE_KEY}")
     archived = landed.s3.head_object(Bucket=landed.buckets["archive"], Key=ledger["archive_key"])
     assert metadata_text(archived["Metadata"]["source-key"]) == UNICODE_KEY
     assert archived["Metadata"]["source-key"].isascii()
-    (metadata,) = [
-        materialization.metadata
+    (table,) = [
+        materialization.metadata["files loaded"]
         for run in landed.runs
         for materialization in run.asset_materializations_for_node("ingest_landing_file")
-        if "archive key" in materialization.metadata
-        and materialization.metadata["batch id"].value == landed.batch_ids[UNICODE_KEY]
+        if "files loaded" in materialization.metadata
     ]
-    assert metadata["archive key"].value == ledger["archive_key"]
+    (loaded,) = [record.data for record in table.records if record.data["file"] == UNICODE_KEY]
+    assert (loaded["records"], loaded["staged"], loaded["quarantined"]) == (2, 2, 0)
     assert landed.in_events("uni-1", "uni-2") == {"uni-1", "uni-2"}
 
 

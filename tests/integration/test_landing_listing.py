@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from etl_assets.sources.landing import LandingCursor, plan_landing_tick
+from etl_assets.sources.landing import LandingCursor, RunLimits, plan_landing_tick
 
 PREFIX = "landing/"
 
@@ -24,17 +24,19 @@ def put_many(s3, bucket: str, count: int) -> list[str]:
     return keys
 
 
-def tick(s3, bucket, cursor, *, cap=1200, now=1000.0, sweep=3600.0, known=frozenset()):
-    return plan_landing_tick(
+def tick(s3, bucket, cursor, *, cap=1200, now=1000.0, sweep=3600.0, known=frozenset(), files_a_run=1):
+    """The objects of a tick's runs, in order; ``cap`` runs of ``files_a_run`` files at most."""
+    runs, cursor = plan_landing_tick(
         s3,
         bucket,
         PREFIX,
         cursor,
-        cap=cap,
+        limits=RunLimits(max_runs=cap, max_files=files_a_run, max_bytes=2**30),
         now=now,
         sweep_every_seconds=sweep,
         unknown_batches=lambda objects: [obj for obj in objects if obj.batch_id not in known],
     )
+    return sorted((obj for run in runs for obj in run), key=lambda obj: obj.key), cursor
 
 
 def test_ticks_page_past_1000_keys_cap_their_runs_and_cost_nothing_once_caught_up(s3, buckets, listed_keys):
@@ -85,3 +87,27 @@ def test_a_sweep_over_many_keys_proceeds_a_page_per_tick_within_the_cap(s3, buck
             break
     assert found == keys  # nothing was known: the sweep proposes each key once, 800 a tick at most
     assert not cursor.sweeping
+
+
+def test_runs_of_many_files_take_a_tick_up_to_their_count_and_the_cursor_moves_past_exactly_those(s3, buckets):
+    keys = put_many(s3, buckets["landing"], 1050)
+    limits = RunLimits(max_runs=4, max_files=200, max_bytes=2**30)
+
+    def plan(cursor: LandingCursor):
+        return plan_landing_tick(
+            s3,
+            buckets["landing"],
+            PREFIX,
+            cursor,
+            limits=limits,
+            now=1.0,
+            sweep_every_seconds=0,
+            unknown_batches=lambda objects: objects,
+        )
+
+    runs, cursor = plan(LandingCursor())
+    assert [len(run) for run in runs] == [200] * 4
+    assert [obj.key for run in runs for obj in run] == keys[:800] and cursor.after == keys[799]
+    runs, cursor = plan(cursor)
+    assert [len(run) for run in runs] == [200, 50] and cursor.after == keys[-1]
+    assert [obj.key for run in runs for obj in run] == keys[800:]

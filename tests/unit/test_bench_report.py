@@ -21,7 +21,7 @@ def bench(memory: dict[int, float] | None = None, quiet_tick: float = 0.2) -> Be
         "whole": path("whole file → events", 1000, 4.0),  # 0.25
         "again": path("the same file again", 1000, 1.0),  # a quarter of the whole run
     }
-    sensor = SensorTicks(100_000, 1000, quiet_tick, 0.5, 1000, 0.4, 120.0)
+    sensor = SensorTicks(100_000, 1000, quiet_tick, 0.5, 5, 1000, 0.4, 120.0)
     return BenchResult(BenchOptions(), {}, paths, memory or {}, sensor, 10.0)
 
 
