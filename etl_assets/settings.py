@@ -110,6 +110,12 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("ETL_SENSOR_MAX_RUNS", "25", "Runs the S3 sensor requests per tick at most; the rest wait for the next."),
     Variable(
+        "ETL_MERGE_DAYS_AT_ONCE",
+        "2",
+        "Days one events run merges at the same time, each in a transaction of its own (a backfill's days spread over "
+        "the warehouse's cores; runs of other days merge beside it).",
+    ),
+    Variable(
         "ETL_LANDING_RUN_MAX_FILES",
         "200",
         "Landing files one ingest run takes at most: the S3 sensor puts new files into runs of up to this many "
@@ -590,6 +596,7 @@ class Settings:
     db_max_overflow: int
     first_day: date = date(2025, 1, 1)
     sensor_max_runs: int = 25
+    merge_days_at_once: int = 2
     landing_run_max_files: int = 200
     landing_run_max_bytes: int = 64 * 2**20
     landing_sweep_minutes: int = 60
@@ -663,6 +670,7 @@ class Settings:
             db_sslrootcert=db_sslrootcert,
             first_day=_day(env, "ETL_FIRST_DAY", date(2025, 1, 1)),
             sensor_max_runs=_integer(env, "ETL_SENSOR_MAX_RUNS", 25, minimum=1, maximum=10_000, kind="a whole number"),
+            merge_days_at_once=_integer(env, "ETL_MERGE_DAYS_AT_ONCE", 2, minimum=1, maximum=64, kind="a whole number"),
             landing_run_max_files=_integer(
                 env, "ETL_LANDING_RUN_MAX_FILES", 200, minimum=1, maximum=10_000, kind="a whole number"
             ),

@@ -11,7 +11,7 @@ import dagster as dg
 from sqlalchemy import Select, Table
 
 from etl_assets.defs.freshness import warehouse_freshness_policy
-from etl_assets.defs.partitions import daily_partitions, weekly_runs_backfill
+from etl_assets.defs.partitions import daily_partitions, single_run_backfill
 from etl_assets.defs.table_metadata import OWNERS, column_lineage_from, table_metadata
 from etl_assets.io_managers.postgres import MARGIN_DAYS
 from etl_assets.warehouse import enrichment, schema
@@ -42,7 +42,7 @@ def _daily_table(
         name=table.name,
         ins=ins,
         partitions_def=daily_partitions,
-        backfill_policy=weekly_runs_backfill,
+        backfill_policy=single_run_backfill,
         pool="warehouse",
         code_version=ENRICHMENT_VERSION,
         group_name="enrichment",

@@ -14,11 +14,12 @@ FIRST_DAY = Settings.from_env().first_day
 daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY.isoformat(), timezone="UTC", end_offset=1)
 """One partition per UTC day from ``ETL_FIRST_DAY`` through today (``end_offset=1``: today's events load today)."""
 
-BACKFILL_DAYS_PER_RUN = 7
-weekly_runs_backfill = dg.BackfillPolicy.multi_run(max_partitions_per_run=BACKFILL_DAYS_PER_RUN)
-"""A backfill runs a week of days per run: a week is one run (its steps' start-up paid once), a month is five runs
-that merge in parallel on as many run workers as the queue and the ``warehouse`` pool allow (days merge in
-parallel; each day's merge holds only its own day's lock)."""
+single_run_backfill = dg.BackfillPolicy.single_run()
+"""A backfill is one run (``dagster asset materialize --partition-range`` executes only single-run policies); the
+run merges its days several at a time (``ETL_MERGE_DAYS_AT_ONCE``)."""
+
+DAYS_PER_SENSOR_RUN = 7
+"""The most days ``staged_days_sensor`` puts into one run: a backlog becomes runs of a week that merge in parallel."""
 
 
 def accepted_times(now: datetime | None = None, first_day: date = FIRST_DAY) -> AcceptedTimes:

@@ -17,18 +17,18 @@ from sqlalchemy import Engine
 from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import (
-    BACKFILL_DAYS_PER_RUN,
+    DAYS_PER_SENSOR_RUN,
     accepted_times,
     daily_partitions,
     days_of,
-    weekly_runs_backfill,
+    single_run_backfill,
 )
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.privacy import missing_key_failure
 from etl_assets.defs.run_status import IN_FLIGHT
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import WarehouseResource
-from etl_assets.settings import pii_policy
+from etl_assets.settings import Settings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse.holds import current_holds, describe_hold
@@ -73,7 +73,7 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
 
 @dg.asset(
     partitions_def=daily_partitions,
-    backfill_policy=weekly_runs_backfill,
+    backfill_policy=single_run_backfill,
     pool="warehouse",
     code_version=TRANSFORM_VERSION,
     group_name="warehouse",
@@ -106,7 +106,12 @@ def events(
     )
     started = time.perf_counter()
     try:
-        counts = merge_days(warehouse.get_engine(), days_of(context.partition_time_window), options)
+        counts = merge_days(
+            warehouse.get_engine(),
+            days_of(context.partition_time_window),
+            options,
+            at_once=Settings.from_env().merge_days_at_once,
+        )
     except PiiKeyMissing as error:
         raise missing_key_failure(error) from None
     return dg.MaterializeResult(metadata=merge_metadata(counts, time.perf_counter() - started))
@@ -132,7 +137,7 @@ daily_events_job = dg.define_asset_job(
 
 
 def consecutive_ranges(
-    days: list[PendingDay], *, live_day: date | None = None, max_days: int = BACKFILL_DAYS_PER_RUN
+    days: list[PendingDay], *, live_day: date | None = None, max_days: int = DAYS_PER_SENSOR_RUN
 ) -> list[list[PendingDay]]:
     """The pending days as runs of consecutive days, at most ``max_days`` a run; ``live_day`` (today, where live
     events land) runs on its own, so its events never wait behind a backlog of older days merging."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -387,14 +388,23 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     return counts
 
 
-def merge_days(engine: Engine, days: Iterable[date], options: MergeOptions) -> MergeCounts:
-    """Merge each day in a transaction of its own (the ``events`` asset's write); a transient error runs the
+def merge_days(engine: Engine, days: Iterable[date], options: MergeOptions, *, at_once: int = 1) -> MergeCounts:
+    """Merge each day in a transaction of its own (the ``events`` asset's write), ``at_once`` days at the same time
+    (each on a connection of its own; a day's lock keeps every other merge of it out); a transient error runs the
     day's transaction again on a new connection."""
-    total = MergeCounts()
-    for day in days:
-        total.add(
-            in_transaction(
-                engine, lambda conn, day=day: merge_day(conn, day, options), what=f"merging events of {day.isoformat()}"
-            )
+
+    def merge_one(day: date) -> MergeCounts:
+        return in_transaction(
+            engine, lambda conn: merge_day(conn, day, options), what=f"merging events of {day.isoformat()}"
         )
+
+    total = MergeCounts()
+    days = list(days)
+    if at_once > 1 and len(days) > 1:
+        with ThreadPoolExecutor(max_workers=min(at_once, len(days)), thread_name_prefix="merge") as pool:
+            for counts in pool.map(merge_one, days):
+                total.add(counts)
+    else:
+        for day in days:
+            total.add(merge_one(day))
     return total

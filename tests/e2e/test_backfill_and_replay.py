@@ -1,6 +1,6 @@
 """Backfills by date and replays, through Dagster's own command line and the real code location.
 
-A 7-day backfill of events and its enrichment runs as one run (a week of days per run) and
+A 7-day backfill of events and its enrichment runs as one run (BackfillPolicy.single_run) and
 materializes each day of each asset once; a replay after a change to the transform updates exactly
 the rows the change affects.
 """

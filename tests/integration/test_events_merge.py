@@ -8,9 +8,13 @@ import pytest
 from sqlalchemy import text
 
 from etl_assets.transform import exact_json
+from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.records import ParsedRecord
+from etl_assets.warehouse.merge import MergeOptions, merge_days
 from etl_assets.warehouse.staging import record_batch, stage_records
 from tests.harness import ACCEPTED, merge_day, stage_payloads
+
+OPTIONS = MergeOptions(ACCEPTED, PiiPolicy())
 
 
 def stage(engine, batch_id: str, *payloads: dict) -> None:
@@ -131,3 +135,16 @@ def test_numbers_a_double_cannot_hold_keep_every_digit_in_events(warehouse_engin
     }
     again = merge_day(warehouse_engine, date(2025, 8, 1), reprocess_all=True)
     assert (again.updated, again.unchanged) == (0, 1), "the content hash of exact numbers is stable"
+
+
+def test_days_merged_at_once_end_as_one_after_another(warehouse_engine):
+    """Three days merged three at a time, an id re-sent on two of them: each id once, on its newest version's day."""
+    stage(warehouse_engine, "file-1", *(purchase(f"e{n}", f"2025-08-0{1 + n % 3}T10:00:00Z") for n in range(30)))
+    stage(warehouse_engine, "file-2", purchase("e0", "2025-08-03T12:00:00Z", "11.00"))
+    counts = merge_days(warehouse_engine, [date(2025, 8, 1), date(2025, 8, 2), date(2025, 8, 3)], OPTIONS, at_once=3)
+    assert counts.received == 31 and counts.inserted + counts.updated >= 30
+    rows = events_rows(warehouse_engine)
+    assert len(rows) == len({row[0] for row in rows}) == 30
+    assert ("e0", datetime(2025, 8, 3, 12, tzinfo=UTC), pytest.approx(11)) in rows
+    with warehouse_engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM staging_status WHERE status = 'pending'")) == 0
