@@ -1,8 +1,9 @@
 """One landing file end to end into staging: archive its bytes, enter it in the ledger, parse, stage.
 
 Order matters for "nothing lost": the bytes are in the raw archive and the batch in ``raw_batches``
-(with its SHA-256) before a single record is staged; staging commits chunk by chunk, and a re-run of
-the same batch stages only what is missing. Replays (``sources/replay.py``) read the archive, never the
+(with its SHA-256) before a single record is staged: a small file's ledger row, records and close commit in one
+transaction, a larger file's staging commits chunk by chunk, and a re-run of the same batch stages only what is
+missing. Replays (``sources/replay.py``) read the archive, never the
 landing bucket.
 
 Every file is accounted for: its records are staged or quarantined, or, when the file cannot be read at all
@@ -28,10 +29,21 @@ from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archi
 from etl_assets.sources.s3 import describe_s3_error, is_transient_s3_error, s3_error_code
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.records import ParsedRecord, RejectedRecord, read_file
-from etl_assets.warehouse.staging import StagingCounts, find_batch, record_batch, stage_records
+from etl_assets.warehouse.staging import (
+    BatchEntry,
+    StagingCounts,
+    find_batch,
+    record_batch,
+    stage_batch,
+    stage_records,
+)
 
 UNREAD_SHA256 = ""
 """The ledger's checksum of a file whose bytes could not be read (its ``archive_key`` is empty too)."""
+SMALL_FILE_BYTES = 256 * 2**10
+"""A landing file up to this size (as stored, compressed or not) is staged in one transaction with its ledger row;
+a larger one in chunks of its own transactions, so memory stays bounded by the chunk."""
+
 _WHY_UNREADABLE = {
     "NoSuchKey": "it was deleted after it was listed",
     "PreconditionFailed": "it changed after it was listed; its new version is a batch of its own",
@@ -94,25 +106,31 @@ def ingest_landing_object(
                 archiving = True
                 archive_object(client, landing_bucket, obj, archive_bucket, key, local.sha256)
                 archiving = False
+                newly_archived = known is None
+            location = f"{source_uri}, archived as s3://{archive_bucket}/{key}"
+            entry = BatchEntry(obj.batch_id, SOURCE, source_uri, key, local.sha256, local.byte_count)
+            if local.byte_count <= SMALL_FILE_BYTES:
+                counts = stage_small_file(engine, entry, obj.key, local.path, accepted, location, array_keys)
+            else:
                 newly_archived = record_batch(
                     engine,
-                    batch_id=obj.batch_id,
-                    source=SOURCE,
-                    source_uri=source_uri,
-                    archive_key=key,
-                    sha256=local.sha256,
-                    byte_count=local.byte_count,
+                    batch_id=entry.batch_id,
+                    source=entry.source,
+                    source_uri=entry.source_uri,
+                    archive_key=entry.archive_key,
+                    sha256=entry.sha256,
+                    byte_count=entry.byte_count,
                 )
-            counts = stage_file(
-                engine,
-                obj.batch_id,
-                obj.key,
-                local.path,
-                accepted,
-                replay=False,
-                location=f"{source_uri}, archived as s3://{archive_bucket}/{key}",
-                array_keys=array_keys,
-            )
+                counts = stage_file(
+                    engine,
+                    obj.batch_id,
+                    obj.key,
+                    local.path,
+                    accepted,
+                    replay=False,
+                    location=location,
+                    array_keys=array_keys,
+                )
     except (ClientError, BotoCoreError) as error:
         if archived or not _file_unreadable(error, archiving):
             raise
@@ -150,6 +168,24 @@ def _quarantine_unreadable(
         byte_count=obj.size,
     )
     return stage_records(engine, obj.batch_id, SOURCE, [RejectedRecord(0, reason, b"")], accepted)
+
+
+def stage_small_file(
+    engine: Engine,
+    entry: BatchEntry,
+    name: str,
+    path: Path,
+    accepted: AcceptedTimes,
+    location: str,
+    array_keys: Sequence[str] | None = None,
+) -> StagingCounts:
+    """Stage a small downloaded file in one transaction with its ledger row (as ``stage_batch`` does for a collector
+    request): its records are read into memory first (``SMALL_FILE_BYTES`` bounds them), and the ledger entry, the
+    staging rows, the quarantine and the batch's close commit together, once."""
+    keys = Settings.from_env().json_array_keys if array_keys is None else array_keys
+    with path.open("rb") as stream:
+        records = list(_located(read_file(stream, name, array_keys=keys), location))
+    return stage_batch(engine, entry, records, accepted)
 
 
 def stage_file(
