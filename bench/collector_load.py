@@ -1,4 +1,5 @@
-"""Sustained load on the collector from a process of its own: find the best rate it sustains, hold it, report.
+"""Sustained load on the collector from a process of its own: find the best rate it sustains, hold a step below it,
+report.
 
 Against a running ``etl dev`` (or any collector)::
 
@@ -9,8 +10,9 @@ It sends Segment ``/v1/batch`` calls of ``--events`` track events each, open loo
 that falls behind shows as latency (not as a politely slower client). First a ramp: steps of ``--step`` seconds
 at rates growing by ``--factor`` from ``--start`` (after ``--warmup`` seconds at that rate: connections opened,
 the collector's first flushes done), until a step is not sustained (an answer other than 200, a request not
-answered, a p99 latency over ``--max-p99``, or latencies growing through the step); then the best sustained rate
-is held for ``--hold`` seconds (``--rate`` skips the ramp). With ``--resend``, a request answered 503 is sent again
+answered, a p99 latency over ``--max-p99``, latencies growing through the step, or a median latency more than twice
+the first step's: requests queue); then the rate one step below the best sustained one (a few seconds can pass at
+the very edge of what a minute cannot) is held for ``--hold`` seconds (``--rate`` skips the ramp). With ``--resend``, a request answered 503 is sent again
 after its ``Retry-After``, as Segment's libraries do. Nothing runs longer than the ramp, the hold and ``--timeout``.
 
 Every request is written to ``--log`` as a JSON line (phase, number, attempt, status, seconds, Retry-After); its
@@ -91,6 +93,13 @@ def event_ids(run: str, phase: str, number: int, events: int) -> list[str]:
     return [f"{run}-{phase}-{number}-{k}" for k in range(events)]
 
 
+QUEUE_FACTOR = 2.0
+"""A step whose median latency is more than this many times the first step's is not sustained: a collector that
+keeps up answers in about the same time at any rate, so a median that grows means requests queue, and a queue that
+grows for a few seconds grows for a minute."""
+MIN_BASELINE_SECONDS = 0.005
+
+
 class LoadGenerator:
     def __init__(self, arguments: argparse.Namespace, log: IO[str]) -> None:
         self.url = arguments.url.rstrip("/") + "/v1/batch"
@@ -98,6 +107,8 @@ class LoadGenerator:
         self.resend = arguments.resend
         self.timeout = arguments.timeout
         self.max_p99 = arguments.max_p99
+        self.baseline_p50: float | None = None
+        """The median latency of the first phase, at the lowest rate: what answering costs with no queue."""
         self.run = arguments.run or uuid.uuid4().hex[:8]
         self.log = log
         self.in_flight = 0
@@ -203,11 +214,14 @@ class LoadGenerator:
             p99=percentile(accepted, 0.99),
             max=accepted[-1] if accepted else None,
         )
+        if self.baseline_p50 is None and summary.p50 is not None:
+            self.baseline_p50 = summary.p50
         summary.sustained = (
             statuses == Counter({"200": count})
             and summary.p99 is not None
             and summary.p99 <= self.max_p99
             and not latency_grew([outcome for outcome in outcomes if outcome.status == 200])
+            and summary.p50 <= QUEUE_FACTOR * max(self.baseline_p50 or 0.0, MIN_BASELINE_SECONDS)
         )
         return summary
 
@@ -227,14 +241,15 @@ async def main_async(arguments: argparse.Namespace) -> dict:
             if rate is None:
                 best = None
                 step_rate = arguments.start
+                below_best = None
                 for step in range(arguments.max_steps):
                     summary = await generator.phase(session, f"ramp{step}", step_rate, arguments.step)
                     phases.append(summary)
                     if not summary.sustained:
                         break
-                    best = step_rate
+                    below_best, best = best, step_rate
                     step_rate *= arguments.factor
-                rate = best if best is not None else arguments.start
+                rate = below_best or best or arguments.start
             if arguments.hold > 0:
                 phases.append(await generator.phase(session, "hold", rate, arguments.hold))
     for summary in phases:

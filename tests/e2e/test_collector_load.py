@@ -182,7 +182,7 @@ def test_at_its_best_sustainable_rate_every_request_is_answered_and_every_accept
     log = tmp_path / "load.jsonl"
     with collector(tmp_path, own_process=own_process) as url:
         summary = generate_load(url, log, project_root, *ramp, f"--hold={hold}", limit=hold + 200)
-    report("collector, ramp then hold at the best sustained rate", summary)
+    report("collector, ramp then hold a step below the best sustained rate", summary)
     only_answers(summary)
     accepted, staged, refused = check_nothing_lost(summary, log, warehouse_engine)
     hold_phase = summary["phases"][-1]
