@@ -12,8 +12,9 @@ the files already staged.
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,34 @@ commits, which overlap. Each thread holds one warehouse connection at a time (fe
 connections: ETL_DB_POOL_SIZE + ETL_DB_MAX_OVERFLOW) and streams one chunk at a time, so memory stays bounded by four chunks, never by a file."""
 
 
+class StagingTurns:
+    """The files of a run stage in the run's order while their downloads and archive copies overlap: a file's
+    records get later staging ids than an earlier file's, so of an event sent in both, the later file's version
+    wins, as when each file had a run of its own."""
+
+    def __init__(self) -> None:
+        self._done: set[int] = set()
+        self._next = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def turn(self, index: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self._next == index)
+        try:
+            yield
+        finally:
+            self.done(index)
+
+    def done(self, index: int) -> None:
+        """File ``index`` staged, failed or was not tried: the next may stage (idempotent)."""
+        with self._changed:
+            self._done.add(index)
+            while self._next in self._done:
+                self._next += 1
+            self._changed.notify_all()
+
+
 @dataclass(frozen=True)
 class FailedFile:
     key: str
@@ -79,7 +108,7 @@ class FailedFile:
 def _ingest_each(
     context: dg.AssetExecutionContext,
     objects: list[LandingObject],
-    ingest: Callable[[LandingObject], IngestedFile],
+    ingest: Callable[[LandingObject, AbstractContextManager[None]], IngestedFile],
     at_once: int,
 ) -> tuple[list[IngestedFile], list[FailedFile], int]:
     """Ingest the files, ``at_once`` at a time, each on its own: what each became, the files that failed, and
@@ -87,28 +116,32 @@ def _ingest_each(
     lock = threading.Lock()
     in_a_row = 0
     given_up = threading.Event()
+    turns = StagingTurns()
 
-    def attempt(obj: LandingObject) -> IngestedFile | OutsideFailure | None:
+    def attempt(index: int, obj: LandingObject) -> IngestedFile | OutsideFailure | None:
         nonlocal in_a_row
-        if given_up.is_set():
-            return None
         try:
-            result = ingest(obj)
-        except Exception as error:
+            if given_up.is_set():
+                return None
+            try:
+                result = ingest(obj, turns.turn(index))
+            except Exception as error:
+                with lock:
+                    in_a_row += 1
+                    if in_a_row >= FAILED_IN_A_ROW_LIMIT:
+                        given_up.set()
+                return sort_error(error)
             with lock:
-                in_a_row += 1
-                if in_a_row >= FAILED_IN_A_ROW_LIMIT:
-                    given_up.set()
-            return sort_error(error)
-        with lock:
-            in_a_row = 0
-        return result
+                in_a_row = 0
+            return result
+        finally:
+            turns.done(index)
 
     ingested: list[IngestedFile] = []
     failed: list[FailedFile] = []
     untried = 0
     with ThreadPoolExecutor(min(at_once, len(objects)), thread_name_prefix="landing-file") as pool:
-        for obj, outcome in zip(objects, pool.map(attempt, objects), strict=True):
+        for obj, outcome in zip(objects, pool.map(attempt, range(len(objects)), objects), strict=True):
             if outcome is None:
                 untried += 1
             elif isinstance(outcome, OutsideFailure):
@@ -209,7 +242,7 @@ def ingest_landing_file(
     accepted, array_keys = accepted_times(), Settings.from_env().json_array_keys
     started = time.perf_counter()
 
-    def ingest(obj: LandingObject) -> IngestedFile:
+    def ingest(obj: LandingObject, staging_turn: AbstractContextManager[None]) -> IngestedFile:
         return ingest_landing_object(
             client,
             engine,
@@ -218,6 +251,7 @@ def ingest_landing_file(
             archive_bucket=object_store.archive_bucket,
             accepted=accepted,
             array_keys=array_keys,
+            staging_turn=staging_turn,
         )
 
     connections = ingest_warehouse.pool_size + ingest_warehouse.max_overflow

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -74,7 +75,10 @@ def ingest_landing_object(
     accepted: AcceptedTimes,
     today: date | None = None,
     array_keys: Sequence[str] | None = None,
+    staging_turn: AbstractContextManager[Any] | None = None,
 ) -> IngestedFile:
+    """``staging_turn``: entered around the staging of the records (after the download and the archive copy), so the
+    files of a run loaded side by side stage in the run's order."""
     started = time.perf_counter()
     known = find_batch(engine, obj.batch_id)
     if known and known["staged_at"] is not None:
@@ -109,28 +113,29 @@ def ingest_landing_object(
                 newly_archived = known is None
             location = f"{source_uri}, archived as s3://{archive_bucket}/{key}"
             entry = BatchEntry(obj.batch_id, SOURCE, source_uri, key, local.sha256, local.byte_count)
-            if local.byte_count <= SMALL_FILE_BYTES:
-                counts = stage_small_file(engine, entry, obj.key, local.path, accepted, location, array_keys)
-            else:
-                newly_archived = record_batch(
-                    engine,
-                    batch_id=entry.batch_id,
-                    source=entry.source,
-                    source_uri=entry.source_uri,
-                    archive_key=entry.archive_key,
-                    sha256=entry.sha256,
-                    byte_count=entry.byte_count,
-                )
-                counts = stage_file(
-                    engine,
-                    obj.batch_id,
-                    obj.key,
-                    local.path,
-                    accepted,
-                    replay=False,
-                    location=location,
-                    array_keys=array_keys,
-                )
+            with staging_turn or nullcontext():
+                if local.byte_count <= SMALL_FILE_BYTES:
+                    counts = stage_small_file(engine, entry, obj.key, local.path, accepted, location, array_keys)
+                else:
+                    newly_archived = record_batch(
+                        engine,
+                        batch_id=entry.batch_id,
+                        source=entry.source,
+                        source_uri=entry.source_uri,
+                        archive_key=entry.archive_key,
+                        sha256=entry.sha256,
+                        byte_count=entry.byte_count,
+                    )
+                    counts = stage_file(
+                        engine,
+                        obj.batch_id,
+                        obj.key,
+                        local.path,
+                        accepted,
+                        replay=False,
+                        location=location,
+                        array_keys=array_keys,
+                    )
     except (ClientError, BotoCoreError) as error:
         if archived or not _file_unreadable(error, archiving):
             raise
