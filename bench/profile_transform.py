@@ -16,7 +16,7 @@ Each stage runs over all records at once, ``--repeat`` times, with the cyclic ga
 - parse: ``read_file`` over the file's bytes (orjson, one ``ParsedRecord`` a line);
 - pseudonymize: ``pseudonymize_payload`` with the default fields and a key;
 - normalize, order_lines, identity_facts: the pure transforms;
-- row: what ``warehouse.merge._incoming_row`` makes of a result (properties, lines and traits as exact JSON);
+- row: what ``warehouse.staged_rows.transformed_values`` makes of a result (properties, lines and traits as exact JSON);
 - COPY text: psycopg's text formatting of that row, as ``copy.write_row`` does before sending it.
 """
 
@@ -39,40 +39,17 @@ from psycopg import _copy_base
 from psycopg.adapt import Transformer
 
 from etl_assets.demo.landing_files import DEFAULT_START, catalogue, write_large_file
-from etl_assets.transform import exact_json
 from etl_assets.transform.identity import NO_FACTS, IdentityFacts, identity_facts
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
 from etl_assets.transform.orders import OrderLine, order_lines
 from etl_assets.transform.pii import DEFAULT_FIELDS, PiiPolicy, pseudonymize_payload
 from etl_assets.transform.records import ParsedRecord, read_file
 from etl_assets.transform.segment import segment_messages
+from etl_assets.transform.staged import Transformed
+from etl_assets.warehouse.staged_rows import transformed_values
 
 ACCEPTED = AcceptedTimes(datetime(2020, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC))
 POLICY = PiiPolicy(DEFAULT_FIELDS, b"profile-transform-key")
-EVENT_FIELDS = (
-    "event_id",
-    "occurred_at",
-    "event_type",
-    "event_name",
-    "user_id",
-    "anonymous_id",
-    "session_id",
-    "product_id",
-    "quantity",
-    "price",
-    "currency",
-    "order_id",
-    "page_url",
-    "referrer",
-    "page_category",
-    "revenue",
-    "total",
-    "shipping",
-    "tax",
-    "discount",
-    "coupon",
-    "content_hash",
-)
 """The plain columns of ``events`` a transform result fills (``properties`` and ``quality_tags`` are formatted)."""
 
 
@@ -230,19 +207,11 @@ def facts_of(result: Result) -> IdentityFacts | str:
 
 
 def row_of(result: Result, lines: tuple[OrderLine, ...] | str, facts: IdentityFacts | str) -> tuple:
-    """What ``warehouse.merge._incoming_row`` writes for one result (without its staging id)."""
+    """What ingest writes for one result beside the record (``warehouse.staged_rows.transformed_values``)."""
     event, rejection = result
     if event is None or isinstance(lines, str) or isinstance(facts, str):
-        return (rejection or lines or facts,)
-    return (
-        *(getattr(event, name) for name in EVENT_FIELDS),
-        None if event.properties is None else exact_json.dumps(event.properties).decode(),
-        list(event.quality_tags),
-        exact_json.dumps([line.as_json() for line in lines]).decode() if lines else None,
-        list(facts.linked_ids) or None,
-        facts.group_id,
-        None if facts.traits is None else exact_json.dumps(facts.traits).decode(),
-    )
+        return transformed_values(Transformed(None, rejection=rejection or lines or facts))
+    return transformed_values(Transformed(event, lines, facts))
 
 
 def copy_text() -> Callable[[tuple], Any]:
@@ -284,7 +253,7 @@ def stages(data: bytes, repeat: int) -> Iterator[tuple[str, float, int]]:
     seconds, facts = timed(repeat, lambda: [facts_of(result) for result in results])
     yield "identity_facts", seconds, rows
     seconds, incoming = timed(repeat, lambda: [row_of(*row) for row in zip(results, lines, facts, strict=True)])
-    yield "row (merge._incoming_row)", seconds, rows
+    yield "row (staged_rows.transformed_values)", seconds, rows
     write_row = copy_text()
     seconds, _ = timed(repeat, lambda: [write_row(row) for row in incoming])
     yield "COPY text (psycopg)", seconds, rows
