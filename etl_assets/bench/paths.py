@@ -14,7 +14,6 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -92,20 +91,13 @@ def merge(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_in_parallel(args: dict[str, Any]) -> dict[str, Any]:
-    """Staging → events with ``workers`` day merges at a time (threads: the work is the server's), each day in a
-    transaction of its own, as run workers that merge different days at once."""
+    """Staging → events with ``workers`` day merges at a time (``merge_days(at_once=…)``, as an events run does), each
+    day in a transaction of its own."""
     workers = int(args["workers"])
     engine = create_warehouse_engine(args["database_url"], pool_size=workers, max_overflow=1)
     days = [pending.day for pending in pending_days(engine)]
-    options = MergeOptions(ACCEPTED, pii_policy())
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        counted = list(pool.map(lambda day: merge_days(engine, [day], options), days))
-    return {
-        "rows": sum(counts.received for counts in counted),
-        "inserted": sum(counts.inserted for counts in counted),
-        "days": len(days),
-        "workers": workers,
-    }
+    counts = merge_days(engine, days, MergeOptions(ACCEPTED, pii_policy()), at_once=workers)
+    return {"rows": counts.received, "inserted": counts.inserted, "days": len(days), "workers": workers}
 
 
 def whole(args: dict[str, Any]) -> dict[str, Any]:
