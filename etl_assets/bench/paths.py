@@ -76,10 +76,12 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(args: dict[str, Any]) -> dict[str, Any]:
-    """Staging → events: every day with pending rows, normalized and merged (the events run's write)."""
-    engine = _engine(args)
+    """Staging → events: every day with pending rows merged as an events run merges them, ``ETL_MERGE_DAYS_AT_ONCE``
+    days at a time."""
+    at_once = Settings.from_env().merge_days_at_once
+    engine = create_warehouse_engine(args["database_url"], pool_size=at_once, max_overflow=1)
     days = [pending.day for pending in pending_days(engine)]
-    counts = merge_days(engine, days, MergeOptions(ACCEPTED, pii_policy()))
+    counts = merge_days(engine, days, MergeOptions(ACCEPTED, pii_policy()), at_once=at_once)
     return {
         "split": {step: round(seconds, 3) for step, seconds in counts.seconds.items()},
         "rows": counts.received,
@@ -87,6 +89,7 @@ def merge(args: dict[str, Any]) -> dict[str, Any]:
         "unchanged": counts.unchanged,
         "duplicates": counts.duplicates + counts.superseded,
         "days": len(days),
+        "at once": at_once,
     }
 
 

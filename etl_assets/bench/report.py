@@ -176,14 +176,17 @@ def concurrency(result: BenchResult) -> str | None:
 
 def time_splits(result: BenchResult) -> list[str]:
     """Where each measured path's time went (its last run), so the next bottleneck shows without a
-    profiler: parse and transform of staging (COPY overlaps them), and each step of the merge."""
+    profiler: parse and transform of staging (COPY overlaps them), and each step of the merge (summed over the days,
+    which merge ``at once`` at a time, so the steps can add up to more than the path's seconds)."""
     lines = []
     for key in ("stage", "merge", "whole", "resent"):
         path = result.paths.get(key)
         split = path.details.get("split") if path else None
         if split:
             steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in split.items())
-            lines.append(f"{path.name} ({path.seconds:.2f} s): {steps}")
+            at_once = path.details.get("at once")
+            days = f", {at_once} days at once" if at_once and at_once > 1 else ""
+            lines.append(f"{path.name} ({path.seconds:.2f} s{days}): {steps}")
     return lines
 
 
