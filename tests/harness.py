@@ -20,7 +20,7 @@ from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse.merge import MergeCounts, MergeOptions, merge_days
 from etl_assets.warehouse.schema import DAILY_TABLES
-from etl_assets.warehouse.staging import record_batch, stage_records
+from etl_assets.warehouse.staging import StagingCounts, record_batch, stage_records
 
 
 class Pipeline:
@@ -104,7 +104,7 @@ def stage_payloads(
     replay: bool = False,
     accepted: AcceptedTimes = ACCEPTED,
     source: str = "s3",
-) -> None:
+) -> StagingCounts:
     """Enter a batch in the ledger and stage ``payloads`` as its records, as an ingest run from ``source`` would."""
     record_batch(
         engine,
@@ -118,7 +118,7 @@ def stage_payloads(
     records = [
         ParsedRecord(number, payload, orjson.dumps(payload).decode()) for number, payload in enumerate(payloads, 1)
     ]
-    stage_records(engine, batch_id, source, records, accepted, replay=replay)
+    return stage_records(engine, batch_id, source, records, accepted, replay=replay)
 
 
 def merge_day(

@@ -71,7 +71,12 @@ def stage(args: dict[str, Any]) -> dict[str, Any]:
         "rows": counts.records,
         "staged": counts.staged,
         "already staged": counts.already_staged,
-        "split": {"parse": round(counts.parse_seconds, 3), "transform": round(counts.transform_seconds, 3)},
+        "already in events": counts.resent,
+        "split": {
+            "parse": round(counts.parse_seconds, 3),
+            "re-sent check": round(counts.resent_seconds, 3),
+            "transform": round(counts.transform_seconds, 3),
+        },
     }
 
 

@@ -296,6 +296,7 @@ def ingest_landing_file(
             "records": dg.MetadataValue.int(records),
             "rows written": dg.MetadataValue.int(sum(result.counts.staged for result in ingested)),
             "rows already staged": dg.MetadataValue.int(sum(result.counts.already_staged for result in ingested)),
+            "records already in events": dg.MetadataValue.int(sum(result.counts.resent for result in ingested)),
             "rows quarantined": dg.MetadataValue.int(quarantined),
             "batches": dg.MetadataValue.int(len(ingested)),
             "errors": dg.MetadataValue.int(quarantined),

@@ -383,9 +383,9 @@ def batches_reconciled(warehouse: WarehouseResource) -> dg.AssetCheckResult:
             "records unaccounted for": dg.MetadataValue.int(sum(batch.unaccounted for batch in mismatched)),
             "mismatched batches": dg.MetadataValue.md(
                 markdown_table(
-                    ("batch", "source", "records", "staged", "quarantined at parse", "problem"),
+                    ("batch", "source", "records", "staged", "quarantined at parse", "already in events", "problem"),
                     (
-                        (b.batch_id, b.source, b.records, b.staged, b.parse_quarantined, b.problem)
+                        (b.batch_id, b.source, b.records, b.staged, b.parse_quarantined, b.resent, b.problem)
                         for b in mismatched[:50]
                     ),
                 )

@@ -84,8 +84,8 @@ def ingest_landing_object(
     if known and known["staged_at"] is not None:
         # Every chunk committed before the ledger's staged_at was set: a re-run (a retry, a re-materialization)
         # has nothing to add, so it reads neither the object nor the records. Replays re-stage on purpose.
-        counts = StagingCounts(records=known["record_count"] or 0)
-        counts.already_staged = counts.records - (known["quarantined_count"] or 0)
+        counts = StagingCounts(records=known["record_count"] or 0, resent=known["resent_count"])
+        counts.already_staged = counts.records - (known["quarantined_count"] or 0) - counts.resent
         return IngestedFile(
             obj.batch_id,
             known["archive_key"],

@@ -265,6 +265,17 @@ def event_key(payload: Mapping[str, Any], accepted: AcceptedTimes) -> EventKey:
     return EventKey(event_id, occurred_at)
 
 
+def event_id_of(payload: Mapping[str, Any]) -> str | None:
+    """The event's id as ``normalize`` would give it, or ``None`` when it has none it could use (cheaper than
+    ``event_key``: no timestamp is read)."""
+    try:
+        record = _as_dict(payload)
+        id_value = _pick(record, _plan_of(record).key_fields, {})[0]
+        return _event_id(id_value)
+    except RecordRejected:
+        return None
+
+
 def normalize(payload: Mapping[str, Any], accepted: AcceptedTimes) -> NormalizedEvent:
     record = _as_dict(payload)
     plan = _plan_of(record)

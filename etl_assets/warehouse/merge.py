@@ -82,7 +82,8 @@ CREATE_MERGING = text(
 """The batches with rows of the day that no merge has read, but those of sources held back on the day."""
 READ_CANDIDATES = text(
     "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-    f"SELECT s.id AS staging_id, s.event_id, {_CANDIDATE_COLUMNS}, s.rejection IS NOT NULL AS rejected "
+    f"SELECT s.id AS staging_id, s.event_id, {_CANDIDATE_COLUMNS}, s.payload_digest, "
+    "s.rejection IS NOT NULL AS rejected "
     "FROM staging_events s JOIN merging m ON m.batch_id = s.batch_id "
     "WHERE s.event_day = :day AND s.id > m.merged_through"
 )
@@ -109,16 +110,17 @@ CREATE_WINNERS = text(
 )
 CLAIM_LEDGER = text(
     "WITH claimed AS ("
-    "  INSERT INTO event_ledger AS l (event_id, occurred_at, staging_id) "
-    "  SELECT event_id, occurred_at, staging_id FROM candidates ORDER BY event_id "
+    "  INSERT INTO event_ledger AS l (event_id, occurred_at, staging_id, payload_digest) "
+    "  SELECT event_id, occurred_at, staging_id, payload_digest FROM candidates ORDER BY event_id "
     "  ON CONFLICT (event_id) DO UPDATE SET occurred_at = excluded.occurred_at, staging_id = excluded.staging_id, "
-    "  previous_occurred_at = l.occurred_at "
-    "  WHERE l.staging_id < excluded.staging_id "
+    "  previous_occurred_at = l.occurred_at, payload_digest = excluded.payload_digest "
+    "  WHERE greatest(l.staging_id, l.resent_through) < excluded.staging_id "
     "  OR (l.staging_id = excluded.staging_id AND l.occurred_at <> excluded.occurred_at) "
     "  RETURNING l.event_id, l.occurred_at, l.previous_occurred_at"
     ") INSERT INTO winners SELECT * FROM claimed"
 )
-"""Claims each candidate's ledger entry unless it holds a newer version; the claimed ones are the winners. In
+"""Claims each candidate's ledger entry unless it holds a newer version (staged, or re-sent unchanged after it:
+``resent_through``); the claimed ones are the winners. In
 ``event_id`` order, so two merges that share ids lock them in the same order. An entry is locked even where it is
 not updated."""
 KEEP_HELD_VERSIONS = text(
@@ -199,9 +201,11 @@ CREATE_REFRESHED = text(
     f"SELECT id, {', '.join(TRANSFORMED_COLUMNS)} FROM staging_events WITH NO DATA"
 )
 UPDATE_REFRESHED = text(
-    f"UPDATE staging_events s SET transform_version = :version, "
+    f"UPDATE staging_events s SET transform_version = :version, payload_digest = NULL, "
     f"{', '.join(f'{name} = r.{name}' for name in TRANSFORMED_COLUMNS)} FROM refreshed r WHERE s.id = r.id"
 )
+"""A refreshed row has no digest: its record was read back from ``payload``, not as received, so a re-send of it is
+staged and merged as any record is."""
 RESET_REFRESHED_BATCHES = text(
     "UPDATE batch_days SET transform_version = :version, merged_rows = 0, merged_through = 0 "
     "WHERE day = :day AND batch_id = ANY(:batch_ids)"

@@ -23,7 +23,8 @@ refund), and no line of the day belongs to an event that is not in ``events`` (a
 that changed or moved). ``(event_id, line_number)`` is the table's key, so no line is there twice.
 
 For a batch, the ledger's record count must equal its staged rows plus its records quarantined
-before staging (no id, no timestamp, unreadable). A batch that brought bytes must have brought at least one
+before staging (no id, no timestamp, unreadable) plus its records ingest found in ``events`` unchanged (re-sent:
+claimed in the event ledger, not staged again). A batch that brought bytes must have brought at least one
 record (a file that could not be read has one quarantine row that says why), and a batch entered in the ledger
 must have been staged within ``UNSTAGED_GRACE_MINUTES``: otherwise bytes entered and nothing says what became
 of them.
@@ -104,7 +105,8 @@ RECONCILE_BATCHES = text(
            (SELECT count(*) FROM quarantine q
              WHERE q.batch_id = b.batch_id AND q.stage = 'parse' AND q.resolved_at IS NULL) AS parse_quarantined,
            b.byte_count,
-           b.staged_at IS NOT NULL AS closed
+           b.staged_at IS NOT NULL AS closed,
+           b.resent_count AS resent
     FROM raw_batches b
     WHERE b.staging_pruned_at IS NULL
       AND b.received_at >= now() - make_interval(days => :days)
@@ -207,10 +209,12 @@ class BatchReconciliation:
     byte_count: int = 0
     closed: bool = True
     """Whether staging the batch finished (``staged_at`` is set)."""
+    resent: int = 0
+    """Records already in ``events`` unchanged, not staged again."""
 
     @property
     def unaccounted(self) -> int:
-        return self.records - self.staged - self.parse_quarantined
+        return self.records - self.staged - self.parse_quarantined - self.resent
 
     @property
     def problem(self) -> str | None:
@@ -220,7 +224,7 @@ class BatchReconciliation:
         if self.byte_count > 0 and self.records == 0:
             return f"{self.byte_count:,} bytes and no record, no quarantine row saying why"
         if self.unaccounted:
-            return f"{self.unaccounted:,} records neither staged nor quarantined"
+            return f"{self.unaccounted:,} records neither staged, quarantined nor already in events"
         return None
 
 

@@ -81,6 +81,13 @@ raw_batches = Table(
         nullable=True,
         comment="When the retention job first deleted merged staging rows of the batch: it no longer reconciles.",
     ),
+    Column(
+        "resent_count",
+        Integer,
+        nullable=False,
+        server_default=text("0"),
+        comment="Records that were already in events unchanged: claimed in the ledger, not staged again.",
+    ),
     comment="Ledger of every batch that entered, with its checksum; the unit of reconciliation.",
 )
 
@@ -157,6 +164,19 @@ event_ledger = Table(
         DateTime(timezone=True),
         nullable=True,
         comment="The time the event had before its latest version: the merge that moves it deletes it there.",
+    ),
+    Column(
+        "payload_digest",
+        LargeBinary,
+        nullable=True,
+        comment="payload_digest of the version in events: a record re-sent with it is already there.",
+    ),
+    Column(
+        "resent_through",
+        BigInteger,
+        nullable=True,
+        comment="Staging position at which the version in events was last re-sent: versions staged before it "
+        "lose to it, as to staging_id.",
     ),
     comment="Where each event_id lives in events: keeps event_id unique across day partitions.",
 )
@@ -249,6 +269,13 @@ staging_events = Table(
     Column("traits", JSONB, nullable=True, comment="An identify or group call's traits."),
     Column("rejection", Text, nullable=True, comment="Why the transform rejected the record (it is quarantined)."),
     Column("rejected_rule", Text, nullable=True, comment="The rule the rejected record broke."),
+    Column(
+        "payload_digest",
+        LargeBinary,
+        nullable=True,
+        comment="Digest of what the transform read: the record as received, its source, the transform version, "
+        "the PII key.",
+    ),
     UniqueConstraint("batch_id", "record_no"),
     Index(None, "event_day"),
     Index(None, "event_id"),

@@ -27,10 +27,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl_assets.settings import pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
-from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_key
+from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_id_of, event_key
 from etl_assets.transform.pii import PiiKeyMissing, PiiPolicy
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
-from etl_assets.transform.staged import Transformed, transform_record
+from etl_assets.transform.staged import Transformed, digest_prefix, payload_digest, transform_record
 from etl_assets.warehouse.copy import copy_rows, create_temp_table
 from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import batch_days, quarantine, raw_batches, staging_events
@@ -45,6 +45,7 @@ STAGING_COLUMNS = (
     "payload",
     "transform_version",
     *TRANSFORMED_COLUMNS,
+    "payload_digest",
 )
 QUARANTINE_COLUMNS = ("source", "batch_id", "record_no", "stage", "reason", "raw_record", "payload", "event_id")
 DEFAULT_CHUNK_SIZE = 20_000
@@ -62,6 +63,8 @@ class StagingCounts:
     """Records staged with the transform's rejection (and quarantined with it)."""
     untransformed: int = 0
     """Records staged without the transform (they hold PII and no key is set): their day's merge transforms them."""
+    resent: int = 0
+    """Records already in ``events`` unchanged (the ledger holds their digest): claimed there, not staged again."""
     days: Counter[date] = field(default_factory=Counter)
     copied_whole: bool = True
     """Every record went through the first attempt's COPY: ``days`` counts the batch's staging rows exactly."""
@@ -69,6 +72,8 @@ class StagingCounts:
     """Time spent reading records from their source (decompressing and parsing)."""
     transform_seconds: float = 0.0
     """Time spent in the transform (PII pseudonyms, normalize, order lines, identity facts)."""
+    resent_seconds: float = 0.0
+    """Time spent recognizing re-sent records (their ids and digests, the ledger's claim)."""
 
     @property
     def days_touched(self) -> list[date]:
@@ -81,10 +86,12 @@ class StagingCounts:
         self.already_staged += other.already_staged
         self.rejected += other.rejected
         self.untransformed += other.untransformed
+        self.resent += other.resent
         self.days.update(other.days)
         self.copied_whole = self.copied_whole and other.copied_whole
         self.parse_seconds += other.parse_seconds
         self.transform_seconds += other.transform_seconds
+        self.resent_seconds += other.resent_seconds
 
 
 class _Chunk:
@@ -123,6 +130,9 @@ class IngestTransform:
     accepted: AcceptedTimes
     pii: PiiPolicy
 
+    def digest_prefix(self, source: str) -> bytes:
+        return digest_prefix(source, self.pii)
+
     def __call__(self, payload: Any) -> Transformed | None:
         """The record transformed; ``None`` when it holds PII and no key is set (staged as it is)."""
         try:
@@ -141,6 +151,7 @@ def _split(
 ) -> Iterator[tuple]:
     """The staging rows of ``chunk``, transformed, as they are read; what cannot be keyed goes to ``rejected``."""
     records = iter(chunk)
+    prefix = transform.digest_prefix(source)
     while True:
         started = perf_counter()
         record = next(records, None)
@@ -176,13 +187,16 @@ def _split(
                 continue
         day = occurred_at.date()
         counts.days[day] += 1
+        digest = None
         if result is None:
             counts.untransformed += 1
             version, values = None, UNTRANSFORMED
         else:
             counts.rejected += result.event is None
             version, values = TRANSFORM_VERSION, transformed_values(result)
-        yield (batch_id, record.record_no, event_id, day, source, record.json_text, version, *values)
+            if result.event is not None:
+                digest = payload_digest(prefix, record.json_text)
+        yield (batch_id, record.record_no, event_id, day, source, record.json_text, version, *values, digest)
 
 
 def stage_records(
@@ -261,6 +275,8 @@ def _stage_chunk(
     """Stage one chunk inside the caller's transaction: COPY when the batch is new (streamed, record by record),
     else insert what is missing."""
     rejected: list[tuple] = []
+    if fresh:
+        chunk = _claim_resent(conn, chunk, source, transform, counts)
     rows = _split(chunk, batch_id, source, transform, counts, rejected)
     if fresh:
         counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, rows)
@@ -274,6 +290,82 @@ def _stage_chunk(
             _resolve_parse_quarantine(conn, batch_id, [row[1] for row in staged])
     if rejected:
         counts.quarantined += _quarantine_rows(conn, rejected, replay)
+
+
+RESENT_SAMPLE = 256
+"""How many of a chunk's first records are looked up in the ledger: when none of their ids is there (a new file),
+the chunk is staged without looking up the rest."""
+LEDGER_KNOWS_ANY = text("SELECT EXISTS (SELECT 1 FROM event_ledger WHERE event_id = ANY(:event_ids))")
+NEXT_STAGING_POSITION = text("SELECT nextval('staging_events_id_seq')")
+CLAIM_RESENT = text(
+    "WITH sent AS ("
+    "  SELECT * FROM unnest(CAST(:event_ids AS text[]), CAST(:digests AS bytea[])) AS r(event_id, payload_digest)"
+    "), known AS ("
+    "  SELECT l.event_id FROM event_ledger l JOIN sent r ON r.event_id = l.event_id "
+    "  AND r.payload_digest = l.payload_digest WHERE l.occurred_at >= :earliest AND l.occurred_at < :latest "
+    "  ORDER BY l.event_id FOR UPDATE OF l"
+    ") "
+    "UPDATE event_ledger l SET resent_through = :position FROM known k WHERE l.event_id = k.event_id "
+    "RETURNING l.event_id"
+)
+"""Claims the ledger entries whose version in ``events`` has the digest a re-sent record brings (inside the accepted
+window, as the transform would check it): ``:position``, a staging id drawn now, is where the record arrived, so
+a version staged before it loses to it at its merge and a version staged after it wins. Locked in ``event_id``
+order, as merges lock them; a merge that changes an entry first leaves its record to be staged."""
+
+
+def _claim_resent(
+    conn: Connection,
+    chunk: Iterable[ParsedRecord | RejectedRecord],
+    source: str,
+    transform: IngestTransform,
+    counts: StagingCounts,
+) -> Iterable[ParsedRecord | RejectedRecord]:
+    """The records of ``chunk`` left to stage once those already in ``events`` unchanged are claimed in the ledger.
+
+    An id sent more than once in the chunk is staged every time, so the chunk's last version wins as it would have.
+    A chunk whose first ``RESENT_SAMPLE`` ids the ledger does not know is returned as it is, still streaming."""
+    records = iter(chunk)
+    started = perf_counter()
+    head = list(islice(records, RESENT_SAMPLE))
+    looked_up = perf_counter()
+    counts.parse_seconds += looked_up - started
+    head_ids = [event_id_of(record.payload) for record in head if isinstance(record, ParsedRecord)]
+    sample = [event_id for event_id in head_ids if event_id is not None]
+    known = bool(sample) and conn.scalar(LEDGER_KNOWS_ANY, {"event_ids": sample})
+    counts.resent_seconds += perf_counter() - looked_up
+    if not known:
+        return chain(head, records)
+    started = perf_counter()
+    every = head + list(records)
+    looked_up = perf_counter()
+    counts.parse_seconds += looked_up - started
+    ids = [event_id_of(record.payload) if isinstance(record, ParsedRecord) else None for record in every]
+    times_sent = Counter(ids)
+    prefix = transform.digest_prefix(source)
+    sent = [
+        (event_id, payload_digest(prefix, record.json_text))
+        for event_id, record in zip(ids, every, strict=True)
+        if event_id is not None and times_sent[event_id] == 1 and isinstance(record, ParsedRecord)
+    ]
+    claimed: set[str] = set()
+    if sent:
+        claimed = set(
+            conn.scalars(
+                CLAIM_RESENT,
+                {
+                    "event_ids": [event_id for event_id, _ in sent],
+                    "digests": [digest for _, digest in sent],
+                    "earliest": transform.accepted.earliest,
+                    "latest": transform.accepted.latest,
+                    "position": conn.scalar(NEXT_STAGING_POSITION),
+                },
+            )
+        )
+    counts.records += len(claimed)
+    counts.resent += len(claimed)
+    counts.resent_seconds += perf_counter() - looked_up
+    return [record for event_id, record in zip(ids, every, strict=True) if event_id not in claimed]
 
 
 QUARANTINE_REJECTED = text(
@@ -317,6 +409,7 @@ def _close_batch(conn: Connection, batch_id: str, source: str, counts: StagingCo
         .values(
             record_count=counts.records,
             quarantined_count=_parse_quarantine_count(conn, batch_id),
+            resent_count=counts.resent,
             staged_at=func.now(),
         )
     )

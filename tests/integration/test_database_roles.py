@@ -21,7 +21,9 @@ from tests.harness import pipeline, stage_payloads
 FORBIDDEN = {
     "etl_ingest": [
         "SELECT count(*) FROM events",
-        "SELECT count(*) FROM event_ledger",
+        "SELECT staging_id FROM event_ledger",
+        "UPDATE event_ledger SET staging_id = 0",
+        "DELETE FROM event_ledger",
         "SELECT count(*) FROM daily_funnel",
         "INSERT INTO events (event_id, occurred_at, event_type, source, batch_id, content_hash, ingested_at) "
         "VALUES ('x', '2025-03-01', 'page_view', 's3', 'b', 'h', now())",
@@ -66,6 +68,9 @@ ALLOWED = {
         "UPDATE raw_batches SET record_count = 1, staged_at = now()",
         "INSERT INTO source_cursors (source) VALUES ('api:x')",
         "INSERT INTO batch_days (batch_id, day, source, staged_rows) VALUES ('b', '2025-03-01', 's3', 1)",
+        "SELECT event_id, occurred_at, payload_digest FROM event_ledger ORDER BY event_id FOR UPDATE",
+        "UPDATE event_ledger SET resent_through = 1",
+        "UPDATE raw_batches SET resent_count = 1",
     ],
     "etl_transform": [
         "SELECT count(*) FROM staging_events",

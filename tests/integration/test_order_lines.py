@@ -71,12 +71,13 @@ def test_an_order_merges_with_its_lines_once_and_a_resend_changes_nothing(wareho
         ("o-1", 1, DAY, "purchase", "A", "p1", Decimal("20.0000"), 2),
         ("o-1", 2, DAY, "purchase", "A", "p2", Decimal("5.5000"), None),
     ]
-    stage_payloads(
+    resent = stage_payloads(
         warehouse_engine,
         "f2",
         [order("o-1", "Order Completed", "2025-08-01T10:00:00Z", TWO_LINES, order_id="A", revenue=45.5)],
     )
-    again = merge_day(warehouse_engine, DAY)
+    assert (resent.staged, resent.resent) == (0, 1)
+    again = merge_day(warehouse_engine, DAY, reprocess_all=True)
     assert (again.unchanged, again.lines) == (1, 0)
     assert lines(warehouse_engine) == first
     with warehouse_engine.connect() as conn:
