@@ -298,20 +298,18 @@ the chunk is staged without looking up the rest."""
 LEDGER_KNOWS_ANY = text("SELECT EXISTS (SELECT 1 FROM event_ledger WHERE event_id = ANY(:event_ids))")
 NEXT_STAGING_POSITION = text("SELECT nextval('staging_events_id_seq')")
 CLAIM_RESENT = text(
-    "WITH sent AS ("
-    "  SELECT * FROM unnest(CAST(:event_ids AS text[]), CAST(:digests AS bytea[])) AS r(event_id, payload_digest)"
-    "), known AS ("
-    "  SELECT l.event_id FROM event_ledger l JOIN sent r ON r.event_id = l.event_id "
-    "  AND r.payload_digest = l.payload_digest WHERE l.occurred_at >= :earliest AND l.occurred_at < :latest "
-    "  ORDER BY l.event_id FOR UPDATE OF l"
-    ") "
-    "UPDATE event_ledger l SET resent_through = :position FROM known k WHERE l.event_id = k.event_id "
-    "RETURNING l.event_id"
+    "UPDATE event_ledger SET resent_through = :position "
+    "WHERE event_id = ANY(:event_ids) AND payload_digest = ANY(:digests) "
+    "AND occurred_at >= :earliest AND occurred_at < :latest "
+    "RETURNING event_id"
 )
 """Claims the ledger entries whose version in ``events`` has the digest a re-sent record brings (inside the accepted
-window, as the transform would check it): ``:position``, a staging id drawn now, is where the record arrived, so
-a version staged before it loses to it at its merge and a version staged after it wins. Locked in ``event_id``
-order, as merges lock them; a merge that changes an entry first leaves its record to be staged."""
+window, as the transform would check it): ``:position``, a staging id drawn now, is where the record arrived, so a
+version staged before it loses to it at its merge and a version staged after it wins. A digest is of the record's
+text, which holds its id, so an entry whose id and digest are both among the chunk's is that record's (no pairing
+join). A merge that changes an entry first leaves the record to be staged; one that waits for this claim finds its
+version older than the re-send. Two transactions that lock the same entries in another order are a deadlock
+PostgreSQL ends, and the loser runs again (``warehouse.retries``)."""
 
 
 def _claim_resent(

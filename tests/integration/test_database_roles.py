@@ -68,8 +68,8 @@ ALLOWED = {
         "UPDATE raw_batches SET record_count = 1, staged_at = now()",
         "INSERT INTO source_cursors (source) VALUES ('api:x')",
         "INSERT INTO batch_days (batch_id, day, source, staged_rows) VALUES ('b', '2025-03-01', 's3', 1)",
-        "SELECT event_id, occurred_at, payload_digest FROM event_ledger ORDER BY event_id FOR UPDATE",
-        "UPDATE event_ledger SET resent_through = 1",
+        "UPDATE event_ledger SET resent_through = 1 WHERE event_id = ANY('{e1}') "
+        "AND payload_digest = ANY('{}'::bytea[]) AND occurred_at >= '2025-01-01' RETURNING event_id",
         "UPDATE raw_batches SET resent_count = 1",
     ],
     "etl_transform": [
