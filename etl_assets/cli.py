@@ -266,6 +266,8 @@ def bench(
     Console().print(table)
     for line in report.time_splits(result):
         say(f"split      {line}")
+    for line in report.cpu_floors(result):
+        say(f"cpu        {line}")
     if (parallel := report.concurrency(result)) is not None:
         say(f"parallel   {parallel}")
     if result.sensor is not None:

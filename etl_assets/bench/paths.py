@@ -117,6 +117,7 @@ def whole(args: dict[str, Any]) -> dict[str, Any]:
     return {
         "rows": staged["rows"],
         "staged": staged["staged"],
+        "already in events": staged["already in events"],
         "inserted": merged["inserted"],
         "days": merged["days"],
         "split": {"staging": round(staging_seconds, 3), **staged["split"], **merged["split"]},

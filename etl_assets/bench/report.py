@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from etl_assets.bench.cpu import CpuSeconds
 from etl_assets.bench.runner import BenchResult, PathResult
 
 REFERENCE_OF = {
@@ -187,6 +188,30 @@ def time_splits(result: BenchResult) -> list[str]:
             at_once = path.details.get("at once")
             days = f", {at_once} days at once" if at_once and at_once > 1 else ""
             lines.append(f"{path.name} ({path.seconds:.2f} s{days}): {steps}")
+    return lines
+
+
+def cpu_floors(result: BenchResult) -> list[str]:
+    """The CPU seconds of the paths the targets are about (their last run), and the least wall clock that much
+    work could take on this machine's cores: how far overlap alone could take each path."""
+    cores = int(result.machine.get("cpus") or 1)
+    lines = []
+    for key in ("stage", "merge", "whole", "resent"):
+        path = result.paths.get(key)
+        spent = path.details.get("cpu") if path else None
+        if not spent:
+            continue
+        seconds = CpuSeconds(spent["python"], spent["postgresql"])
+        server = "not seen" if seconds.postgresql is None else f"{seconds.postgresql:.2f} s"
+        floor = seconds.floor_seconds(cores)
+        reference = result.paths.get(REFERENCE_OF[key]) if key != "resent" else None
+        best = ""
+        if reference and reference.rows and floor:
+            best = f" (at best {path.rows / floor / reference.rows_per_second:.2f}x \\copy)"
+        lines.append(
+            f"{path.name} ({path.seconds:.2f} s): Python {seconds.python:.2f} s, PostgreSQL {server}; "
+            f"on {cores} cores no less than {floor:.2f} s{best}"
+        )
     return lines
 
 

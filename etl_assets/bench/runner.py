@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from etl_assets.bench import cpu
 from etl_assets.bench.references import Psql, copy_events, copy_staging, export_events, export_staging
 from etl_assets.bench.sensor import SensorTicks
 from etl_assets.bench.sensor import measure as measure_sensor
@@ -160,10 +161,10 @@ def run(options: BenchOptions, report: Callable[[str, bool], None]) -> BenchResu
         work = options.work_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="etl-bench-")))
         work.mkdir(parents=True, exist_ok=True)
         with step("starting PostgreSQL and the S3 endpoint"):
-            server_url, s3_endpoint = _services(stack, options, work)
+            server_url, s3_endpoint, server_pid = _services(stack, options, work)
         with step("creating the bench database"):
             database_url = _fresh_database(server_url)
-        bench = _Bench(options, work, database_url, s3_endpoint)
+        bench = _Bench(options, work, database_url, s3_endpoint, server_pid)
         with step(f"writing {options.events:,} events (seed {options.seed})"):
             bench.upload_workload()
         with step("warming up"):
@@ -202,11 +203,13 @@ def run(options: BenchOptions, report: Callable[[str, bool], None]) -> BenchResu
         )
 
 
-def _services(stack: ExitStack, options: BenchOptions, work: Path) -> tuple[str, str]:
+def _services(stack: ExitStack, options: BenchOptions, work: Path) -> tuple[str, str, int | None]:
+    """The server's URL, the S3 endpoint, and the server's pid when the bench started it (for its CPU seconds)."""
     from etl_assets.localstack.postgres import EmbeddedPostgres
     from etl_assets.localstack.processes import free_port
     from etl_assets.localstack.s3 import LocalS3
 
+    server_pid = None
     if options.database_url:
         server_url = options.database_url
     else:
@@ -214,10 +217,11 @@ def _services(stack: ExitStack, options: BenchOptions, work: Path) -> tuple[str,
         server.start()
         stack.callback(server.stop)
         server_url = server.url()
+        server_pid = cpu.postmaster_pid(server.data_dir)
     s3 = LocalS3(free_port(), work / "s3.log")
     s3.start()
     stack.callback(s3.stop)
-    return server_url, s3.endpoint_url
+    return server_url, s3.endpoint_url, server_pid
 
 
 def _fresh_database(server_url: str) -> str:
@@ -257,8 +261,11 @@ def _machine(server_url: str) -> dict[str, Any]:
 
 
 class _Bench:
-    def __init__(self, options: BenchOptions, work: Path, database_url: str, s3_endpoint: str) -> None:
+    def __init__(
+        self, options: BenchOptions, work: Path, database_url: str, s3_endpoint: str, server_pid: int | None
+    ) -> None:
         self.options = options
+        self.server_pid = server_pid
         self.work = work
         self.database_url = database_url
         self.s3_endpoint = s3_endpoint
@@ -354,8 +361,11 @@ class _Bench:
         self._sql(f"TRUNCATE {', '.join(PIPELINE_TABLES)}", "CHECKPOINT")
 
     def path(self, name: str, args: dict[str, Any]) -> tuple[dict[str, Any], float]:
-        """Run one path in a fresh process; return what it reported and its peak RSS in MB."""
+        """Run one path in a fresh process; return what it reported (with its CPU seconds and the server's) and its
+        peak RSS in MB."""
         self.checkpoint()
+        python_before = cpu.children_seconds()
+        server_before = cpu.server_seconds(self.server_pid) if self.server_pid else None
         process = subprocess.Popen(
             [sys.executable, "-m", "etl_assets.bench.paths", name, json.dumps(args)],
             env=self.child_env,
@@ -363,10 +373,17 @@ class _Bench:
             stderr=subprocess.PIPE,
         )
         stdout, stderr = process.communicate()
+        spent = cpu.CpuSeconds(
+            cpu.children_seconds() - python_before,
+            cpu.server_seconds(self.server_pid) - server_before
+            if self.server_pid and server_before is not None
+            else None,
+        )
         if process.returncode != 0:
             lines = stderr.decode(errors="replace").strip().splitlines()
             raise RuntimeError(f"bench path {name} failed: {lines[-1] if lines else 'no output'}")
         outcome = json.loads(stdout.decode().strip().splitlines()[-1])
+        outcome["cpu"] = spent.as_dict()
         return outcome, float(outcome.pop("peak_rss_mb", 0.0))
 
     def record(self, key: str, name: str, outcome: dict[str, Any], peak: float) -> None:

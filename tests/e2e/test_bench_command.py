@@ -39,7 +39,8 @@ def test_each_platform_path_does_the_work_it_names(bench_report):
     assert paths["merge"]["details"]["inserted"] == EVENTS
     assert paths["whole"]["details"]["inserted"] == EVENTS
     assert paths["again"]["details"]["staged"] == 0 and paths["again"]["details"]["inserted"] == 0
-    assert paths["resent"]["details"]["staged"] == EVENTS and paths["resent"]["details"]["inserted"] == 0
+    resent = paths["resent"]["details"]  # the same events in another file: already in events, nothing staged
+    assert (resent["staged"], resent["already in events"], resent["inserted"]) == (0, EVENTS, 0)
     assert paths["enrichment"]["details"]["written"] > 0
     assert paths["orm"]["rows"] == paths["core"]["rows"] == 1000
     assert {paths["memory-2000"]["rows"], paths["memory-4000"]["rows"]} == {2000, 4000}
@@ -54,6 +55,14 @@ def test_the_time_split_names_the_steps_of_staging_and_of_the_merge(bench_report
     assert {"read", "ledger", "upsert", "identity"} <= set(paths["merge"]["details"]["split"])
     assert "split      landing file → staging" in stdout and "split      staging → events merge" in stdout
     assert "parallel   day merges at once, speed-up over one at a time: 2 at a time" in stdout
+
+
+def test_the_cpu_seconds_of_the_path_and_of_the_server_give_the_floor_on_this_machine(bench_report):
+    paths, stdout = bench_report[0]["paths"], bench_report[1]
+    for key in ("stage", "merge", "whole"):
+        spent = paths[key]["details"]["cpu"]
+        assert spent["python"] > 0 and spent["postgresql"] > 0, (key, spent)
+    assert "cpu        whole file → events" in stdout and "cores no less than" in stdout
 
 
 def test_small_files_and_one_file_of_the_same_events_go_through_the_sensor_runs_and_merge(bench_report):
