@@ -152,20 +152,24 @@ REQUEST_REBUILDS = text(
     "), requested AS ("
     "  SELECT DISTINCT day, unnest(CAST(:person_tables AS text[])) AS table_name FROM touched "
     "  UNION "
-    "  SELECT DISTINCT e.day - 1, unnest(CAST(:session_tables AS text[])) FROM edges e WHERE EXISTS ("
+    "  SELECT DISTINCT e.day - 1, unnest(CAST(:session_tables AS text[])) FROM edges e CROSS JOIN LATERAL ("
     "    SELECT 1 FROM events x WHERE x.person_id = e.person_id "
-    f"   AND x.occurred_at >= e.day_start - {_GAP} AND x.occurred_at < e.day_start) "
+    f"   AND x.occurred_at >= e.day_start - {_GAP} AND x.occurred_at < e.day_start LIMIT 1) before_midnight "
     "  UNION "
-    "  SELECT DISTINCT e.day + 1, unnest(CAST(:session_tables AS text[])) FROM edges e WHERE EXISTS ("
+    "  SELECT DISTINCT e.day + 1, unnest(CAST(:session_tables AS text[])) FROM edges e CROSS JOIN LATERAL ("
     "    SELECT 1 FROM events x WHERE x.person_id = e.person_id "
     f"   AND x.occurred_at >= e.day_start + interval '1 day' "
-    f"   AND x.occurred_at < e.day_start + interval '1 day' + {_GAP})"
+    f"   AND x.occurred_at < e.day_start + interval '1 day' + {_GAP} LIMIT 1) after_midnight"
     ") "
     # The merge's own days are rebuilt by the run that merges them.
     "INSERT INTO rebuild_requests (day, table_name) SELECT day, table_name FROM requested "
     "WHERE NOT (day = ANY(CAST(:merged_days AS date[]))) "
     "ON CONFLICT (day, table_name) DO UPDATE SET requested_at = now()"
 )
+"""Asks for the person tables of the days the written persons touched, and for the sessions of a neighbouring day
+where such a person has events within a session gap of midnight. Each neighbour is looked up by person in the
+``(person_id, occurred_at)`` index (``LIMIT 1`` in a lateral join), in the one partition the time range prunes to;
+planned as a semi-join, with the statistics of a partition just written, it hashed every partition of ``events``."""
 _GROUP_TRAITS = _merged_traits("g", "(excluded.occurred_at, excluded.event_id) >= (g.occurred_at, g.event_id)")
 _GROUP_NEWER = "(excluded.occurred_at, excluded.event_id) > (g.occurred_at, g.event_id)"
 UPSERT_GROUPS = text(
