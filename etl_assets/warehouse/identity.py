@@ -59,6 +59,16 @@ def _merged_traits(table: str, newest: str) -> str:
     )
 
 
+GRAPH_LOCK_CLASS = 0x69647479
+"""The key of the identity graph's advisory lock ("idty"), taken by each merge from its identity step to its commit.
+
+Merges of different days run at the same time; without it, two of them that link one anonymous id to two users
+would each find the id unlinked (neither sees the other's link before it commits) and both links would hold, and
+an id that becomes a user in one would stay linked in the other. Merges that share users already waited on each
+other's rows of ``users`` here, so the lock costs them nothing; the steps before it (reading, the ledger claim)
+still overlap."""
+TAKE_GRAPH_LOCK = text("SELECT pg_advisory_xact_lock(:lock_class, 0)")
+
 _TRAITS_AGG = "jsonb_object_agg(t.key, t.value ORDER BY c.occurred_at, c.event_id) FILTER (WHERE t.key IS NOT NULL)"
 
 COLLECT_CLAIMS = text(
@@ -207,8 +217,10 @@ def link_candidates(conn: Connection) -> IdentityCounts:
     """Feed the merge's ``candidates`` to the graph: users and their traits, then links, decided.
 
     Runs before the candidates are written to ``events``, whose ``person_id`` reads the decided links
-    (``PERSON_OF_CANDIDATE``).
+    (``PERSON_OF_CANDIDATE``). Holds the graph's lock until the merge commits: a link is decided against every
+    link and user the graph has, and another day's merge running at the same time would not see its own.
     """
+    conn.execute(TAKE_GRAPH_LOCK, {"lock_class": GRAPH_LOCK_CLASS})
     conn.execute(COLLECT_CLAIMS)
     conn.execute(COLLECT_CLAIMED_IDS)
     conn.execute(UPSERT_USERS)

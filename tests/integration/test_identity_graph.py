@@ -1,13 +1,18 @@
 """The identity graph on a real PostgreSQL: who each event belongs to, kept by the day's merge."""
 
+import threading
+import time
 from datetime import date
 
 from sqlalchemy import text
 
 from etl_assets.transform.pii import PiiPolicy, pseudonymize
+from etl_assets.warehouse.merge import MergeOptions
+from etl_assets.warehouse.merge import merge_day as merge_in
+from etl_assets.warehouse.partitions import ensure_event_partitions
 from tests.conftest import TEST_PII_KEY
+from tests.harness import ACCEPTED, stage_payloads
 from tests.harness import merge_day as merge_staged_day
-from tests.harness import stage_payloads
 
 PII = PiiPolicy(key=TEST_PII_KEY.encode())
 DAY = date(2025, 8, 1)
@@ -170,3 +175,33 @@ def test_traits_and_groups_are_kept_newest_value_per_trait_with_pii_pseudonymize
     merge_day(warehouse_engine)
     with warehouse_engine.connect() as conn:
         assert conn.execute(text("SELECT traits ->> 'plan' FROM users")).scalar() == "pro"
+
+
+def test_two_days_merged_at_once_link_an_anonymous_id_to_one_user_only(warehouse_engine):
+    """Day 1 links anon-1 to ann, day 2 links it to bob, and both merges run at once: the second decides against the
+    first's link, so one link holds and the other is refused, whichever commits first."""
+    stage_payloads(warehouse_engine, "day-1", [identify("i1", "2025-08-01T10:00:00Z", "ann", anonymous="anon-1")])
+    stage_payloads(warehouse_engine, "day-2", [identify("i2", "2025-08-02T10:00:00Z", "bob", anonymous="anon-1")])
+    options = MergeOptions(ACCEPTED, PII)
+    with warehouse_engine.begin() as conn:  # the days' partitions exist, as they do but on a first load
+        ensure_event_partitions(conn, [DAY, date(2025, 8, 2)])
+    first = warehouse_engine.connect()
+    transaction = first.begin()
+    merge_in(first, DAY, options)  # day 1 merged, not committed yet
+    second = threading.Thread(target=merge_day, args=(warehouse_engine, date(2025, 8, 2)))
+    second.start()
+    with warehouse_engine.connect() as watcher:  # until day 2's merge waits on day 1's (or has finished without)
+        while second.is_alive() and not watcher.scalar(
+            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> :me"),
+            {"me": first.connection.driver_connection.info.backend_pid},
+        ):
+            watcher.rollback()
+            time.sleep(0.02)
+    transaction.commit()
+    first.close()
+    second.join(timeout=60)
+
+    assert [(link[0], link[1], link[3]) for link in links(warehouse_engine)] == [
+        ("anon-1", "ann", "linked"),
+        ("anon-1", "bob", "refused"),
+    ]
