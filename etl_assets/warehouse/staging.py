@@ -15,8 +15,8 @@ reach the server before the connection was lost.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from itertools import chain, islice
 from time import perf_counter
@@ -216,7 +216,9 @@ def stage_records(
         counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, transform, fresh=fresh, replay=replay))
     counts.copied_whole = counts.copied_whole and fresh
     in_transaction(
-        engine, lambda conn: _close_batch(conn, batch_id, source, counts, replay), what=f"closing batch {batch_id}"
+        engine,
+        lambda conn: _close_batches(conn, [(batch_id, source, counts)], replay),
+        what=f"closing batch {batch_id}",
     )
     return counts
 
@@ -265,15 +267,19 @@ def _stage_chunk(
     if fresh:
         counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, rows)
     else:
-        staged = list(rows)
-        written = _merge_staging_rows(conn, staged, replay)
-        counts.staged += written
-        counts.already_staged += len(staged) - written
-        counts.copied_whole = False
-        if replay:
-            _resolve_parse_quarantine(conn, batch_id, [row[1] for row in staged])
+        _restage_rows(conn, batch_id, list(rows), counts, replay)
     if rejected:
-        counts.quarantined += _quarantine_rows(conn, rejected, replay)
+        counts.quarantined += sum(_quarantine_rows(conn, rejected, replay).values())
+
+
+def _restage_rows(conn: Connection, batch_id: str, rows: list[tuple], counts: StagingCounts, replay: bool) -> None:
+    """Stage the rows of a batch that has rows already: only what is missing (a replay rewrites them all)."""
+    written = _merge_staging_rows(conn, rows, replay)
+    counts.staged += written
+    counts.already_staged += len(rows) - written
+    counts.copied_whole = False
+    if replay:
+        _resolve_parse_quarantine(conn, batch_id, [row[1] for row in rows])
 
 
 QUARANTINE_REJECTED = text(
@@ -308,37 +314,42 @@ REPLAYED_BATCH_DAYS = text(
 ``UPSERT_BATCH_DAY`` that follow set the rows each day has now)."""
 
 
-def _close_batch(conn: Connection, batch_id: str, source: str, counts: StagingCounts, replay: bool) -> None:
-    """Record in the ledger how many records the batch had and how many could not be parsed, quarantine what the
-    transform rejected, and hand the batch's days to their merges (``batch_days``)."""
-    conn.execute(
-        update(raw_batches)
-        .where(raw_batches.c.batch_id == batch_id)
-        .values(
-            record_count=counts.records,
-            quarantined_count=_parse_quarantine_count(conn, batch_id),
-            staged_at=func.now(),
-        )
-    )
-    if counts.rejected or not counts.copied_whole:
-        conn.execute(QUARANTINE_REJECTED, {"batch_id": batch_id})
+CLOSE_BATCH = text(
+    "UPDATE raw_batches SET record_count = :records, staged_at = now(), quarantined_count = ("
+    "SELECT count(*) FROM quarantine q WHERE q.batch_id = raw_batches.batch_id AND q.stage = 'parse' "
+    "AND q.resolved_at IS NULL) WHERE batch_id = :batch_id"
+)
+"""The ledger's account of a staged batch: how many records it had, how many could not be parsed, and when."""
+
+
+def _close_batches(conn: Connection, closing: Sequence[tuple[str, str, StagingCounts]], replay: bool) -> None:
+    """For each ``(batch_id, source, counts)``: record in the ledger how many records the batch had and how many
+    could not be parsed, quarantine what the transform rejected, and hand the batch's days to their merges
+    (``batch_days``). One statement of each kind for all the batches."""
+    conn.execute(CLOSE_BATCH, [{"batch_id": batch_id, "records": counts.records} for batch_id, _, counts in closing])
+    rejecting = [
+        {"batch_id": batch_id} for batch_id, _, counts in closing if counts.rejected or not counts.copied_whole
+    ]
+    if rejecting:
+        conn.execute(QUARANTINE_REJECTED, rejecting)
     if replay:
-        conn.execute(RESOLVE_PASSED, {"batch_id": batch_id})
-        conn.execute(REPLAYED_BATCH_DAYS, {"batch_id": batch_id})
-    if counts.copied_whole:
-        version = None if counts.untransformed else TRANSFORM_VERSION
-        days = [(day, rows, version) for day, rows in counts.days.items()]
-    else:
-        found = conn.execute(COUNT_BATCH_DAYS, {"batch_id": batch_id, "version": TRANSFORM_VERSION})
-        days = [(day, rows, TRANSFORM_VERSION if current else None) for day, rows, current in found]
-    if days:
-        conn.execute(
-            UPSERT_BATCH_DAY,
-            [
-                {"batch_id": batch_id, "day": day, "source": source, "rows": rows, "version": version}
-                for day, rows, version in days
-            ],
+        replayed = [{"batch_id": batch_id} for batch_id, _, _ in closing]
+        conn.execute(RESOLVE_PASSED, replayed)
+        conn.execute(REPLAYED_BATCH_DAYS, replayed)
+    days: list[dict[str, Any]] = []
+    for batch_id, source, counts in closing:
+        if counts.copied_whole:
+            version = None if counts.untransformed else TRANSFORM_VERSION
+            found = [(day, rows, version) for day, rows in counts.days.items()]
+        else:
+            counted = conn.execute(COUNT_BATCH_DAYS, {"batch_id": batch_id, "version": TRANSFORM_VERSION})
+            found = [(day, rows, TRANSFORM_VERSION if current else None) for day, rows, current in counted]
+        days.extend(
+            {"batch_id": batch_id, "day": day, "source": source, "rows": rows, "version": version}
+            for day, rows, version in found
         )
+    if days:
+        conn.execute(UPSERT_BATCH_DAY, days)
 
 
 @dataclass(frozen=True)
@@ -371,20 +382,86 @@ def stage_batch(
     the whole transaction again (``before_commit`` included, so it must be idempotent), for up to
     ``retry_seconds`` (the retries' default budget unless given).
     """
-    chunk = list(records)  # materialized: a retried transaction stages the same records again
-    transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
+    [counts] = stage_prepared(
+        engine,
+        [prepare_batch(entry, records, accepted, pii=pii)],
+        before_commit=before_commit,
+        retry_seconds=retry_seconds,
+    )
+    return counts
 
-    def attempt(conn: Connection) -> StagingCounts:
-        counts = StagingCounts()
-        fresh = _enter_batch(conn, entry)
-        _stage_chunk(conn, chunk, entry.batch_id, entry.source, transform, counts, fresh=fresh, replay=False)
-        counts.copied_whole = counts.copied_whole and fresh
-        _close_batch(conn, entry.batch_id, entry.source, counts, replay=False)
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A small batch read and transformed, ready to stage: its ledger entry, its staging rows in record order, its
+    records that could not be keyed (as quarantine rows), and what reading and transforming them counted."""
+
+    entry: BatchEntry
+    rows: list[tuple]
+    rejected: list[tuple]
+    counts: StagingCounts
+
+
+def prepare_batch(
+    entry: BatchEntry,
+    records: Iterable[ParsedRecord | RejectedRecord],
+    accepted: AcceptedTimes,
+    *,
+    pii: PiiPolicy | None = None,
+) -> PreparedBatch:
+    """Read and transform a small batch's records in memory, outside any transaction (``stage_prepared`` writes
+    them): the caller bounds the batch's size."""
+    transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
+    counts = StagingCounts()
+    rejected: list[tuple] = []
+    rows = list(_split(records, entry.batch_id, entry.source, transform, counts, rejected))
+    return PreparedBatch(entry, rows, rejected, counts)
+
+
+def stage_prepared(
+    engine: Engine,
+    batches: Sequence[PreparedBatch],
+    *,
+    before_commit: Callable[[Connection], None] | None = None,
+    retry_seconds: float | None = None,
+) -> list[StagingCounts]:
+    """Stage prepared batches in one transaction, each still a batch of its own (its ledger row, its rows, its
+    quarantine, its counts, returned in order): one ledger insert, one COPY for the batches new to staging, one
+    close, one commit for them all. Their rows enter staging in the order of ``batches``, so of an event sent in two
+    of them, the later batch's version wins. All or nothing, as ``stage_batch``; a transient error runs the whole
+    transaction again."""
+    names = ", ".join(batch.entry.batch_id for batch in batches[:3]) + (", …" if len(batches) > 3 else "")
+
+    def attempt(conn: Connection) -> list[StagingCounts]:
+        fresh = _enter_batches(conn, [batch.entry for batch in batches])
+        counts = [replace(batch.counts, days=Counter(batch.counts.days)) for batch in batches]
+        copying: list[PreparedBatch] = []
+        for batch, batch_counts in zip(batches, counts, strict=True):
+            if batch.entry.batch_id in fresh:
+                copying.append(batch)
+                batch_counts.staged += len(batch.rows)
+            else:
+                _copy_prepared(conn, copying)
+                copying = []
+                _restage_rows(conn, batch.entry.batch_id, batch.rows, batch_counts, replay=False)
+        _copy_prepared(conn, copying)
+        quarantined = _quarantine_rows(conn, [row for batch in batches for row in batch.rejected], replay=False)
+        closing = []
+        for batch, batch_counts in zip(batches, counts, strict=True):
+            batch_counts.quarantined += quarantined[batch.entry.batch_id]
+            closing.append((batch.entry.batch_id, batch.entry.source, batch_counts))
+        _close_batches(conn, closing, replay=False)
         if before_commit is not None:
             before_commit(conn)
         return counts
 
-    return in_transaction(engine, attempt, what=f"staging batch {entry.batch_id}", max_seconds=retry_seconds)
+    return in_transaction(engine, attempt, what=f"staging batch {names}", max_seconds=retry_seconds)
+
+
+def _copy_prepared(conn: Connection, batches: list[PreparedBatch]) -> None:
+    """One COPY of the rows of ``batches`` (new to staging), in their order."""
+    if batches:
+        copy_rows(conn, staging_events.name, STAGING_COLUMNS, chain.from_iterable(batch.rows for batch in batches))
 
 
 def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
@@ -405,7 +482,11 @@ def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
     return conn.execute(statement).rowcount
 
 
-def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
+def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> Counter[str]:
+    """Quarantine ``rows``; how many were written, by batch id (a row there already is not written again, unless
+    a replay rewrites its reason)."""
+    if not rows:
+        return Counter()
     statement = pg_insert(quarantine).values([dict(zip(QUARANTINE_COLUMNS, row, strict=True)) for row in rows])
     if replay:
         statement = statement.on_conflict_do_update(
@@ -414,7 +495,7 @@ def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
         )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=["batch_id", "record_no", "stage"])
-    return conn.execute(statement).rowcount
+    return Counter(conn.scalars(statement.returning(quarantine.c.batch_id)))
 
 
 def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -> None:
@@ -427,14 +508,6 @@ def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -
             quarantine.c.resolved_at.is_(None),
         )
         .values(resolved_at=func.now())
-    )
-
-
-def _parse_quarantine_count(conn: Any, batch_id: str) -> int:
-    return conn.scalar(
-        select(func.count()).where(
-            quarantine.c.batch_id == batch_id, quarantine.c.stage == "parse", quarantine.c.resolved_at.is_(None)
-        )
     )
 
 
@@ -451,29 +524,39 @@ def record_batch(
     """Enter a batch into the ``raw_batches`` ledger; False when it was there already (same id, same bytes)."""
     entry = BatchEntry(batch_id, source, source_uri, archive_key, sha256, byte_count)
     with engine.begin() as conn:
-        return _enter_batch(conn, entry)
+        return entry.batch_id in _enter_batches(conn, [entry])
 
 
-def _enter_batch(conn: Connection, entry: BatchEntry) -> bool:
-    result = conn.execute(
-        pg_insert(raw_batches)
-        .values(
-            batch_id=entry.batch_id,
-            source=entry.source,
-            source_uri=entry.source_uri,
-            archive_key=entry.archive_key,
-            sha256=entry.sha256,
-            byte_count=entry.byte_count,
-        )
-        .on_conflict_do_nothing(index_elements=["batch_id"])
-    )
-    return result.rowcount == 1
+def _enter_batches(conn: Connection, entries: Sequence[BatchEntry]) -> set[str]:
+    """Enter batches into the ``raw_batches`` ledger in one statement; the ids of those that were not there."""
+    values = [
+        {
+            "batch_id": entry.batch_id,
+            "source": entry.source,
+            "source_uri": entry.source_uri,
+            "archive_key": entry.archive_key,
+            "sha256": entry.sha256,
+            "byte_count": entry.byte_count,
+        }
+        for entry in entries
+    ]
+    statement = pg_insert(raw_batches).values(values).on_conflict_do_nothing(index_elements=["batch_id"])
+    return set(conn.scalars(statement.returning(raw_batches.c.batch_id)))
 
 
 def find_batch(engine: Engine, batch_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(raw_batches).where(raw_batches.c.batch_id == batch_id)).mappings().first()
     return dict(row) if row else None
+
+
+def find_batches(engine: Engine, batch_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The ledger rows of those of ``batch_ids`` that are in it, by batch id (one query)."""
+    if not batch_ids:
+        return {}
+    with engine.connect() as conn:
+        found = conn.execute(select(raw_batches).where(raw_batches.c.batch_id.in_(batch_ids))).mappings()
+        return {row["batch_id"]: dict(row) for row in found}
 
 
 def waiting_to_merge() -> ColumnElement[bool]:
