@@ -65,9 +65,10 @@ SMALL_FILE_BYTES = 256 * 2**10
 """A landing file up to this size (as stored, compressed or not) is read into memory and staged in one transaction
 with its ledger row; a larger one in chunks of its own transactions, so memory stays bounded by the chunk."""
 FILES_AHEAD = 16
-BYTES_AHEAD = 64 * 2**20
-"""A run fetches at most ``FILES_AHEAD`` files and ``BYTES_AHEAD`` bytes (as listed) ahead of the file it stages:
-what waits is bounded in memory (small files, read) and on local disk (larger ones)."""
+BYTES_AHEAD = 32 * 2**20
+"""A run fetches at most ``FILES_AHEAD`` files and ``BYTES_AHEAD`` bytes ahead of the files it stages (as listed,
+or as read for a small file fetched, which may be compressed): what waits is bounded in memory (small files, read)
+and on local disk (larger ones)."""
 
 _WHY_UNREADABLE = {
     "NoSuchKey": "it was deleted after it was listed",
@@ -338,7 +339,7 @@ def ingest_landing_objects(
     pool = ThreadPoolExecutor(max(1, at_once), thread_name_prefix="landing-file")
 
     def fetch_ahead() -> None:
-        waiting_bytes = sum(obj.size for obj, _ in waiting)
+        waiting_bytes = sum(_bytes_ahead(obj, future) for obj, future in waiting)
         while len(waiting) < FILES_AHEAD:
             obj = next(upcoming, None)
             if obj is None:
@@ -363,8 +364,9 @@ def ingest_landing_objects(
                 yield FileOutcome(obj, ingested=fetched)
                 continue
             group = [fetched]
-            while fetched.prepared is not None and waiting and _fetched_small(waiting[0][1]):
-                group.append(waiting.popleft()[1].result())
+            while fetched.prepared is not None and waiting and (next_small := _fetched_small(waiting[0][1])):
+                waiting.popleft()
+                group.append(next_small)
             fetch_ahead()
             yield from _stage_in_order(engine, group, reading, streak)
     finally:
@@ -372,23 +374,28 @@ def ingest_landing_objects(
             future.cancel()
         pool.shutdown(wait=True)
         for _, future in waiting:
-            if _fetched(future):
-                future.result().close()
+            if (unstaged := _fetched(future)) is not None:
+                unstaged.close()
 
 
-def _fetched(future: Future[IngestedFile | FetchedFile | None]) -> bool:
-    """Whether ``future`` is done with a file fetched and waiting to be staged."""
-    return (
-        future.done()
-        and not future.cancelled()
-        and future.exception() is None
-        and isinstance(future.result(), FetchedFile)
-    )
+def _fetched(future: Future[IngestedFile | FetchedFile | None]) -> FetchedFile | None:
+    """The file ``future`` fetched, when it is done with one waiting to be staged."""
+    if not future.done() or future.cancelled() or future.exception() is not None:
+        return None
+    result = future.result()
+    return result if isinstance(result, FetchedFile) else None
 
 
-def _fetched_small(future: Future[IngestedFile | FetchedFile | None]) -> bool:
-    """Whether ``future`` is done with a small file read, ready to stage with others."""
-    return _fetched(future) and future.result().prepared is not None
+def _fetched_small(future: Future[IngestedFile | FetchedFile | None]) -> FetchedFile | None:
+    """The small file ``future`` fetched and read, ready to stage with others, if it is done with one."""
+    fetched = _fetched(future)
+    return fetched if fetched is not None and fetched.prepared is not None else None
+
+
+def _bytes_ahead(obj: LandingObject, future: Future[IngestedFile | FetchedFile | None]) -> int:
+    """What a file fetched ahead holds: its records as read when it is a small file fetched, else its size as listed."""
+    fetched = _fetched_small(future)
+    return obj.size if fetched is None or fetched.prepared is None else fetched.prepared.record_bytes
 
 
 def _stage_in_order(engine: Engine, group: list[FetchedFile], reading: Reading, streak: _Streak) -> list[FileOutcome]:

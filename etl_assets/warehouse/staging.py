@@ -401,6 +401,12 @@ class PreparedBatch:
     rejected: list[tuple]
     counts: StagingCounts
 
+    @property
+    def record_bytes(self) -> int:
+        """The size of its records as read (decompressed): about what holding it in memory costs."""
+        payload, raw = STAGING_COLUMNS.index("payload"), QUARANTINE_COLUMNS.index("raw_record")
+        return sum(len(row[payload]) for row in self.rows) + sum(len(row[raw]) for row in self.rejected)
+
 
 def prepare_batch(
     entry: BatchEntry,
