@@ -15,8 +15,8 @@ reach the server before the connection was lost.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from itertools import chain, islice
 from operator import itemgetter
@@ -49,6 +49,7 @@ STAGING_COLUMNS = (
     *TRANSFORMED_COLUMNS,
     "payload_digest",
 )
+_EVENT_ID, _EVENT_DAY, _DIGEST = (STAGING_COLUMNS.index(name) for name in ("event_id", "event_day", "payload_digest"))
 QUARANTINE_COLUMNS = ("source", "batch_id", "record_no", "stage", "reason", "raw_record", "payload", "event_id")
 DEFAULT_CHUNK_SIZE = 20_000
 
@@ -232,7 +233,9 @@ def stage_records(
         counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, transform, fresh=fresh, replay=replay))
     counts.copied_whole = counts.copied_whole and fresh
     in_transaction(
-        engine, lambda conn: _close_batch(conn, batch_id, source, counts, replay), what=f"closing batch {batch_id}"
+        engine,
+        lambda conn: _close_batches(conn, [(batch_id, source, counts)], replay),
+        what=f"closing batch {batch_id}",
     )
     return counts
 
@@ -283,15 +286,19 @@ def _stage_chunk(
     if fresh:
         counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, rows)
     else:
-        staged = list(rows)
-        written = _merge_staging_rows(conn, staged, replay)
-        counts.staged += written
-        counts.already_staged += len(staged) - written
-        counts.copied_whole = False
-        if replay:
-            _resolve_parse_quarantine(conn, batch_id, [row[1] for row in staged])
+        _restage_rows(conn, batch_id, list(rows), counts, replay)
     if rejected:
-        counts.quarantined += _quarantine_rows(conn, rejected, replay)
+        counts.quarantined += sum(_quarantine_rows(conn, rejected, replay).values())
+
+
+def _restage_rows(conn: Connection, batch_id: str, rows: list[tuple], counts: StagingCounts, replay: bool) -> None:
+    """Stage the rows of a batch that has rows already: only what is missing (a replay rewrites them all)."""
+    written = _merge_staging_rows(conn, rows, replay)
+    counts.staged += written
+    counts.already_staged += len(rows) - written
+    counts.copied_whole = False
+    if replay:
+        _resolve_parse_quarantine(conn, batch_id, [row[1] for row in rows])
 
 
 RESENT_SAMPLE = 256
@@ -313,6 +320,64 @@ entry first leaves the record to be staged; one that waits for this claim finds 
 
 The records travel as one JSON text, in ``event_id`` order: each is looked up by the ledger's key in that order
 (locking entries in the order merges lock them), and psycopg does not adapt 20,000 values one by one in Python."""
+
+
+def _claim(conn: Connection, sent: list[tuple[str, bytes]], accepted: AcceptedTimes) -> set[str]:
+    """Claim in the ledger each ``(event_id, payload_digest)`` whose version is in ``events``; the ids claimed."""
+    if not sent:
+        return set()
+    records = sorted(
+        ({"event_id": event_id, "digest": digest.hex()} for event_id, digest in sent), key=itemgetter("event_id")
+    )
+    return set(
+        conn.scalars(
+            CLAIM_RESENT,
+            {
+                "sent": orjson.dumps(records).decode(),
+                "earliest": accepted.earliest,
+                "latest": accepted.latest,
+                "position": conn.scalar(NEXT_STAGING_POSITION),
+            },
+        )
+    )
+
+
+def _claim_resent_rows(
+    conn: Connection, batches: Sequence[PreparedBatch], counts: Sequence[StagingCounts]
+) -> list[list[tuple]]:
+    """The rows of prepared batches (new to staging, staged together in this order) left to stage once those already
+    in ``events`` unchanged are claimed in the ledger; each batch's counts take its claimed rows out of its days and
+    into ``resent``. An id sent more than once among them is staged every time, so the last version wins as it would
+    have. When none of their first ``RESENT_SAMPLE`` ids is in the ledger, nothing more is looked up."""
+    every = [row for batch in batches for row in batch.rows]
+    sample = [row[_EVENT_ID] for row in islice(every, RESENT_SAMPLE) if row[_EVENT_ID] is not None]
+    if not sample or not conn.scalar(LEDGER_KNOWS_ANY, {"event_ids": sample}):
+        return [batch.rows for batch in batches]
+    times_sent = Counter(row[_EVENT_ID] for row in every)
+    window = AcceptedTimes(
+        min(batch.accepted.earliest for batch in batches), max(batch.accepted.latest for batch in batches)
+    )  # each row passed its own batch's window when it was transformed: this one only has to hold them all
+    claimed = _claim(
+        conn,
+        [
+            (row[_EVENT_ID], row[_DIGEST])
+            for row in every
+            if row[_DIGEST] is not None and times_sent[row[_EVENT_ID]] == 1
+        ],
+        window,
+    )
+    left: list[list[tuple]] = []
+    for batch, batch_counts in zip(batches, counts, strict=True):
+        rows = []
+        for row in batch.rows:
+            if row[_EVENT_ID] in claimed and row[_DIGEST] is not None:
+                batch_counts.resent += 1
+                batch_counts.days[row[_EVENT_DAY]] -= 1
+            else:
+                rows.append(row)
+        batch_counts.days = +batch_counts.days
+        left.append(rows)
+    return left
 
 
 def _claim_resent(
@@ -344,27 +409,15 @@ def _claim_resent(
     ids = [event_id_of(record.payload) if isinstance(record, ParsedRecord) else None for record in every]
     times_sent = Counter(ids)
     prefix = transform.digest_prefix(source)
-    sent = sorted(
-        (
-            {"event_id": event_id, "digest": payload_digest(prefix, record.json_text).hex()}
+    claimed = _claim(
+        conn,
+        [
+            (event_id, payload_digest(prefix, record.json_text))
             for event_id, record in zip(ids, every, strict=True)
             if event_id is not None and times_sent[event_id] == 1 and isinstance(record, ParsedRecord)
-        ),
-        key=itemgetter("event_id"),
+        ],
+        transform.accepted,
     )
-    claimed: set[str] = set()
-    if sent:
-        claimed = set(
-            conn.scalars(
-                CLAIM_RESENT,
-                {
-                    "sent": orjson.dumps(sent).decode(),
-                    "earliest": transform.accepted.earliest,
-                    "latest": transform.accepted.latest,
-                    "position": conn.scalar(NEXT_STAGING_POSITION),
-                },
-            )
-        )
     counts.records += len(claimed)
     counts.resent += len(claimed)
     counts.resent_seconds += perf_counter() - looked_up
@@ -403,38 +456,46 @@ REPLAYED_BATCH_DAYS = text(
 ``UPSERT_BATCH_DAY`` that follow set the rows each day has now)."""
 
 
-def _close_batch(conn: Connection, batch_id: str, source: str, counts: StagingCounts, replay: bool) -> None:
-    """Record in the ledger how many records the batch had and how many could not be parsed, quarantine what the
-    transform rejected, and hand the batch's days to their merges (``batch_days``)."""
+CLOSE_BATCH = text(
+    "UPDATE raw_batches SET record_count = :records, resent_count = :resent, staged_at = now(), quarantined_count = ("
+    "SELECT count(*) FROM quarantine q WHERE q.batch_id = raw_batches.batch_id AND q.stage = 'parse' "
+    "AND q.resolved_at IS NULL) WHERE batch_id = :batch_id"
+)
+"""The ledger's account of a staged batch: how many records it had, how many could not be parsed, how many were in
+``events`` already (re-sent), and when."""
+
+
+def _close_batches(conn: Connection, closing: Sequence[tuple[str, str, StagingCounts]], replay: bool) -> None:
+    """For each ``(batch_id, source, counts)``: record in the ledger how many records the batch had and how many
+    could not be parsed, quarantine what the transform rejected, and hand the batch's days to their merges
+    (``batch_days``). One statement of each kind for all the batches."""
     conn.execute(
-        update(raw_batches)
-        .where(raw_batches.c.batch_id == batch_id)
-        .values(
-            record_count=counts.records,
-            quarantined_count=_parse_quarantine_count(conn, batch_id),
-            resent_count=counts.resent,
-            staged_at=func.now(),
-        )
+        CLOSE_BATCH,
+        [{"batch_id": batch_id, "records": counts.records, "resent": counts.resent} for batch_id, _, counts in closing],
     )
-    if counts.rejected or not counts.copied_whole:
-        conn.execute(QUARANTINE_REJECTED, {"batch_id": batch_id})
+    rejecting = [
+        {"batch_id": batch_id} for batch_id, _, counts in closing if counts.rejected or not counts.copied_whole
+    ]
+    if rejecting:
+        conn.execute(QUARANTINE_REJECTED, rejecting)
     if replay:
-        conn.execute(RESOLVE_PASSED, {"batch_id": batch_id})
-        conn.execute(REPLAYED_BATCH_DAYS, {"batch_id": batch_id})
-    if counts.copied_whole:
-        version = None if counts.untransformed else TRANSFORM_VERSION
-        days = [(day, rows, version) for day, rows in counts.days.items()]
-    else:
-        found = conn.execute(COUNT_BATCH_DAYS, {"batch_id": batch_id, "version": TRANSFORM_VERSION})
-        days = [(day, rows, TRANSFORM_VERSION if current else None) for day, rows, current in found]
-    if days:
-        conn.execute(
-            UPSERT_BATCH_DAY,
-            [
-                {"batch_id": batch_id, "day": day, "source": source, "rows": rows, "version": version}
-                for day, rows, version in days
-            ],
+        replayed = [{"batch_id": batch_id} for batch_id, _, _ in closing]
+        conn.execute(RESOLVE_PASSED, replayed)
+        conn.execute(REPLAYED_BATCH_DAYS, replayed)
+    days: list[dict[str, Any]] = []
+    for batch_id, source, counts in closing:
+        if counts.copied_whole:
+            version = None if counts.untransformed else TRANSFORM_VERSION
+            found = [(day, rows, version) for day, rows in counts.days.items()]
+        else:
+            counted = conn.execute(COUNT_BATCH_DAYS, {"batch_id": batch_id, "version": TRANSFORM_VERSION})
+            found = [(day, rows, TRANSFORM_VERSION if current else None) for day, rows, current in counted]
+        days.extend(
+            {"batch_id": batch_id, "day": day, "source": source, "rows": rows, "version": version}
+            for day, rows, version in found
         )
+    if days:
+        conn.execute(UPSERT_BATCH_DAY, days)
 
 
 @dataclass(frozen=True)
@@ -467,20 +528,106 @@ def stage_batch(
     the whole transaction again (``before_commit`` included, so it must be idempotent), for up to
     ``retry_seconds`` (the retries' default budget unless given).
     """
-    chunk = list(records)  # materialized: a retried transaction stages the same records again
-    transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
+    [counts] = stage_prepared(
+        engine,
+        [prepare_batch(entry, records, accepted, pii=pii)],
+        before_commit=before_commit,
+        retry_seconds=retry_seconds,
+    )
+    return counts
 
-    def attempt(conn: Connection) -> StagingCounts:
-        counts = StagingCounts()
-        fresh = _enter_batch(conn, entry)
-        _stage_chunk(conn, chunk, entry.batch_id, entry.source, transform, counts, fresh=fresh, replay=False)
-        counts.copied_whole = counts.copied_whole and fresh
-        _close_batch(conn, entry.batch_id, entry.source, counts, replay=False)
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A small batch read and transformed, ready to stage: its ledger entry, its staging rows in record order, its
+    records that could not be keyed (as quarantine rows), and what reading and transforming them counted."""
+
+    entry: BatchEntry
+    rows: list[tuple]
+    rejected: list[tuple]
+    counts: StagingCounts
+    accepted: AcceptedTimes
+
+    @property
+    def record_bytes(self) -> int:
+        """The size of its records as read (decompressed): about what holding it in memory costs."""
+        payload, raw = STAGING_COLUMNS.index("payload"), QUARANTINE_COLUMNS.index("raw_record")
+        return sum(len(row[payload]) for row in self.rows) + sum(len(row[raw]) for row in self.rejected)
+
+
+def prepare_batch(
+    entry: BatchEntry,
+    records: Iterable[ParsedRecord | RejectedRecord],
+    accepted: AcceptedTimes,
+    *,
+    pii: PiiPolicy | None = None,
+) -> PreparedBatch:
+    """Read and transform a small batch's records in memory, outside any transaction (``stage_prepared`` writes
+    them): the caller bounds the batch's size."""
+    transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
+    counts = StagingCounts()
+    rejected: list[tuple] = []
+    rows = list(_split(records, entry.batch_id, entry.source, transform, counts, rejected))
+    return PreparedBatch(entry, rows, rejected, counts, accepted)
+
+
+def stage_prepared(
+    engine: Engine,
+    batches: Sequence[PreparedBatch],
+    *,
+    before_commit: Callable[[Connection], None] | None = None,
+    retry_seconds: float | None = None,
+) -> list[StagingCounts]:
+    """Stage prepared batches in one transaction, each still a batch of its own (its ledger row, its rows, its
+    quarantine, its counts, returned in order): one ledger insert, one COPY for the batches new to staging, one
+    close, one commit for them all. Their rows enter staging in the order of ``batches``, so of an event sent in two
+    of them, the later batch's version wins. All or nothing, as ``stage_batch``; a transient error runs the whole
+    transaction again."""
+    names = ", ".join(batch.entry.batch_id for batch in batches[:3]) + (", …" if len(batches) > 3 else "")
+
+    def attempt(conn: Connection) -> list[StagingCounts]:
+        fresh = _enter_batches(conn, [batch.entry for batch in batches])
+        counts = [replace(batch.counts, days=Counter(batch.counts.days)) for batch in batches]
+        new = [
+            (batch, batch_counts)
+            for batch, batch_counts in zip(batches, counts, strict=True)
+            if batch.entry.batch_id in fresh
+        ]
+        rows_left = dict(
+            zip(
+                (batch.entry.batch_id for batch, _ in new),
+                _claim_resent_rows(conn, [batch for batch, _ in new], [batch_counts for _, batch_counts in new]),
+                strict=True,
+            )
+        )
+        copying: list[list[tuple]] = []
+        for batch, batch_counts in zip(batches, counts, strict=True):
+            if batch.entry.batch_id in fresh:
+                rows = rows_left[batch.entry.batch_id]
+                copying.append(rows)
+                batch_counts.staged += len(rows)
+            else:
+                _copy_prepared(conn, copying)
+                copying = []
+                _restage_rows(conn, batch.entry.batch_id, batch.rows, batch_counts, replay=False)
+        _copy_prepared(conn, copying)
+        quarantined = _quarantine_rows(conn, [row for batch in batches for row in batch.rejected], replay=False)
+        closing = []
+        for batch, batch_counts in zip(batches, counts, strict=True):
+            batch_counts.quarantined += quarantined[batch.entry.batch_id]
+            closing.append((batch.entry.batch_id, batch.entry.source, batch_counts))
+        _close_batches(conn, closing, replay=False)
         if before_commit is not None:
             before_commit(conn)
         return counts
 
-    return in_transaction(engine, attempt, what=f"staging batch {entry.batch_id}", max_seconds=retry_seconds)
+    return in_transaction(engine, attempt, what=f"staging batch {names}", max_seconds=retry_seconds)
+
+
+def _copy_prepared(conn: Connection, batches_rows: list[list[tuple]]) -> None:
+    """One COPY of the rows of batches new to staging, in their order."""
+    if batches_rows:
+        copy_rows(conn, staging_events.name, STAGING_COLUMNS, chain.from_iterable(batches_rows))
 
 
 def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
@@ -501,7 +648,11 @@ def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
     return conn.execute(statement).rowcount
 
 
-def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
+def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> Counter[str]:
+    """Quarantine ``rows``; how many were written, by batch id (a row there already is not written again, unless
+    a replay rewrites its reason)."""
+    if not rows:
+        return Counter()
     statement = pg_insert(quarantine).values([dict(zip(QUARANTINE_COLUMNS, row, strict=True)) for row in rows])
     if replay:
         statement = statement.on_conflict_do_update(
@@ -510,7 +661,7 @@ def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
         )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=["batch_id", "record_no", "stage"])
-    return conn.execute(statement).rowcount
+    return Counter(conn.scalars(statement.returning(quarantine.c.batch_id)))
 
 
 def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -> None:
@@ -523,14 +674,6 @@ def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -
             quarantine.c.resolved_at.is_(None),
         )
         .values(resolved_at=func.now())
-    )
-
-
-def _parse_quarantine_count(conn: Any, batch_id: str) -> int:
-    return conn.scalar(
-        select(func.count()).where(
-            quarantine.c.batch_id == batch_id, quarantine.c.stage == "parse", quarantine.c.resolved_at.is_(None)
-        )
     )
 
 
@@ -547,29 +690,39 @@ def record_batch(
     """Enter a batch into the ``raw_batches`` ledger; False when it was there already (same id, same bytes)."""
     entry = BatchEntry(batch_id, source, source_uri, archive_key, sha256, byte_count)
     with engine.begin() as conn:
-        return _enter_batch(conn, entry)
+        return entry.batch_id in _enter_batches(conn, [entry])
 
 
-def _enter_batch(conn: Connection, entry: BatchEntry) -> bool:
-    result = conn.execute(
-        pg_insert(raw_batches)
-        .values(
-            batch_id=entry.batch_id,
-            source=entry.source,
-            source_uri=entry.source_uri,
-            archive_key=entry.archive_key,
-            sha256=entry.sha256,
-            byte_count=entry.byte_count,
-        )
-        .on_conflict_do_nothing(index_elements=["batch_id"])
-    )
-    return result.rowcount == 1
+def _enter_batches(conn: Connection, entries: Sequence[BatchEntry]) -> set[str]:
+    """Enter batches into the ``raw_batches`` ledger in one statement; the ids of those that were not there."""
+    values = [
+        {
+            "batch_id": entry.batch_id,
+            "source": entry.source,
+            "source_uri": entry.source_uri,
+            "archive_key": entry.archive_key,
+            "sha256": entry.sha256,
+            "byte_count": entry.byte_count,
+        }
+        for entry in entries
+    ]
+    statement = pg_insert(raw_batches).values(values).on_conflict_do_nothing(index_elements=["batch_id"])
+    return set(conn.scalars(statement.returning(raw_batches.c.batch_id)))
 
 
 def find_batch(engine: Engine, batch_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(raw_batches).where(raw_batches.c.batch_id == batch_id)).mappings().first()
     return dict(row) if row else None
+
+
+def find_batches(engine: Engine, batch_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The ledger rows of those of ``batch_ids`` that are in it, by batch id (one query)."""
+    if not batch_ids:
+        return {}
+    with engine.connect() as conn:
+        found = conn.execute(select(raw_batches).where(raw_batches.c.batch_id.in_(batch_ids))).mappings()
+        return {row["batch_id"]: dict(row) for row in found}
 
 
 def waiting_to_merge() -> ColumnElement[bool]:

@@ -7,6 +7,7 @@ in-process against a real PostgreSQL.
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
@@ -17,7 +18,9 @@ from sqlalchemy import Engine, text
 from etl_assets.defs import ingest
 from etl_assets.defs.ingest import LandingFile, LandingFileConfig, ingest_landing_file, requested_objects
 from etl_assets.defs.retry_policies import TransientFailure
-from tests.harness import pipeline
+from etl_assets.sources import landing_ingest
+from etl_assets.sources.landing import LandingObject
+from tests.harness import ACCEPTED, pipeline
 
 FILES = 300
 EVENTS_A_FILE = 3
@@ -119,17 +122,17 @@ def test_a_file_failing_for_a_while_fails_its_step_at_the_end_and_the_retry_stag
     the ledger skips the rest."""
     batch_ids = drop(s3, buckets["landing"], 5)
     failing = f"{PREFIX}part-00002.jsonl"
-    real = ingest.ingest_landing_object
+    real = landing_ingest.fetch_landing_object
     outage = {"left": 1}
 
-    def store_down_for_one_file(client, engine, obj, **arguments):
+    def store_down_for_one_file(client, engine, obj, known, **arguments):
         if obj.key == failing and outage["left"]:
             outage["left"] -= 1
             error = {"Error": {"Code": "SlowDown", "Message": "Reduce your rate."}}
             raise ClientError(error | {"ResponseMetadata": {"HTTPStatusCode": 503}}, "GetObject")
-        return real(client, engine, obj, **arguments)
+        return real(client, engine, obj, known, **arguments)
 
-    monkeypatch.setattr(ingest, "ingest_landing_object", store_down_for_one_file)
+    monkeypatch.setattr(landing_ingest, "fetch_landing_object", store_down_for_one_file)
     files = [
         LandingFile(key=key, etag=batch_id.rsplit("#", 1)[1], size=0) for key, batch_id in sorted(batch_ids.items())
     ]
@@ -180,12 +183,12 @@ def test_after_three_files_in_a_row_fail_for_good_the_run_stops_trying_and_fails
     batch_ids = drop(s3, buckets["landing"], 12)
     tried: list[str] = []
 
-    def archive_refused(client, engine, obj, **arguments):
+    def archive_refused(client, engine, obj, known, **arguments):
         tried.append(obj.key)
         error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
         raise ClientError(error | {"ResponseMetadata": {"HTTPStatusCode": 403}}, "CopyObject")
 
-    monkeypatch.setattr(ingest, "ingest_landing_object", archive_refused)
+    monkeypatch.setattr(landing_ingest, "fetch_landing_object", archive_refused)
     files = [LandingFile(key=key, etag=batch_id.rsplit("#", 1)[1]) for key, batch_id in sorted(batch_ids.items())]
     resources = {name: definitions.resources[name] for name in ("object_store", "ingest_warehouse")}
     with dg.build_asset_context() as context, pytest.raises(dg.Failure) as failed:
@@ -196,3 +199,97 @@ def test_after_three_files_in_a_row_fail_for_good_the_run_stops_trying_and_fails
     assert f"{len(tried)} of 12 files failed" in message and f"{12 - len(tried)} not tried" in message
     assert failed.value.allow_retries is False
     assert rows(warehouse_engine, "SELECT count(*) FROM raw_batches") == [(0,)]
+
+
+def _ingest_run(s3, buckets: dict[str, str], engine: Engine, keys: list[str]) -> list[landing_ingest.FileOutcome]:
+    """The files of one run through ``ingest_landing_objects``, the first one fetched last: its fetch waits until
+    every other file's fetch has returned, so all of them are ready to stage together when it is."""
+    real = landing_ingest.fetch_landing_object
+    others_fetched = threading.Semaphore(0)
+
+    def first_fetched_last(client, engine, obj, known, **arguments):
+        if obj.key == keys[0]:
+            for _ in keys[1:]:
+                assert others_fetched.acquire(timeout=60), "the other files' fetches never returned"
+            return real(client, engine, obj, known, **arguments)
+        try:
+            return real(client, engine, obj, known, **arguments)
+        finally:
+            others_fetched.release()
+
+    objects = []
+    for key in keys:
+        head = s3.head_object(Bucket=buckets["landing"], Key=key)
+        objects.append(LandingObject(key, head["ETag"].strip('"'), head["ContentLength"]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(landing_ingest, "fetch_landing_object", first_fetched_last)
+        return list(
+            landing_ingest.ingest_landing_objects(
+                s3,
+                engine,
+                objects,
+                landing_bucket=buckets["landing"],
+                archive_bucket=buckets["archive"],
+                reading=landing_ingest.Reading.of(ACCEPTED),
+                at_once=len(keys),
+                give_up_after=ingest.FAILED_IN_A_ROW_LIMIT,
+            )
+        )
+
+
+def _event(event_id: str, event_type: str) -> bytes:
+    record = {"id": event_id, "type": event_type, "timestamp": "2025-09-20T10:00:00Z", "user_id": "u1"}
+    return json.dumps(record).encode() + b"\n"
+
+
+def test_files_of_a_run_stage_together_in_the_runs_order_so_the_later_files_version_of_an_event_wins(
+    s3, buckets: dict[str, str], warehouse_engine: Engine
+):
+    keys = [f"{PREFIX}part-{number:05d}.jsonl" for number in range(4)]
+    s3.put_object(Bucket=buckets["landing"], Key=keys[0], Body=_event("same", "page_view") + body(0))
+    for number, key in enumerate(keys[1:-1], 1):
+        s3.put_object(Bucket=buckets["landing"], Key=key, Body=body(number))
+    s3.put_object(Bucket=buckets["landing"], Key=keys[-1], Body=body(3) + _event("same", "add_to_cart"))
+
+    outcomes = _ingest_run(s3, buckets, warehouse_engine, keys)
+
+    assert [outcome.obj.key for outcome in outcomes] == keys
+    assert [outcome.ingested.counts.staged for outcome in outcomes] == [4, 3, 3, 4]
+    versions = rows(warehouse_engine, "SELECT batch_id FROM staging_events WHERE event_id = 'same' ORDER BY id")
+    assert [batch_id.split("#")[0] for (batch_id,) in versions] == [keys[0], keys[-1]]  # the later file's is newer
+    # fetched by the time the first one was: staged in one transaction, each still a batch of its own
+    assert rows(
+        warehouse_engine, "SELECT count(*), count(DISTINCT xmin::text) FROM raw_batches WHERE staged_at IS NOT NULL"
+    ) == [(4, 1)]
+
+
+def test_a_file_whose_rows_the_database_refuses_fails_alone_and_the_files_staged_beside_it_load(
+    s3, buckets: dict[str, str], warehouse_engine: Engine
+):
+    keys = [f"{PREFIX}part-{number:05d}.jsonl" for number in range(4)]
+    for number, key in enumerate(keys):
+        s3.put_object(Bucket=buckets["landing"], Key=key, Body=body(number))
+    refused = keys[2]
+    with warehouse_engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse_rows() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.batch_id LIKE '{refused}#%' THEN RAISE EXCEPTION 'rows of this file refused'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE TRIGGER refuse_rows BEFORE INSERT ON staging_events FOR EACH ROW EXECUTE FUNCTION refuse_rows()"
+            )
+        )
+
+    outcomes = _ingest_run(s3, buckets, warehouse_engine, keys)
+
+    assert [outcome.obj.key for outcome in outcomes] == keys
+    [failed] = [outcome for outcome in outcomes if outcome.error is not None]
+    assert failed.obj.key == refused and "rows of this file refused" in str(failed.error)
+    staged = rows(warehouse_engine, "SELECT batch_id FROM raw_batches WHERE staged_at IS NOT NULL ORDER BY 1")
+    assert [batch_id.split("#")[0] for (batch_id,) in staged] == [key for key in keys if key != refused]
+    assert rows(warehouse_engine, "SELECT count(*) FROM staging_events") == [(3 * EVENTS_A_FILE,)]
+    assert rows(warehouse_engine, f"SELECT count(*) FROM raw_batches WHERE batch_id LIKE '{refused}#%'") == [(0,)]

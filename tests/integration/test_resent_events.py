@@ -12,7 +12,15 @@ from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
-from etl_assets.warehouse.staging import RESENT_SAMPLE, record_batch, stage_records
+from etl_assets.warehouse.staging import (
+    RESENT_SAMPLE,
+    BatchEntry,
+    PreparedBatch,
+    prepare_batch,
+    record_batch,
+    stage_prepared,
+    stage_records,
+)
 from tests.harness import ACCEPTED, merge_day, stage_payloads
 
 DAY = date(2025, 8, 1)
@@ -122,4 +130,25 @@ def test_a_new_file_is_not_looked_up_past_its_first_ids(warehouse_engine):
     # unchanged).
     assert (counts.staged, counts.resent) == (RESENT_SAMPLE + 1, 0)
     assert merge_day(warehouse_engine, DAY).unchanged == 1
+    assert_reconciled(warehouse_engine)
+
+
+def test_small_batches_staged_together_claim_what_is_in_events_and_keep_their_order(warehouse_engine):
+    def batch(batch_id: str, *payloads: dict) -> PreparedBatch:
+        entry = BatchEntry(batch_id, "segment", f"collector:{batch_id}", None, "0" * 64, 1)
+        records = [ParsedRecord(n, p, orjson.dumps(p).decode()) for n, p in enumerate(payloads, 1)]
+        return prepare_batch(entry, records, ACCEPTED)
+
+    stage_prepared(warehouse_engine, [batch("flush-1", purchase("e1"), purchase("e2"))])
+    merge_day(warehouse_engine, DAY)
+
+    # A client re-sends both; in a later request of the same group, e2 changes: the later version must win.
+    resent, changed = stage_prepared(
+        warehouse_engine, [batch("flush-2", purchase("e1"), purchase("e2")), batch("flush-3", purchase("e2", "7.00"))]
+    )
+
+    assert (resent.staged, resent.resent) == (1, 1)  # e1 claimed; e2 is sent twice in the group: staged both times
+    assert (changed.staged, changed.resent) == (1, 0)
+    merge_day(warehouse_engine, DAY)
+    assert prices(warehouse_engine) == {"e1": 10.0, "e2": 7.0}
     assert_reconciled(warehouse_engine)
