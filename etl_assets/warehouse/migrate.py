@@ -58,4 +58,5 @@ def schema_drift(engine: Engine) -> list[Any]:
         context = MigrationContext.configure(
             conn, opts={"include_name": include_name, "compare_type": True, "compare_server_default": True}
         )
-        return compare_metadata(context, metadata)
+        diffs: list[Any] = compare_metadata(context, metadata)
+        return diffs

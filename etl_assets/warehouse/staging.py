@@ -149,8 +149,8 @@ def _split(
     source: str,
     transform: IngestTransform,
     counts: StagingCounts,
-    rejected: list[tuple],
-) -> Iterator[tuple]:
+    rejected: list[tuple[Any, ...]],
+) -> Iterator[tuple[Any, ...]]:
     """The staging rows of ``chunk``, transformed, as they are read; what cannot be keyed goes to ``rejected``."""
     records = iter(chunk)
     prefix = transform.digest_prefix(source)
@@ -276,7 +276,7 @@ def _stage_chunk(
 ) -> None:
     """Stage one chunk inside the caller's transaction: COPY when the batch is new (streamed, record by record),
     else insert what is missing."""
-    rejected: list[tuple] = []
+    rejected: list[tuple[Any, ...]] = []
     if fresh:
         chunk = _claim_resent(conn, chunk, source, transform, counts)
     rows = _split(chunk, batch_id, source, transform, counts, rejected)
@@ -483,7 +483,7 @@ def stage_batch(
     return in_transaction(engine, attempt, what=f"staging batch {entry.batch_id}", max_seconds=retry_seconds)
 
 
-def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
+def _merge_staging_rows(conn: Connection, rows: list[tuple[Any, ...]], replay: bool) -> int:
     incoming = create_temp_table(conn, "incoming_staging", staging_events, STAGING_COLUMNS)
     copy_rows(conn, incoming.name, STAGING_COLUMNS, rows)
     statement = pg_insert(staging_events).from_select(list(STAGING_COLUMNS), select(incoming))
@@ -501,7 +501,7 @@ def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
     return conn.execute(statement).rowcount
 
 
-def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
+def _quarantine_rows(conn: Connection, rows: list[tuple[Any, ...]], replay: bool) -> int:
     statement = pg_insert(quarantine).values([dict(zip(QUARANTINE_COLUMNS, row, strict=True)) for row in rows])
     if replay:
         statement = statement.on_conflict_do_update(
@@ -513,7 +513,7 @@ def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
     return conn.execute(statement).rowcount
 
 
-def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -> None:
+def _resolve_parse_quarantine(conn: Connection, batch_id: str, record_nos: list[int]) -> None:
     conn.execute(
         update(quarantine)
         .where(
@@ -527,11 +527,12 @@ def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -
 
 
 def _parse_quarantine_count(conn: Any, batch_id: str) -> int:
-    return conn.scalar(
+    count: int = conn.scalar(
         select(func.count()).where(
             quarantine.c.batch_id == batch_id, quarantine.c.stage == "parse", quarantine.c.resolved_at.is_(None)
         )
     )
+    return count
 
 
 def record_batch(
