@@ -14,9 +14,8 @@ from sqlalchemy import Connection, Table, TableClause, column, table
 
 
 def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
-    return cast(
-        "psycopg.Connection[Any]", conn.connection.driver_connection
-    ).cursor()  # the engine's driver is psycopg 3
+    driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)  # the engines use psycopg 3
+    return driver.cursor()
 
 
 def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
