@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,7 @@ class EventsApiClient:
     def fetch(self, cursor: str | None) -> FetchedPage:
         """The page at ``cursor`` (``None``: the first page)."""
         source = self.source
+        params: dict[str, str | int] | None
         if source.next_link_field and cursor is not None:
             url, params = cursor, None
         else:
@@ -243,7 +245,7 @@ def poll_source(
             if following != cursor:
                 in_transaction(
                     engine,
-                    lambda conn, following=following: save_cursor(conn, source.source, following),
+                    partial(save_cursor, source=source.source, cursor=following),
                     what=f"saving the cursor of {source.source}",
                 )
                 cursor = report.end_cursor = following
@@ -263,7 +265,7 @@ def poll_source(
             BatchEntry(batch_id, source.source, fetched.url, archived.key, archived.sha256, archived.byte_count),
             page.records,
             accepted,
-            before_commit=lambda conn, following=following: save_cursor(conn, source.source, following),
+            before_commit=partial(save_cursor, source=source.source, cursor=following),
         )
         report.records += counts.records
         report.staged += counts.staged
