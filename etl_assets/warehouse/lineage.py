@@ -36,5 +36,6 @@ def source_columns(expression: ColumnElement[Any], source: Table) -> set[str]:
 
 def column_lineage(query: Select[*tuple[Any, ...]], source: Table) -> dict[str, list[str]]:
     """For each output column of ``query`` that reads ``source``, the source columns it reads (sorted)."""
+    # SQLAlchemy types a column's key as optional; a selected column has one.
     lineage = {cast(str, column.key): sorted(source_columns(column, source)) for column in query.selected_columns}
     return {name: columns for name, columns in lineage.items() if columns}

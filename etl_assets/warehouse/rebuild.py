@@ -36,6 +36,7 @@ def replace_window(
     if days is not None:
         column = table.c[partition_column]
         removal = removal.where(column >= days[0], column < days[1])
+    # SQLAlchemy types a column's key as optional; a selected column has one.
     labels = [cast(str, column.key) for column in query.selected_columns]
     served = delete(rebuild_requests).where(rebuild_requests.c.table_name == table.name)
     if days is not None:
