@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +196,11 @@ def load_cursor(engine: Engine, source: str) -> str | None:
         return conn.scalar(select(source_cursors.c.cursor).where(source_cursors.c.source == source))
 
 
+def _cursor_saver(source: str, cursor: str | None) -> Callable[[Connection], None]:
+    """Saves ``cursor`` as ``source``'s, inside the caller's transaction."""
+    return lambda conn: save_cursor(conn, source, cursor)
+
+
 def save_cursor(conn: Connection, source: str, cursor: str | None) -> None:
     statement = pg_insert(source_cursors).values(source=source, cursor=cursor, updated_at=datetime.now(UTC))
     conn.execute(
@@ -245,7 +249,7 @@ def poll_source(
             if following != cursor:
                 in_transaction(
                     engine,
-                    partial(save_cursor, source=source.source, cursor=following),
+                    _cursor_saver(source.source, following),
                     what=f"saving the cursor of {source.source}",
                 )
                 cursor = report.end_cursor = following
@@ -265,7 +269,7 @@ def poll_source(
             BatchEntry(batch_id, source.source, fetched.url, archived.key, archived.sha256, archived.byte_count),
             page.records,
             accepted,
-            before_commit=partial(save_cursor, source=source.source, cursor=following),
+            before_commit=_cursor_saver(source.source, following),
         )
         report.records += counts.records
         report.staged += counts.staged
