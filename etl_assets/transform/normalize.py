@@ -570,9 +570,8 @@ def _id_text(value: Any, field: str) -> str | None:
     if value is None:
         return None
     if type(value) is str and value.isascii() and "\x00" not in value:
-        text: str | None = (
-            value.strip()
-        )  # what ``_text`` makes of it, for the common case: nothing to normalize or refuse
+        # What ``_text`` makes of it, for the common case: nothing to normalize or refuse.
+        text: str | None = value.strip()
         if not text:
             return None
     else:
