@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TypedDict
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -278,6 +279,14 @@ VARIABLES: tuple[Variable, ...] = (
 )
 
 _LOCAL_S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+class S3ClientCredentials(TypedDict, total=False):
+    """Credentials as boto3's keyword arguments; none given: the standard AWS chain."""
+
+    aws_access_key_id: str
+    aws_secret_access_key: str
+    aws_session_token: str
 
 
 def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int, kind: str) -> int:
@@ -756,6 +765,9 @@ class Settings:
         return dict(_LOCAL_S3_CREDENTIALS)
 
     @staticmethod
-    def local_s3_client_credentials() -> dict[str, str]:
+    def local_s3_client_credentials() -> S3ClientCredentials:
         """The same credentials as boto3's keyword arguments (``aws_access_key_id``, ``aws_secret_access_key``)."""
-        return {name.lower(): value for name, value in _LOCAL_S3_CREDENTIALS.items()}
+        return S3ClientCredentials(
+            aws_access_key_id=_LOCAL_S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=_LOCAL_S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )

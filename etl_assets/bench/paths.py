@@ -141,6 +141,7 @@ def through_the_sensor(args: dict[str, Any]) -> dict[str, Any]:
 
     definitions = defs()
     sensor = definitions.resolve_sensor_def("landing_files_sensor")
+    assert sensor.job_name is not None
     job = definitions.resolve_job_def(sensor.job_name)
     ticks = runs = files = 0
     cursor: str | None = None
@@ -151,11 +152,13 @@ def through_the_sensor(args: dict[str, Any]) -> dict[str, Any]:
                 instance=instance, cursor=cursor, definitions=definitions, resources=definitions.resources
             ) as context:
                 result = sensor(context)
+            assert isinstance(result, dg.SensorResult)
             ticks += 1
             cursor = result.cursor
             if not result.run_requests:
                 break
             for request in result.run_requests:
+                assert request.run_key is not None
                 tags = {**request.tags, "dagster/run_key": request.run_key}
                 ran = job.execute_in_process(run_config=request.run_config, instance=instance, tags=tags)
                 if not ran.success:

@@ -183,7 +183,7 @@ def time_splits(result: BenchResult) -> list[str]:
     for key in ("stage", "merge", "whole", "resent"):
         path = result.paths.get(key)
         split = path.details.get("split") if path else None
-        if split:
+        if path and split:
             steps = ", ".join(f"{step} {seconds:.2f} s" for step, seconds in split.items())
             at_once = path.details.get("at once")
             days = f", {at_once} days at once" if at_once and at_once > 1 else ""
@@ -199,7 +199,7 @@ def cpu_floors(result: BenchResult) -> list[str]:
     for key in ("stage", "merge", "whole", "resent"):
         path = result.paths.get(key)
         spent = path.details.get("cpu") if path else None
-        if not spent:
+        if not path or not spent:
             continue
         seconds = CpuSeconds(spent["python"], spent["postgresql"])
         server = "not seen" if seconds.postgresql is None else f"{seconds.postgresql:.2f} s"
@@ -217,7 +217,7 @@ def cpu_floors(result: BenchResult) -> list[str]:
 
 def table_rows(result: BenchResult) -> list[tuple[str, ...]]:
     """The table's rows: path, rows, seconds, rows/s, ratio to its \\copy, peak RSS."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for key in [key for key in ORDER if key in result.paths] + [key for key in result.paths if key not in ORDER]:
         path = result.paths[key]
         share = ratio(result, key)

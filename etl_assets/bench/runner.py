@@ -239,10 +239,17 @@ def _fresh_database(server_url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
+def _value(cursor: psycopg.Cursor[Any]) -> Any:
+    """The one value of a statement that returns one row (a SHOW, a count)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
 def _machine(server_url: str) -> dict[str, Any]:
     with psycopg.connect(server_url) as conn:
-        server_version = conn.execute("SHOW server_version").fetchone()[0]
-        shared_buffers = conn.execute("SHOW shared_buffers").fetchone()[0]
+        server_version = _value(conn.execute("SHOW server_version"))
+        shared_buffers = _value(conn.execute("SHOW shared_buffers"))
     cpu = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -351,7 +358,8 @@ class _Bench:
 
     def _count(self, table: str) -> int:
         with psycopg.connect(self.database_url) as conn:
-            return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+            count: int = _value(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))))
+            return count
 
     def checkpoint(self) -> None:
         self._sql("CHECKPOINT")

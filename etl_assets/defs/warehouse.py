@@ -237,7 +237,7 @@ def days_in_flight(instance: dg.DagsterInstance) -> set[date]:
         if start is None or end is None:
             partition = run.tags.get("dagster/partition")
             start = end = partition
-        if start is None:
+        if start is None or end is None:
             continue
         first, last = date.fromisoformat(start), date.fromisoformat(end)
         days.update(first + timedelta(days=offset) for offset in range((last - first).days + 1))

@@ -111,7 +111,9 @@ def create_app(settings: FeedSettings | None = None) -> Starlette:
     served: list[ServedRequest] = []
     lock = threading.Lock()
 
-    def answer(status: int, body: dict[str, Any], cursor: str | None, events: int = 0, **headers: str) -> Response:
+    def answer(
+        status: int, body: dict[str, Any], cursor: str | None, events: int = 0, headers: dict[str, str] | None = None
+    ) -> Response:
         with lock:
             served.append(ServedRequest(time.time(), status, cursor, events))
         return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
@@ -123,7 +125,9 @@ def create_app(settings: FeedSettings | None = None) -> Starlette:
         with lock:
             status = scripted.pop(0) if scripted else _random_fault(faults, settings)
         if status == 429:
-            return answer(429, {"error": "rate limited"}, cursor, **{"Retry-After": str(settings.retry_after_seconds)})
+            return answer(
+                429, {"error": "rate limited"}, cursor, headers={"Retry-After": str(settings.retry_after_seconds)}
+            )
         if status >= 500:
             return answer(status, {"error": "internal error"}, cursor)
         try:
@@ -142,7 +146,7 @@ def create_app(settings: FeedSettings | None = None) -> Starlette:
             "has_more": position < available,
             "links": {"next": next_url},
         }
-        return answer(200, body, cursor, count, Link=f'<{next_url}>; rel="next"')
+        return answer(200, body, cursor, count, headers={"Link": f'<{next_url}>; rel="next"'})
 
     app = Starlette(routes=[Route("/events", events), Route("/healthz", lambda request: Response("ok"))])
     app.state.served = served

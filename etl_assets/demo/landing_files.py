@@ -470,7 +470,8 @@ class DemoFileSpec:
     @classmethod
     def for_index(cls, index: int, day: date) -> DemoFileSpec:
         """The n-th file of a demo set: formats rotate jsonl, csv, jsonl.gz."""
-        fmt, gzipped = (("jsonl", False), ("csv", False), ("jsonl", True))[index % 3]
+        rotation: tuple[tuple[FileFormat, bool], ...] = (("jsonl", False), ("csv", False), ("jsonl", True))
+        fmt, gzipped = rotation[index % 3]
         suffix = f"{fmt}.gz" if gzipped else fmt
         return cls(f"{day.isoformat()}/events-{index:03d}.{suffix}", fmt, gzipped)
 

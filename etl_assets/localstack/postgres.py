@@ -21,6 +21,7 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -214,7 +215,7 @@ class EmbeddedPostgres:
     def _accepts_connections(self) -> bool:
         try:
             # With TLS configured, only a TLS connection proves the server is ready as asked.
-            tls = {"sslmode": "require"} if self.tls is not None else {}
+            tls: dict[str, Any] = {"sslmode": "require"} if self.tls is not None else {}
             with psycopg.connect(self.url(), connect_timeout=2, **tls):
                 return True
         except psycopg.OperationalError:

@@ -35,7 +35,7 @@ def start(
     *,
     log: IO[bytes] | int | None = None,
     env: dict[str, str] | None = None,
-    cwd: Path | None = None,
+    cwd: str | Path | None = None,
     user: str | None = None,
     death_signal: int = signal.SIGTERM,
 ) -> subprocess.Popen[bytes]:

@@ -328,6 +328,7 @@ class DevStack:
             statuses = self.dagster.start()
         except processes.NotReady as error:
             raise StackError(f"dagster dev did not start ({_first_line(error)}): see {self.dagster.log_path}") from None
+        assert self.dagster_url is not None
         self.say(
             f"dagster    {self.dagster.url}  webserver + daemon, storage in database {self.dagster_url.database}, "
             f"logs in {self.dagster.log_path}"

@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Engine
 
 from etl_assets.localstack.dagster import location_statuses
-from etl_assets.settings import Settings, redact
+from etl_assets.settings import S3ClientCredentials, Settings, redact
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.holds import Hold, current_holds, describe_hold
 from etl_assets.warehouse.identity import IdentitySummary, summarize_identity
@@ -172,6 +172,7 @@ def probe_warehouse(settings: Settings, now: datetime) -> tuple[ServiceState, Wa
 
 
 def probe_s3(settings: Settings) -> ServiceState:
+    credentials: S3ClientCredentials
     if settings.s3_is_external:
         endpoint, credentials = settings.s3_endpoint_url, {}
     else:

@@ -131,6 +131,7 @@ class EventsApiClient:
     def fetch(self, cursor: str | None) -> FetchedPage:
         """The page at ``cursor`` (``None``: the first page)."""
         source = self.source
+        params: dict[str, str | int] | None
         if source.next_link_field and cursor is not None:
             url, params = cursor, None
         else:
@@ -195,6 +196,11 @@ def load_cursor(engine: Engine, source: str) -> str | None:
         return conn.scalar(select(source_cursors.c.cursor).where(source_cursors.c.source == source))
 
 
+def _cursor_saver(source: str, cursor: str | None) -> Callable[[Connection], None]:
+    """Saves ``cursor`` as ``source``'s, inside the caller's transaction."""
+    return lambda conn: save_cursor(conn, source, cursor)
+
+
 def save_cursor(conn: Connection, source: str, cursor: str | None) -> None:
     statement = pg_insert(source_cursors).values(source=source, cursor=cursor, updated_at=datetime.now(UTC))
     conn.execute(
@@ -243,7 +249,7 @@ def poll_source(
             if following != cursor:
                 in_transaction(
                     engine,
-                    lambda conn, following=following: save_cursor(conn, source.source, following),
+                    _cursor_saver(source.source, following),
                     what=f"saving the cursor of {source.source}",
                 )
                 cursor = report.end_cursor = following
@@ -263,7 +269,7 @@ def poll_source(
             BatchEntry(batch_id, source.source, fetched.url, archived.key, archived.sha256, archived.byte_count),
             page.records,
             accepted,
-            before_commit=lambda conn, following=following: save_cursor(conn, source.source, following),
+            before_commit=_cursor_saver(source.source, following),
         )
         report.records += counts.records
         report.staged += counts.staged

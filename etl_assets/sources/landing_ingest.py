@@ -226,7 +226,7 @@ def stage_fetched(engine: Engine, files: Sequence[FetchedFile], reading: Reading
     rows (``stage_prepared``: each its own batch, all of them or none committed). A larger one, given alone, is
     entered in the ledger, then staged from its local copy in chunks of their own transactions, so memory stays
     bounded by the chunk (the caller closes it)."""
-    if len(files) == 1 and files[0].local is not None:
+    if len(files) == 1 and (local := files[0].local) is not None:
         [file] = files
         entry = file.entry
         newly_archived = record_batch(
@@ -242,7 +242,7 @@ def stage_fetched(engine: Engine, files: Sequence[FetchedFile], reading: Reading
             engine,
             entry.batch_id,
             file.obj.key,
-            file.local.path,
+            local.path,
             reading.accepted,
             replay=False,
             location=file.location,

@@ -10,13 +10,13 @@ retries."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
-from etl_assets.settings import Settings
+from etl_assets.settings import S3ClientCredentials, Settings
 
 RETRIES = 8
 """Retries of a failed call (503 SlowDown and other throttling, 5xx, a timeout, a dropped connection): botocore
@@ -33,7 +33,7 @@ def s3_client(
     *,
     retries: int = RETRIES,
     read_timeout: float = READ_TIMEOUT_SECONDS,
-    **credentials: str,
+    **credentials: Unpack[S3ClientCredentials],
 ) -> Any:
     """A boto3 S3 client with botocore's standard retries (503 SlowDown and other throttling, 5xx, a copy that
     fails after its 200, timeouts, dropped connections; exponential backoff with full jitter) and path-style

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, make_dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, cast
 
 from etl_assets.transform import exact_json
 from etl_assets.transform.vocabulary import ORDER_AMOUNT_TYPES, PAGE_CALLS, PURCHASE, comparable, event_type_of
@@ -40,7 +40,7 @@ TAG_PURCHASE_WITHOUT_PRICE = "purchase_without_price"
 
 
 # What the columns took from a record: ``True`` for a key taken whole, a nested map for keys taken inside it.
-_Consumed = dict[str, "_Consumed | bool"]
+_Consumed = dict[str, "_Consumed | Literal[True]"]
 
 
 # One way a field can be given: its first key, its second (or ``None``), the keys below that, and whether the path
@@ -253,7 +253,7 @@ def _event(*values: Any) -> NormalizedEvent:
     """
     event = _MutableEvent(*values)
     event.__class__ = NormalizedEvent
-    return event
+    return cast(NormalizedEvent, event)
 
 
 def event_key(payload: Mapping[str, Any], accepted: AcceptedTimes) -> EventKey:
@@ -570,7 +570,8 @@ def _id_text(value: Any, field: str) -> str | None:
     if value is None:
         return None
     if type(value) is str and value.isascii() and "\x00" not in value:
-        text = value.strip()  # what ``_text`` makes of it, for the common case: nothing to normalize or refuse
+        # What ``_text`` makes of it, for the common case: nothing to normalize or refuse.
+        text: str | None = value.strip()
         if not text:
             return None
     else:
@@ -740,7 +741,7 @@ def _parse_time_text(value: str) -> tuple[datetime, str | None]:
 
 def _from_epoch(number: int | Decimal) -> datetime:
     """Epoch seconds, milliseconds, microseconds or nanoseconds, told apart by magnitude."""
-    magnitude = abs(number)
+    magnitude = cast("int | Decimal", abs(number))  # typeshed's abs() of a union is object
     if magnitude < 10**11:
         micros = number * 1_000_000
     elif magnitude < 10**14:

@@ -285,7 +285,7 @@ class _Walker:
                 changed[key] = new
         return value if changed is None else changed
 
-    def _walk_list(self, value: list, inside: bool, depth: int) -> Any:
+    def _walk_list(self, value: list[Any], inside: bool, depth: int) -> Any:
         if depth >= MAX_DEPTH:
             raise RecordRejected(f"record cannot be stored as JSON: nested deeper than {MAX_DEPTH} levels")
         changed: list[Any] | None = None

@@ -393,9 +393,9 @@ def read_file(
     It is left open.
     """
     layers: list[Compression] = []
-    content: BinaryIO = io.BufferedReader(_Borrowed(stream), _INPUT_CHUNK)
+    buffered: io.BufferedReader[io.RawIOBase] = io.BufferedReader(_Borrowed(stream), _INPUT_CHUNK)
     try:
-        head = content.peek(HEAD_SIZE)[:HEAD_SIZE]
+        head = buffered.peek(HEAD_SIZE)[:HEAD_SIZE]
         while (kind := compression_of(head)) is not None:
             if len(layers) == max_depth:
                 yield _file_rejection(
@@ -404,8 +404,8 @@ def read_file(
                 )
                 return
             layers.append(kind)
-            content = io.BufferedReader(_Decompressed(content, kind), _INPUT_CHUNK)
-            head = content.peek(HEAD_SIZE)[:HEAD_SIZE]
+            buffered = io.BufferedReader(_Decompressed(buffered, kind), _INPUT_CHUNK)
+            head = buffered.peek(HEAD_SIZE)[:HEAD_SIZE]
     except StreamDamaged as damage:
         yield RejectedRecord(1, damage.reason, b"")
         return
@@ -427,6 +427,8 @@ def read_file(
             return
         stream.seek(0)
         content = stream
+    else:
+        content = buffered
     count = 0
     for record in iter_records(content, shape):
         count += 1
@@ -625,8 +627,8 @@ def _csv_records(source: BinaryIO) -> Iterator[ParsedRecord | RejectedRecord]:
             elif len(row) != len(header):
                 reason = f"CSV row has {len(row)} columns, the header has {len(header)}"
                 yield RejectedRecord(record_no, reason, _csv_row_bytes(row))
-            elif (reason := _csv_row_problem(header, row)) is not None:
-                yield RejectedRecord(record_no, reason, _csv_row_bytes(row))
+            elif (row_problem := _csv_row_problem(header, row)) is not None:
+                yield RejectedRecord(record_no, row_problem, _csv_row_bytes(row))
             else:
                 payload = {name: value for name, value in zip(header, row, strict=True) if value != ""}
                 yield ParsedRecord(record_no, payload, orjson.dumps(payload).decode())

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import TypedDict
 
 import pandas as pd
 import pandera.pandas as pa
@@ -50,6 +51,14 @@ RowTest = Callable[[pd.DataFrame], pd.Series]
 class Severity(StrEnum):
     ERROR = "ERROR"
     WARN = "WARN"
+
+
+class _Tolerance(TypedDict, total=False):
+    """Keyword arguments several rules of a contract share."""
+
+    severity: Severity
+    tolerance: float
+    min_rows: int
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,7 @@ def _rate_between_0_and_1(*columns: str) -> RowTest:
 def events_contract(day: date, now: datetime, quality: QualitySettings) -> Contract:
     """Rules of one day of ``events``; ``now`` is the check's clock (for the future-skew rule)."""
     latest = pd.Timestamp(now.astimezone(UTC) + timedelta(minutes=quality.future_skew_minutes))
-    soft = {"severity": Severity.WARN, "tolerance": quality.max_null_share, "min_rows": quality.min_rows}
+    soft: _Tolerance = {"severity": Severity.WARN, "tolerance": quality.max_null_share, "min_rows": quality.min_rows}
     rules = (
         Rule("event_id_unique", "each event_id appears once in the day", _unique("event_id")),
         Rule(
@@ -202,7 +211,7 @@ def staging_contract(day: date, quality: QualitySettings) -> Contract:
     The frame holds the staging columns plus ``occurred_at`` (from the transform, when it accepted
     the row) and ``rejected_rule`` / ``rejection`` (when it did not).
     """
-    rejected = {"tolerance": quality.max_rejected_share, "min_rows": quality.min_rows}
+    rejected: _Tolerance = {"tolerance": quality.max_rejected_share, "min_rows": quality.min_rows}
     rules = (
         Rule(
             "staging_fields_present",

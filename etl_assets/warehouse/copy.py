@@ -6,14 +6,16 @@ Rows are streamed to the server as they are produced; nothing here holds more th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import Connection, Table, TableClause, column, table
 
 
-def _cursor(conn: Connection) -> Any:
-    return conn.connection.driver_connection.cursor()
+def _cursor(conn: Connection) -> psycopg.Cursor[Any]:
+    driver = cast("psycopg.Connection[Any]", conn.connection.driver_connection)  # the engines use psycopg 3
+    return driver.cursor()
 
 
 def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -51,7 +52,7 @@ def _field_name(key: ColumnElement[str]) -> ColumnElement[str]:
     )
 
 
-def _field_profile_statement() -> CompoundSelect:
+def _field_profile_statement() -> CompoundSelect[*tuple[Any, ...]]:
     """Per source: one row with ``field`` NULL holding the rows profiled, then one row per field path with
     the rows holding it and its non-null JSON types. Parameters: ``days`` (dates), ``sample_every`` (k:
     only rows with ``id % k = 0``; 1 profiles every row)."""

@@ -18,6 +18,7 @@ and keep the rows of their own days (``days``). A session longer than a day is c
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from sqlalchemy import (
     Date,
@@ -36,7 +37,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 from etl_assets.transform.vocabulary import IDENTITY_CALL_TYPES, PURCHASE, REFUND_EVENT_TYPES
 from etl_assets.warehouse.schema import order_lines
@@ -51,19 +52,19 @@ def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count().filter(condition)
 
 
-UTC = literal_column("'UTC'")
+UTC: ColumnClause[str] = literal_column("'UTC'")
 """Inlined rather than bound, so the same expression in SELECT and GROUP BY is one expression to PostgreSQL."""
 
 
-def _utc_day(timestamp: ColumnElement) -> ColumnElement:
+def _utc_day(timestamp: ColumnElement[Any]) -> ColumnElement[Any]:
     return cast(func.timezone(UTC, timestamp), Date)
 
 
-def _within(day: ColumnElement, days: Days) -> list[ColumnElement[bool]]:
+def _within(day: ColumnElement[Any], days: Days) -> list[ColumnElement[bool]]:
     return [] if days is None else [day >= days[0], day < days[1]]
 
 
-def sessionized(events_in_window: Select) -> Select:
+def sessionized(events_in_window: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
     """The window's activity events with their person, UTC day, whether each starts a session, and the session's
     number (per person, across days)."""
     source = events_in_window.subquery("window_events")
@@ -94,7 +95,9 @@ def sessionized(events_in_window: Select) -> Select:
     )
 
 
-def user_daily_activity_query(events_in_window: Select, days: Days = None) -> Select:
+def user_daily_activity_query(
+    events_in_window: Select[*tuple[Any, ...]], days: Days = None
+) -> Select[*tuple[Any, ...]]:
     rows = sessionized(events_in_window).subquery("visits")
     return (
         select(
@@ -114,7 +117,7 @@ def user_daily_activity_query(events_in_window: Select, days: Days = None) -> Se
     )
 
 
-def sessions_query(events_in_window: Select, days: Days = None) -> Select:
+def sessions_query(events_in_window: Select[*tuple[Any, ...]], days: Days = None) -> Select[*tuple[Any, ...]]:
     rows = sessionized(events_in_window).subquery("visits")
     started_at = func.min(rows.c.occurred_at)
     ended_at = func.max(rows.c.occurred_at)
@@ -134,7 +137,7 @@ def sessions_query(events_in_window: Select, days: Days = None) -> Select:
     return query if days is None else query.having(*_within(_utc_day(started_at), days))
 
 
-def daily_funnel_query(events_in_window: Select) -> Select:
+def daily_funnel_query(events_in_window: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
     """Viewed a product → added to cart → purchased, each stage counting only persons of the stage before,
     so every rate lies between 0 and 1."""
     source = events_in_window.subquery("window_events")
@@ -153,7 +156,7 @@ def daily_funnel_query(events_in_window: Select) -> Select:
     carters = func.count().filter(and_(per_visitor.c.viewed, per_visitor.c.carted))
     purchasers = func.count().filter(and_(per_visitor.c.viewed, per_visitor.c.carted, per_visitor.c.purchased))
 
-    def rate(numerator: ColumnElement, denominator: ColumnElement) -> ColumnElement:
+    def rate(numerator: ColumnElement[Any], denominator: ColumnElement[Any]) -> ColumnElement[Any]:
         return cast(cast(numerator, Numeric) / func.nullif(denominator, 0), Numeric(7, 6))
 
     return select(
@@ -171,7 +174,7 @@ def _line_units(lines: FromClause) -> ColumnElement[int]:
     return func.coalesce(lines.c.quantity, 1)
 
 
-def product_daily_sales_query(events_in_window: Select) -> Select:
+def product_daily_sales_query(events_in_window: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
     """Sold, refunded and net units and revenue per product, day and currency, from the lines of the window's
     order events (``order_lines``).
 

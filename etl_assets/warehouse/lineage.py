@@ -7,15 +7,17 @@ computed from no source column (``count(*)``) has no lineage.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from sqlalchemy import Select, Table
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 
 
-def source_columns(expression: ColumnElement, source: Table) -> set[str]:
+def source_columns(expression: ColumnElement[Any], source: Table) -> set[str]:
     """Names of the columns of ``source`` that ``expression`` reads, following subquery columns to their origin."""
     found: set[str] = set()
-    pending: list[ColumnElement] = [expression]
+    pending: list[ColumnElement[Any]] = [expression]
     seen: set[int] = set()
     while pending:
         element = pending.pop()
@@ -32,7 +34,8 @@ def source_columns(expression: ColumnElement, source: Table) -> set[str]:
     return found
 
 
-def column_lineage(query: Select, source: Table) -> dict[str, list[str]]:
+def column_lineage(query: Select[*tuple[Any, ...]], source: Table) -> dict[str, list[str]]:
     """For each output column of ``query`` that reads ``source``, the source columns it reads (sorted)."""
-    lineage = {column.key: sorted(source_columns(column, source)) for column in query.selected_columns}
+    # SQLAlchemy types a column's key as optional; a selected column has one.
+    lineage = {cast(str, column.key): sorted(source_columns(column, source)) for column in query.selected_columns}
     return {name: columns for name, columns in lineage.items() if columns}

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.runtime.environment import NameFilterParentNames, NameFilterType
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
@@ -47,7 +48,7 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def include_name(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
+def include_name(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:
     """Day partitions of ``events`` are created at run time, not by migrations: leave them out."""
     return not (type_ == "table" and name is not None and is_partition_table(name))
 
@@ -58,4 +59,5 @@ def schema_drift(engine: Engine) -> list[Any]:
         context = MigrationContext.configure(
             conn, opts={"include_name": include_name, "compare_type": True, "compare_server_default": True}
         )
-        return compare_metadata(context, metadata)
+        diffs: list[Any] = compare_metadata(context, metadata)
+        return diffs

@@ -10,7 +10,7 @@ k-th staging row) and the report says so.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import groupby
@@ -126,7 +126,7 @@ class ContractReport:
                 tally.examples.extend(_plain(record) for record in shown.to_dict("records"))
 
 
-def _plain(record: Mapping[str, Any]) -> dict[str, Any]:
+def _plain(record: Mapping[Hashable, Any]) -> dict[str, Any]:
     """A row as JSON-friendly values, for check metadata."""
     plain: dict[str, Any] = {}
     for label, raw in record.items():
@@ -155,7 +155,7 @@ def key_aligned_chunks(rows: Iterable[Row], key: Callable[[Row], Any], size: int
         yield chunk
 
 
-def _frame(rows: Sequence[Sequence[Any]], table: Table | None, columns: Sequence[str]) -> pd.DataFrame:
+def _frame(rows: Sequence[tuple[Any, ...]], table: Table | None, columns: Sequence[str]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows, columns=list(columns))
     for name in columns:
         kind = table.c[name].type if table is not None and name in table.c else None
@@ -166,7 +166,9 @@ def _frame(rows: Sequence[Sequence[Any]], table: Table | None, columns: Sequence
     return frame
 
 
-def _check_rows(report: ContractReport, query: Select, table: Table | None, engine: Engine, chunk_rows: int) -> None:
+def _check_rows(
+    report: ContractReport, query: Select[*tuple[Any, ...]], table: Table | None, engine: Engine, chunk_rows: int
+) -> None:
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(query)
         columns = list(result.keys())
@@ -266,7 +268,9 @@ _CHECKED_STAGING_COLUMNS = (
 )
 
 
-def _staged_rows_to_check(day: date, transform_version: str, sample_every: int, waiting_only: bool) -> Select:
+def _staged_rows_to_check(
+    day: date, transform_version: str, sample_every: int, waiting_only: bool
+) -> Select[*tuple[Any, ...]]:
     query = (
         select(*_CHECKED_STAGING_COLUMNS)
         .where(staging_events.c.event_day == day)
@@ -310,7 +314,7 @@ def check_staged_day(
         .group_by(staging_events.c.source)
     )
     with engine.connect() as conn:
-        counts = dict(conn.execute(by_source.where(waiting_to_merge())).all())
+        counts: dict[str, int] = dict(conn.execute(by_source.where(waiting_to_merge())).all())
         waiting = bool(counts)
         if not waiting:
             counts = dict(conn.execute(by_source).all())
@@ -337,12 +341,12 @@ def check_staged_day(
         key = itemgetter(STAGING_CHECK_COLUMNS.index(contract.key))
         for chunk in key_aligned_chunks(judged, key, quality.chunk_rows):
             frame = _frame(chunk, None, STAGING_CHECK_COLUMNS)
-            for source, rows in frame.groupby("source", sort=False):
-                reports[str(source)].add_frame(rows)
+            for group_source, rows in frame.groupby("source", sort=False):
+                reports[str(group_source)].add_frame(rows)
     return list(reports.values())
 
 
-def _latest_merged_rows(engine: Engine, day: date, source: str, transform_version: str, limit: int) -> list[Row]:
+def _latest_merged_rows(engine: Engine, day: date, source: str, transform_version: str, limit: int) -> Sequence[Row]:
     """The latest ``limit`` rows of ``source`` and ``day`` that merged already.
 
     A near-real-time run finds a few rows of a source waiting, too few for a share to mean anything

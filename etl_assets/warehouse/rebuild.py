@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Select, Table, delete, func, insert, select, text
 
@@ -23,7 +24,11 @@ TAKE_REBUILD_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:name))")
 
 
 def replace_window(
-    engine: Engine, table: Table, query: Select, days: tuple[date, date] | None, partition_column: str = "day"
+    engine: Engine,
+    table: Table,
+    query: Select[*tuple[Any, ...]],
+    days: tuple[date, date] | None,
+    partition_column: str = "day",
 ) -> tuple[int, int]:
     """Replace the rows of ``table`` whose ``partition_column`` lies in ``[days[0], days[1])`` (the whole table
     when ``days`` is None) with the rows of ``query``; return (rows removed, rows written)."""
@@ -31,7 +36,8 @@ def replace_window(
     if days is not None:
         column = table.c[partition_column]
         removal = removal.where(column >= days[0], column < days[1])
-    labels = [column.key for column in query.selected_columns]
+    # SQLAlchemy types a column's key as optional; a selected column has one.
+    labels = [cast(str, column.key) for column in query.selected_columns]
     served = delete(rebuild_requests).where(rebuild_requests.c.table_name == table.name)
     if days is not None:
         served = served.where(rebuild_requests.c.day >= days[0], rebuild_requests.c.day < days[1])

@@ -150,8 +150,8 @@ def _split(
     source: str,
     transform: IngestTransform,
     counts: StagingCounts,
-    rejected: list[tuple],
-) -> Iterator[tuple]:
+    rejected: list[tuple[Any, ...]],
+) -> Iterator[tuple[Any, ...]]:
     """The staging rows of ``chunk``, transformed, as they are read; what cannot be keyed goes to ``rejected``."""
     records = iter(chunk)
     prefix = transform.digest_prefix(source)
@@ -279,7 +279,7 @@ def _stage_chunk(
 ) -> None:
     """Stage one chunk inside the caller's transaction: COPY when the batch is new (streamed, record by record),
     else insert what is missing."""
-    rejected: list[tuple] = []
+    rejected: list[tuple[Any, ...]] = []
     if fresh:
         chunk = _claim_resent(conn, chunk, source, transform, counts)
     rows = _split(chunk, batch_id, source, transform, counts, rejected)
@@ -291,7 +291,9 @@ def _stage_chunk(
         counts.quarantined += sum(_quarantine_rows(conn, rejected, replay).values())
 
 
-def _restage_rows(conn: Connection, batch_id: str, rows: list[tuple], counts: StagingCounts, replay: bool) -> None:
+def _restage_rows(
+    conn: Connection, batch_id: str, rows: list[tuple[Any, ...]], counts: StagingCounts, replay: bool
+) -> None:
     """Stage the rows of a batch that has rows already: only what is missing (a replay rewrites them all)."""
     written = _merge_staging_rows(conn, rows, replay)
     counts.staged += written
@@ -344,7 +346,7 @@ def _claim(conn: Connection, sent: list[tuple[str, bytes]], accepted: AcceptedTi
 
 def _claim_resent_rows(
     conn: Connection, batches: Sequence[PreparedBatch], counts: Sequence[StagingCounts]
-) -> list[list[tuple]]:
+) -> list[list[tuple[Any, ...]]]:
     """The rows of prepared batches (new to staging, staged together in this order) left to stage once those already
     in ``events`` unchanged are claimed in the ledger; each batch's counts take its claimed rows out of its days and
     into ``resent``. An id sent more than once among them is staged every time, so the last version wins as it would
@@ -366,7 +368,7 @@ def _claim_resent_rows(
         ],
         window,
     )
-    left: list[list[tuple]] = []
+    left: list[list[tuple[Any, ...]]] = []
     for batch, batch_counts in zip(batches, counts, strict=True):
         rows = []
         for row in batch.rows:
@@ -543,8 +545,8 @@ class PreparedBatch:
     records that could not be keyed (as quarantine rows), and what reading and transforming them counted."""
 
     entry: BatchEntry
-    rows: list[tuple]
-    rejected: list[tuple]
+    rows: list[tuple[Any, ...]]
+    rejected: list[tuple[Any, ...]]
     counts: StagingCounts
     accepted: AcceptedTimes
 
@@ -566,7 +568,7 @@ def prepare_batch(
     them): the caller bounds the batch's size."""
     transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
     counts = StagingCounts()
-    rejected: list[tuple] = []
+    rejected: list[tuple[Any, ...]] = []
     rows = list(_split(records, entry.batch_id, entry.source, transform, counts, rejected))
     return PreparedBatch(entry, rows, rejected, counts, accepted)
 
@@ -600,7 +602,7 @@ def stage_prepared(
                 strict=True,
             )
         )
-        copying: list[list[tuple]] = []
+        copying: list[list[tuple[Any, ...]]] = []
         for batch, batch_counts in zip(batches, counts, strict=True):
             if batch.entry.batch_id in fresh:
                 rows = rows_left[batch.entry.batch_id]
@@ -624,13 +626,13 @@ def stage_prepared(
     return in_transaction(engine, attempt, what=f"staging batch {names}", max_seconds=retry_seconds)
 
 
-def _copy_prepared(conn: Connection, batches_rows: list[list[tuple]]) -> None:
+def _copy_prepared(conn: Connection, batches_rows: list[list[tuple[Any, ...]]]) -> None:
     """One COPY of the rows of batches new to staging, in their order."""
     if batches_rows:
         copy_rows(conn, staging_events.name, STAGING_COLUMNS, chain.from_iterable(batches_rows))
 
 
-def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
+def _merge_staging_rows(conn: Connection, rows: list[tuple[Any, ...]], replay: bool) -> int:
     incoming = create_temp_table(conn, "incoming_staging", staging_events, STAGING_COLUMNS)
     copy_rows(conn, incoming.name, STAGING_COLUMNS, rows)
     statement = pg_insert(staging_events).from_select(list(STAGING_COLUMNS), select(incoming))
@@ -648,7 +650,7 @@ def _merge_staging_rows(conn: Any, rows: list[tuple], replay: bool) -> int:
     return conn.execute(statement).rowcount
 
 
-def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> Counter[str]:
+def _quarantine_rows(conn: Connection, rows: list[tuple[Any, ...]], replay: bool) -> Counter[str]:
     """Quarantine ``rows``; how many were written, by batch id (a row there already is not written again, unless
     a replay rewrites its reason)."""
     if not rows:
@@ -664,7 +666,7 @@ def _quarantine_rows(conn: Any, rows: list[tuple], replay: bool) -> Counter[str]
     return Counter(conn.scalars(statement.returning(quarantine.c.batch_id)))
 
 
-def _resolve_parse_quarantine(conn: Any, batch_id: str, record_nos: list[int]) -> None:
+def _resolve_parse_quarantine(conn: Connection, batch_id: str, record_nos: list[int]) -> None:
     conn.execute(
         update(quarantine)
         .where(
