@@ -1,24 +1,18 @@
-"""CPU seconds a measured path costs: its own process's, and the PostgreSQL server's while it ran.
+"""CPU seconds a measured path costs: its own work's (all its threads, not its imports), and the PostgreSQL server's
+while it ran.
 
-On a machine with ``cores`` cores a path can be no faster than its CPU seconds spread over all of them, nor than the
-Python seconds of its one busy thread: ``floor_seconds``. Set beside a path's wall clock, it says whether the
-next speed-up is in less work or in more overlap.
+On a machine with ``cores`` cores a path can be no faster than its CPU seconds spread over all of them
+(``floor_seconds``), however well its steps overlapped. Set beside a path's wall clock, it says whether the next
+speed-up is in more overlap or only in less work.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 from dataclasses import dataclass
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def children_seconds() -> float:
-    """CPU seconds of this process's waited-for children (the paths run in child processes)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -59,8 +53,7 @@ class CpuSeconds:
 
     def floor_seconds(self, cores: int) -> float:
         """The least wall clock this much work could take on ``cores`` cores."""
-        total = self.python + (self.postgresql or 0.0)
-        return max(self.python if cores > 1 else 0.0, total / cores)
+        return (self.python + (self.postgresql or 0.0)) / cores
 
     def as_dict(self) -> dict[str, float | None]:
         return {

@@ -259,9 +259,10 @@ def peak_rss_mb() -> float:
 
 def main() -> None:
     name, args = sys.argv[1], json.loads(sys.argv[2])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcome = PATHS[name](args)
     outcome.setdefault("seconds", time.perf_counter() - started)
+    outcome["cpu_seconds"] = time.process_time() - cpu_started
     outcome["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(outcome))
 

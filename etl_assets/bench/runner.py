@@ -372,7 +372,6 @@ class _Bench:
         """Run one path in a fresh process; return what it reported (with its CPU seconds and the server's) and its
         peak RSS in MB."""
         self.checkpoint()
-        python_before = cpu.children_seconds()
         server_before = cpu.server_seconds(self.server_pid) if self.server_pid else None
         process = subprocess.Popen(
             [sys.executable, "-m", "etl_assets.bench.paths", name, json.dumps(args)],
@@ -381,16 +380,15 @@ class _Bench:
             stderr=subprocess.PIPE,
         )
         stdout, stderr = process.communicate()
-        spent = cpu.CpuSeconds(
-            cpu.children_seconds() - python_before,
-            cpu.server_seconds(self.server_pid) - server_before
-            if self.server_pid and server_before is not None
-            else None,
-        )
+        server_seconds = cpu.server_seconds(self.server_pid) if self.server_pid else None
         if process.returncode != 0:
             lines = stderr.decode(errors="replace").strip().splitlines()
             raise RuntimeError(f"bench path {name} failed: {lines[-1] if lines else 'no output'}")
         outcome = json.loads(stdout.decode().strip().splitlines()[-1])
+        spent = cpu.CpuSeconds(
+            float(outcome.pop("cpu_seconds")),
+            None if server_seconds is None or server_before is None else server_seconds - server_before,
+        )
         outcome["cpu"] = spent.as_dict()
         return outcome, float(outcome.pop("peak_rss_mb", 0.0))
 
