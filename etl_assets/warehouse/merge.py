@@ -205,11 +205,13 @@ CREATE_REFRESHED = text(
     f"SELECT id, {', '.join(TRANSFORMED_COLUMNS)} FROM staging_events WITH NO DATA"
 )
 UPDATE_REFRESHED = text(
-    f"UPDATE staging_events s SET transform_version = :version, payload_digest = NULL, "
+    "UPDATE staging_events s SET transform_version = :version, payload_digest = CASE "
+    "WHEN s.transform_version IS NOT DISTINCT FROM :version THEN s.payload_digest END, "
     f"{', '.join(f'{name} = r.{name}' for name in TRANSFORMED_COLUMNS)} FROM refreshed r WHERE s.id = r.id"
 )
-"""A refreshed row has no digest: its record was read back from ``payload``, not as received, so a re-send of it is
-staged and merged as any record is."""
+"""A row another transform version made loses its digest (its record was read back from ``payload``, not as
+received, so no new digest can be made of it): a re-send of it is staged and merged as any record is. A row this
+version made keeps it (a reprocess or a re-drive makes the same row of the same record again)."""
 RESET_REFRESHED_BATCHES = text(
     "UPDATE batch_days SET transform_version = :version, merged_rows = 0, merged_through = 0 "
     "WHERE day = :day AND batch_id = ANY(:batch_ids)"
