@@ -51,6 +51,7 @@ from etl_assets.warehouse.staging import (
     BatchEntry,
     PreparedBatch,
     StagingCounts,
+    enter_batch,
     find_batch,
     find_batches,
     prepare_batch,
@@ -229,15 +230,7 @@ def stage_fetched(engine: Engine, files: Sequence[FetchedFile], reading: Reading
     if len(files) == 1 and (local := files[0].local) is not None:
         [file] = files
         entry = file.entry
-        newly_archived = record_batch(
-            engine,
-            batch_id=entry.batch_id,
-            source=entry.source,
-            source_uri=entry.source_uri,
-            archive_key=entry.archive_key,
-            sha256=entry.sha256,
-            byte_count=entry.byte_count,
-        )
+        newly_archived = enter_batch(engine, entry)
         counts = stage_file(
             engine,
             entry.batch_id,

@@ -49,7 +49,9 @@ STAGING_COLUMNS = (
     *TRANSFORMED_COLUMNS,
     "payload_digest",
 )
-_EVENT_ID, _EVENT_DAY, _DIGEST = (STAGING_COLUMNS.index(name) for name in ("event_id", "event_day", "payload_digest"))
+_EVENT_ID, _EVENT_DAY, _PAYLOAD, _DIGEST = (
+    STAGING_COLUMNS.index(name) for name in ("event_id", "event_day", "payload", "payload_digest")
+)
 QUARANTINE_COLUMNS = ("source", "batch_id", "record_no", "stage", "reason", "raw_record", "payload", "event_id")
 DEFAULT_CHUNK_SIZE = 20_000
 
@@ -324,6 +326,12 @@ The records travel as one JSON text, in ``event_id`` order: each is looked up by
 (locking entries in the order merges lock them), and psycopg does not adapt 20,000 values one by one in Python."""
 
 
+def _ledger_knows_any(conn: Connection, event_ids: Iterable[str | None]) -> bool:
+    """Whether the ledger holds any of ``event_ids`` (the sample that decides whether a chunk is looked up whole)."""
+    sample = [event_id for event_id in event_ids if event_id is not None]
+    return bool(sample) and bool(conn.scalar(LEDGER_KNOWS_ANY, {"event_ids": sample}))
+
+
 def _claim(conn: Connection, sent: list[tuple[str, bytes]], accepted: AcceptedTimes) -> set[str]:
     """Claim in the ledger each ``(event_id, payload_digest)`` whose version is in ``events``; the ids claimed."""
     if not sent:
@@ -352,8 +360,7 @@ def _claim_resent_rows(
     into ``resent``. An id sent more than once among them is staged every time, so the last version wins as it would
     have. When none of their first ``RESENT_SAMPLE`` ids is in the ledger, nothing more is looked up."""
     every = [row for batch in batches for row in batch.rows]
-    sample = [row[_EVENT_ID] for row in islice(every, RESENT_SAMPLE) if row[_EVENT_ID] is not None]
-    if not sample or not conn.scalar(LEDGER_KNOWS_ANY, {"event_ids": sample}):
+    if not _ledger_knows_any(conn, (row[_EVENT_ID] for row in islice(every, RESENT_SAMPLE))):
         return [batch.rows for batch in batches]
     times_sent = Counter(row[_EVENT_ID] for row in every)
     window = AcceptedTimes(
@@ -372,7 +379,7 @@ def _claim_resent_rows(
     for batch, batch_counts in zip(batches, counts, strict=True):
         rows = []
         for row in batch.rows:
-            if row[_EVENT_ID] in claimed and row[_DIGEST] is not None:
+            if row[_EVENT_ID] in claimed:  # claimed ids were sent once, with a digest
                 batch_counts.resent += 1
                 batch_counts.days[row[_EVENT_DAY]] -= 1
             else:
@@ -398,9 +405,9 @@ def _claim_resent(
     head = list(islice(records, RESENT_SAMPLE))
     looked_up = perf_counter()
     counts.parse_seconds += looked_up - started
-    head_ids = [event_id_of(record.payload) for record in head if isinstance(record, ParsedRecord)]
-    sample = [event_id for event_id in head_ids if event_id is not None]
-    known = bool(sample) and conn.scalar(LEDGER_KNOWS_ANY, {"event_ids": sample})
+    known = _ledger_knows_any(
+        conn, (event_id_of(record.payload) for record in head if isinstance(record, ParsedRecord))
+    )
     counts.resent_seconds += perf_counter() - looked_up
     if not known:
         return chain(head, records)
@@ -553,8 +560,8 @@ class PreparedBatch:
     @property
     def record_bytes(self) -> int:
         """The size of its records as read (decompressed): about what holding it in memory costs."""
-        payload, raw = STAGING_COLUMNS.index("payload"), QUARANTINE_COLUMNS.index("raw_record")
-        return sum(len(row[payload]) for row in self.rows) + sum(len(row[raw]) for row in self.rejected)
+        raw = QUARANTINE_COLUMNS.index("raw_record")
+        return sum(len(row[_PAYLOAD]) for row in self.rows) + sum(len(row[raw]) for row in self.rejected)
 
 
 def prepare_batch(
@@ -690,7 +697,11 @@ def record_batch(
     byte_count: int,
 ) -> bool:
     """Enter a batch into the ``raw_batches`` ledger; False when it was there already (same id, same bytes)."""
-    entry = BatchEntry(batch_id, source, source_uri, archive_key, sha256, byte_count)
+    return enter_batch(engine, BatchEntry(batch_id, source, source_uri, archive_key, sha256, byte_count))
+
+
+def enter_batch(engine: Engine, entry: BatchEntry) -> bool:
+    """``record_batch`` for an entry already made."""
     with engine.begin() as conn:
         return entry.batch_id in _enter_batches(conn, [entry])
 
