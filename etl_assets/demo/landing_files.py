@@ -740,11 +740,6 @@ def demo_landing_set(seed: int, start: date, days: int, events_per_file: int, fi
     return demo_files
 
 
-def unique_valid_events(files: Iterable[DemoFile]) -> dict[str, Event]:
-    """The events a loader must end with: the valid events of a set, once per id (duplicates are identical)."""
-    return {event["id"]: event for demo_file in files for event in demo_file.stats.valid_events}
-
-
 def write_large_file(
     path: Path,
     events: int,

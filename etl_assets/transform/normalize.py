@@ -81,13 +81,6 @@ _SHIPPING = _Aliases("shipping", "properties.shipping")
 _TAX = _Aliases("tax", "properties.tax")
 _DISCOUNT = _Aliases("discount", "properties.discount")
 _COUPON = _Aliases("coupon", "properties.coupon")
-_ORDER_AMOUNTS = (
-    ("revenue", _REVENUE),
-    ("total", _TOTAL),
-    ("shipping", _SHIPPING),
-    ("tax", _TAX),
-    ("discount", _DISCOUNT),
-)
 
 IDENTITY_KEYS = _EVENT_ID.first_keys | _EVENT_TYPE.first_keys | _TIMESTAMP.first_keys
 """Top-level keys an event's id, type and timestamp are read from: what staging keys a record by."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 
-from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl_assets.warehouse.merge import lock_day
@@ -142,8 +142,3 @@ def mark_archive_pruned(engine: Engine, keys: list[str]) -> int:
         .values(archive_pruned_at=func.now())
     )
     return in_transaction(engine, lambda conn: conn.execute(statement).rowcount, what="marking pruned batches")
-
-
-def pruned_days(engine: Engine) -> set[date]:
-    with engine.connect() as conn:
-        return set(conn.scalars(select(retention_log.c.day)))
