@@ -9,9 +9,8 @@ Severity follows one convention for every table:
 
 - a rule is *breached* when the share of its rows that fail it is above its ``tolerance`` (a share
   over fewer than ``min_rows`` rows, say three rows waiting for a near-real-time merge, means little
-  and cannot breach); a
-  breached rule fails the check with the rule's severity (``ERROR`` for hard rules, ``WARN`` for
-  soft ones such as null ratios);
+  and cannot breach); a breached rule fails the check with the rule's severity (``ERROR`` for hard
+  rules, ``WARN`` for soft ones such as null ratios);
 - an ``ERROR`` rule that some rows fail within its tolerance makes the check warn: those rows were
   tolerated (quarantined, or loaded with a quality tag), not ignored.
 
