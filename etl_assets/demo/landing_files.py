@@ -31,6 +31,8 @@ from typing import Any, BinaryIO, Literal, NamedTuple
 
 import orjson
 
+from etl_assets.transform.days import day_start
+
 Event = dict[str, Any]
 FileFormat = Literal["jsonl", "csv"]
 
@@ -217,7 +219,7 @@ class _Timeline:
     """Maps a fraction of the event stream to a second of the requested UTC days, with a diurnal pattern."""
 
     def __init__(self, start: date, days: int) -> None:
-        self.origin = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
+        self.origin = int(day_start(start).timestamp())
         self.end = days * 86400
         self.weights = [
             hour_weight * _WEEKDAY_WEIGHTS[(start + timedelta(days=day)).weekday()]

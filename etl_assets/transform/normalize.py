@@ -12,12 +12,13 @@ import reprlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, make_dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Literal, cast
 
 from etl_assets.transform import exact_json
+from etl_assets.transform.days import day_start
 from etl_assets.transform.vocabulary import ORDER_AMOUNT_TYPES, PAGE_CALLS, PURCHASE, comparable, event_type_of
 
 _ABSENT: Any = object()
@@ -193,7 +194,7 @@ class AcceptedTimes:
     def through_today(cls, first_day: date, now: datetime) -> AcceptedTimes:
         """From the start of ``first_day`` through the end of ``now``'s UTC day: the days a partition exists for."""
         today = now.astimezone(UTC).date()
-        return cls(datetime.combine(first_day, time(), UTC), datetime.combine(today + timedelta(days=1), time(), UTC))
+        return cls(day_start(first_day), day_start(today + timedelta(days=1)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TypedDict
 
@@ -31,6 +31,7 @@ import pandera.pandas as pa
 import pycountry
 
 from etl_assets.settings import QualitySettings
+from etl_assets.transform.days import day_start
 from etl_assets.transform.normalize import (
     RULE_ACCEPTED_EVENT_TYPE,
     RULE_IDENTITY_PRESENT,
@@ -105,7 +106,7 @@ def _present(*columns: str) -> RowTest:
 
 
 def _in_day(column: str, day: date) -> RowTest:
-    start = pd.Timestamp(datetime.combine(day, time(), UTC))
+    start = pd.Timestamp(day_start(day))
     end = start + pd.Timedelta(days=1)
     return lambda frame: (frame[column] >= start) & (frame[column] < end)
 

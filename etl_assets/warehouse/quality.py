@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table,
 
 from etl_assets.settings import QualitySettings
 from etl_assets.transform import TRANSFORM_VERSION, exact_json
+from etl_assets.transform.days import day_bounds
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.staged import transform_record
@@ -175,11 +176,6 @@ def _check_rows(
         key = itemgetter(columns.index(report.contract.key))
         for chunk in key_aligned_chunks(result, key, chunk_rows):
             report.add_frame(_frame(chunk, table, columns))
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(), UTC)
-    return start, start + timedelta(days=1)
 
 
 EVENTS_CHECKED_COLUMNS = frozenset(
