@@ -77,7 +77,7 @@ class Rule:
             return pd.Series(True, index=frame.index)
         return self.applies(frame).fillna(False).astype(bool)
 
-    def kept(self, frame: pd.DataFrame) -> pd.Series:
+    def passes(self, frame: pd.DataFrame) -> pd.Series:
         """True for rows that keep the rule or that it is not about; an unknown answer counts as broken."""
         return ~self.applicable(frame) | self.holds(frame).fillna(False).astype(bool)
 
@@ -94,7 +94,7 @@ class Contract:
     def schema(self) -> pa.DataFrameSchema:
         return pa.DataFrameSchema(
             name=self.table,
-            checks=[pa.Check(rule.kept, name=rule.name, description=rule.description) for rule in self.rules],
+            checks=[pa.Check(rule.passes, name=rule.name, description=rule.description) for rule in self.rules],
         )
 
     def rule(self, name: str) -> Rule:
