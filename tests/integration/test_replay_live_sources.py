@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from etl_assets.collector.writer import StagingWriter
-from etl_assets.demo.events_api import FeedSettings, create_app
+from etl_assets.demo.events_api_server import FeedSettings, create_app
 from etl_assets.sources.events_api import ApiSource, EventsApiClient, poll_source
 from etl_assets.sources.replay import CannotReplay, archived_batches, replay_batch
 from etl_assets.transform.inbound import InboundRequest, ParsedRequest
