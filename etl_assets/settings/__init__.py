@@ -20,7 +20,7 @@ from etl_assets.settings.database import (
 from etl_assets.settings.declare import ConfigError, Section, Setting
 from etl_assets.settings.local import PROJECT_ROOT, LocalSettings
 from etl_assets.settings.pipeline import PipelineSettings
-from etl_assets.settings.platform import Settings
+from etl_assets.settings.platform import Settings, definition_settings
 from etl_assets.settings.privacy import PrivacySettings, pii_policy
 from etl_assets.settings.registry import SECRET_VARIABLES, VARIABLES, Variable, displayed, readme_table
 from etl_assets.settings.secrets import alert_webhook_url, pii_key, segment_write_keys, webhook_secrets
@@ -48,6 +48,7 @@ __all__ = [
     "StorageSettings",
     "Variable",
     "alert_webhook_url",
+    "definition_settings",
     "displayed",
     "parse_database_url",
     "pii_key",

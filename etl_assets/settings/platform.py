@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy.engine import URL
@@ -45,3 +46,12 @@ class Settings(
     def ingest_url(self) -> URL:
         """Where ingestion writes: ETL_INGEST_DATABASE_URL, or the warehouse URL."""
         return self.ingest_database_url or self.warehouse_url
+
+
+@functools.cache
+def definition_settings() -> Settings:
+    """The settings that shape the definitions themselves, read once a process, when the code location is first
+    loaded: the partitions' first day, whether the pipeline sensors start running, the freshness policies' windows
+    (Dagster fixes these as the modules under ``defs/`` are imported). What assets, checks, sensors and ops read
+    when they run comes from the ``settings`` resource, bound with the Definitions."""
+    return Settings.from_env()
