@@ -23,7 +23,7 @@ from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, TransientFailure
 from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import ObjectStoreResource, WarehouseResource
-from etl_assets.settings import Settings
+from etl_assets.settings import PipelineSettings
 from etl_assets.sources.landing import LandingCursor, LandingObject, RunLimits, plan_landing_tick, run_key
 from etl_assets.sources.landing_ingest import FileOutcome, IngestedFile, Reading, ingest_landing_objects
 from etl_assets.sources.outside_errors import OutsideFailure, sort_error
@@ -179,6 +179,7 @@ def ingest_landing_file(
     config: LandingFileConfig,
     object_store: ObjectStoreResource,
     ingest_warehouse: WarehouseResource,
+    settings: dg.ResourceParam[PipelineSettings],
 ):
     """Each file of the run as a batch of its own (``ingest_landing_objects``: a few fetched at a time, staged in the
     run's order); a file that fails does not stop the others, and the step fails at the end naming it."""
@@ -192,7 +193,7 @@ def ingest_landing_file(
         objects,
         landing_bucket=object_store.landing_bucket,
         archive_bucket=object_store.archive_bucket,
-        reading=Reading(accepted_times(), Settings.from_env().json_array_keys),
+        reading=Reading(accepted_times(), settings.json_array_keys),
         at_once=max(1, min(FILES_AT_ONCE, connections - 1)),
         give_up_after=FAILED_IN_A_ROW_LIMIT,
     )
@@ -296,9 +297,11 @@ def run_request(objects: list[LandingObject]) -> dg.RunRequest:
     "(StartAfter), and sweeps the whole prefix every ETL_LANDING_SWEEP_MINUTES for re-uploaded files.",
 )
 def landing_files_sensor(
-    context: dg.SensorEvaluationContext, object_store: ObjectStoreResource, ingest_warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext,
+    object_store: ObjectStoreResource,
+    ingest_warehouse: WarehouseResource,
+    settings: dg.ResourceParam[PipelineSettings],
 ) -> dg.SensorResult:
-    settings = Settings.from_env()
     engine = ingest_warehouse.get_engine()
 
     def unknown(objects: list[LandingObject]) -> list[LandingObject]:

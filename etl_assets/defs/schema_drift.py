@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from etl_assets.defs.partitions import run_partition_days
 from etl_assets.resources import WarehouseResource
-from etl_assets.settings import QualitySettings, Settings
+from etl_assets.settings import ChecksSettings, QualitySettings
 from etl_assets.transform.drift import DriftReport, FieldChange, compare_fields
 from etl_assets.warehouse.drift import (
     days_ingested_within,
@@ -95,8 +95,10 @@ def changes_table(changes: list[tuple[date, FieldChange]], baselines: list[str])
     "count only on days with at least ETL_DRIFT_MIN_ROWS rows; a day larger than ETL_QUALITY_SAMPLE_ROWS is "
     "profiled on an even sample.",
 )
-def schema_drift(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    quality = Settings.from_env().quality
+def schema_drift(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[ChecksSettings]
+) -> dg.AssetCheckResult:
+    quality = settings.quality
     engine = warehouse.get_engine()
     days = run_days(context, engine)
     reports: list[DriftReport] = []
