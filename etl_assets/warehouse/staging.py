@@ -1,7 +1,8 @@
 """Writing parsed records into ``staging_events`` (and the unparseable ones into ``quarantine``).
 
 Records arrive as a stream; every ``chunk_size`` of them commit in a transaction of their own, so a
-crash loses at most the chunk in flight and memory holds one chunk. A batch seen for the first time
+crash loses at most the chunk in flight, and memory holds the chunk in flight and the one read ahead of it
+(``_read_ahead``: the file is parsed while the chunk before is staged). A batch seen for the first time
 is COPYed straight into staging (the fast path); a batch that already has rows (a re-run after a
 crash, a replay) goes through a temporary table and ``ON CONFLICT (batch_id, record_no)``, so a
 record is staged once however often its batch is read.
@@ -14,6 +15,8 @@ reach the server before the connection was lost.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -74,11 +77,12 @@ class StagingCounts:
     copied_whole: bool = True
     """Every record went through the first attempt's COPY: ``days`` counts the batch's staging rows exactly."""
     parse_seconds: float = 0.0
-    """Time spent reading records from their source (decompressing and parsing)."""
+    """Time spent reading records from their source (decompressing and parsing) and taking their ids and digests;
+    in a large batch a thread of its own spends it, beside the staging (``_read_ahead``)."""
     transform_seconds: float = 0.0
     """Time spent in the transform (PII pseudonyms, normalize, order lines, identity facts)."""
     resent_seconds: float = 0.0
-    """Time spent recognizing re-sent records (their ids and digests, the ledger's claim)."""
+    """Time spent recognizing re-sent records (the ledger's look-up and claim)."""
 
     @property
     def days_touched(self) -> list[date]:
@@ -99,33 +103,64 @@ class StagingCounts:
         self.resent_seconds += other.resent_seconds
 
 
+@dataclass(frozen=True, slots=True)
 class _Chunk:
-    """Up to ``size`` records of a batch, read while they are staged and kept, so a retried transaction stages
-    the same records again.
+    """Up to ``chunk_size`` records of a batch, with what the reader made of each beside parsing it: its event id
+    (``event_id_of``) and its digest (``payload_digest``), ``None`` for a record that could not be parsed."""
 
-    The first attempt iterates the chunk: each record is read from the file only when COPY is ready for it, so
-    parsing in Python and storing in PostgreSQL overlap. A retry takes ``records()``: what the first attempt
-    read, and the rest of the chunk.
+    records: list[ParsedRecord | RejectedRecord]
+    event_ids: list[str | None]
+    digests: list[bytes | None]
+
+
+def _read_ahead(
+    records: Iterable[ParsedRecord | RejectedRecord], size: int, prefix: bytes, counts: StagingCounts
+) -> Iterator[_Chunk]:
+    """``records`` in chunks of up to ``size``, each read, keyed and digested by a thread of its own while the chunk
+    before it is staged: the Python work of a record overlaps the database's work on the chunk before (psycopg lets
+    go of the GIL while it waits for the server), which is most of a re-sent file's time. The reader keeps one chunk
+    ahead at most, so memory holds two; the time it spends adds to ``counts.parse_seconds``. An error of the reader is
+    raised where its chunk would have been yielded.
     """
+    ahead = threading.Semaphore(1)
+    ready: queue.SimpleQueue[_Chunk | BaseException | None] = queue.SimpleQueue()
+    stopped = threading.Event()
+    read_seconds = [0.0]
 
-    def __init__(self, source: Iterator[ParsedRecord | RejectedRecord], size: int) -> None:
-        self._unread = islice(source, size)
-        self._read: list[ParsedRecord | RejectedRecord] = []
+    def read() -> None:
+        iterator = iter(records)
+        try:
+            while ahead.acquire() and not stopped.is_set():
+                started = perf_counter()
+                chunk = list(islice(iterator, size))
+                keyed = _Chunk(
+                    chunk,
+                    [event_id_of(record.payload) if isinstance(record, ParsedRecord) else None for record in chunk],
+                    [
+                        payload_digest(prefix, record.json_text) if isinstance(record, ParsedRecord) else None
+                        for record in chunk
+                    ],
+                )
+                read_seconds[0] += perf_counter() - started
+                ready.put(keyed if chunk else None)
+                if not chunk:
+                    return
+        except BaseException as error:  # handed to the staging thread, which raises it
+            ready.put(error)
 
-    def __iter__(self) -> Iterator[ParsedRecord | RejectedRecord]:
-        for record in self._unread:
-            self._read.append(record)
-            yield record
-
-    def records(self) -> list[ParsedRecord | RejectedRecord]:
-        self._read.extend(self._unread)
-        return self._read
-
-
-def _chunks(records: Iterable[ParsedRecord | RejectedRecord], size: int) -> Iterator[_Chunk]:
-    iterator = iter(records)
-    for first in iterator:
-        yield _Chunk(chain((first,), iterator), size)
+    reader = threading.Thread(target=read, name="staging-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            ahead.release()
+            yield item
+    finally:
+        stopped.set()
+        ahead.release()
+        reader.join()
+        counts.parse_seconds += read_seconds[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,29 +182,23 @@ class IngestTransform:
 
 
 def _split(
-    chunk: Iterable[ParsedRecord | RejectedRecord],
+    records: Iterable[tuple[ParsedRecord | RejectedRecord, bytes | None]],
     batch_id: str,
     source: str,
     transform: IngestTransform,
     counts: StagingCounts,
     rejected: list[tuple[Any, ...]],
 ) -> Iterator[tuple[Any, ...]]:
-    """The staging rows of ``chunk``, transformed, as they are read; what cannot be keyed goes to ``rejected``."""
-    records = iter(chunk)
-    prefix = transform.digest_prefix(source)
-    while True:
-        started = perf_counter()
-        record = next(records, None)
-        parsed = perf_counter()
-        counts.parse_seconds += parsed - started
-        if record is None:
-            return
+    """The staging rows of ``records`` (each with its digest), transformed, as they are read; what cannot be keyed
+    goes to ``rejected``."""
+    for record, record_digest in records:
         counts.records += 1
         if isinstance(record, RejectedRecord):
             rejected.append((source, batch_id, record.record_no, "parse", record.reason, record.raw, None, None))
             continue
+        started = perf_counter()
         result = transform(record.payload)
-        counts.transform_seconds += perf_counter() - parsed
+        counts.transform_seconds += perf_counter() - started
         if result is not None and result.event is not None:
             event_id, occurred_at = result.event.event_id, result.event.occurred_at
         else:
@@ -200,7 +229,7 @@ def _split(
             counts.rejected += result.event is None
             version, values = TRANSFORM_VERSION, transformed_values(result)
             if result.event is not None:
-                digest = payload_digest(prefix, record.json_text)
+                digest = record_digest
         yield (batch_id, record.record_no, event_id, day, source, record.json_text, version, *values, digest)
 
 
@@ -231,7 +260,7 @@ def stage_records(
         lambda conn: not conn.scalar(select(exists().where(staging_events.c.batch_id == batch_id))),
         what=f"looking up batch {batch_id}",
     )
-    for chunk in _chunks(records, chunk_size):
+    for chunk in _read_ahead(records, chunk_size, transform.digest_prefix(source), counts):
         counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, transform, fresh=fresh, replay=replay))
     counts.copied_whole = counts.copied_whole and fresh
     in_transaction(
@@ -259,10 +288,9 @@ def _stage_chunk_retrying(
         nonlocal attempts
         attempts += 1
         counts = StagingCounts(copied_whole=attempts == 1)
-        records = chunk if attempts == 1 else chunk.records()
         # A retry may follow a commit that reached the server though its acknowledgement was lost with the
         # connection: it goes through ON CONFLICT, never a second COPY of the same records.
-        _stage_chunk(conn, records, batch_id, source, transform, counts, fresh=fresh and attempts == 1, replay=replay)
+        _stage_chunk(conn, chunk, batch_id, source, transform, counts, fresh=fresh and attempts == 1, replay=replay)
         return counts
 
     return in_transaction(engine, attempt, what=f"staging a chunk of batch {batch_id}")
@@ -270,7 +298,7 @@ def _stage_chunk_retrying(
 
 def _stage_chunk(
     conn: Connection,
-    chunk: Iterable[ParsedRecord | RejectedRecord],
+    chunk: _Chunk,
     batch_id: str,
     source: str,
     transform: IngestTransform,
@@ -282,9 +310,12 @@ def _stage_chunk(
     """Stage one chunk inside the caller's transaction: COPY when the batch is new (streamed, record by record),
     else insert what is missing."""
     rejected: list[tuple[Any, ...]] = []
+    records: Iterable[tuple[ParsedRecord | RejectedRecord, bytes | None]] = zip(
+        chunk.records, chunk.digests, strict=True
+    )
     if fresh:
-        chunk = _claim_resent(conn, chunk, source, transform, counts)
-    rows = _split(chunk, batch_id, source, transform, counts, rejected)
+        records = _claim_resent(conn, chunk, transform, counts)
+    rows = _split(records, batch_id, source, transform, counts, rejected)
     if fresh:
         counts.staged += copy_rows(conn, staging_events.name, STAGING_COLUMNS, rows)
     else:
@@ -390,47 +421,36 @@ def _claim_resent_rows(
 
 
 def _claim_resent(
-    conn: Connection,
-    chunk: Iterable[ParsedRecord | RejectedRecord],
-    source: str,
-    transform: IngestTransform,
-    counts: StagingCounts,
-) -> Iterable[ParsedRecord | RejectedRecord]:
-    """The records of ``chunk`` left to stage once those already in ``events`` unchanged are claimed in the ledger.
+    conn: Connection, chunk: _Chunk, transform: IngestTransform, counts: StagingCounts
+) -> Iterable[tuple[ParsedRecord | RejectedRecord, bytes | None]]:
+    """The records of ``chunk`` (each with its digest) left to stage once those already in ``events`` unchanged are
+    claimed in the ledger.
 
     An id sent more than once in the chunk is staged every time, so the chunk's last version wins as it would have.
-    A chunk whose first ``RESENT_SAMPLE`` ids the ledger does not know is returned as it is, still streaming."""
-    records = iter(chunk)
+    A chunk whose first ``RESENT_SAMPLE`` ids the ledger does not know is returned whole, without looking up more."""
     started = perf_counter()
-    head = list(islice(records, RESENT_SAMPLE))
-    looked_up = perf_counter()
-    counts.parse_seconds += looked_up - started
-    known = _ledger_knows_any(
-        conn, (event_id_of(record.payload) for record in head if isinstance(record, ParsedRecord))
-    )
-    counts.resent_seconds += perf_counter() - looked_up
-    if not known:
-        return chain(head, records)
-    started = perf_counter()
-    every = head + list(records)
-    looked_up = perf_counter()
-    counts.parse_seconds += looked_up - started
-    ids = [event_id_of(record.payload) if isinstance(record, ParsedRecord) else None for record in every]
-    times_sent = Counter(ids)
-    prefix = transform.digest_prefix(source)
-    claimed = _claim(
-        conn,
-        [
-            (event_id, payload_digest(prefix, record.json_text))
-            for event_id, record in zip(ids, every, strict=True)
-            if event_id is not None and times_sent[event_id] == 1 and isinstance(record, ParsedRecord)
-        ],
-        transform.accepted,
-    )
-    counts.records += len(claimed)
-    counts.resent += len(claimed)
-    counts.resent_seconds += perf_counter() - looked_up
-    return [record for event_id, record in zip(ids, every, strict=True) if event_id not in claimed]
+    try:
+        if not _ledger_knows_any(conn, islice(chunk.event_ids, RESENT_SAMPLE)):
+            return zip(chunk.records, chunk.digests, strict=True)
+        times_sent = Counter(chunk.event_ids)
+        claimed = _claim(
+            conn,
+            [
+                (event_id, digest)
+                for event_id, digest in zip(chunk.event_ids, chunk.digests, strict=True)
+                if event_id is not None and digest is not None and times_sent[event_id] == 1
+            ],
+            transform.accepted,
+        )
+        counts.records += len(claimed)
+        counts.resent += len(claimed)
+        return [
+            (record, digest)
+            for record, event_id, digest in zip(chunk.records, chunk.event_ids, chunk.digests, strict=True)
+            if event_id not in claimed
+        ]
+    finally:
+        counts.resent_seconds += perf_counter() - started
 
 
 QUARANTINE_REJECTED = text(
@@ -575,8 +595,15 @@ def prepare_batch(
     them): the caller bounds the batch's size."""
     transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
     counts = StagingCounts()
+    started = perf_counter()
+    read = list(records)
+    counts.parse_seconds += perf_counter() - started
+    prefix = transform.digest_prefix(entry.source)
+    digests = (
+        payload_digest(prefix, record.json_text) if isinstance(record, ParsedRecord) else None for record in read
+    )
     rejected: list[tuple[Any, ...]] = []
-    rows = list(_split(records, entry.batch_id, entry.source, transform, counts, rejected))
+    rows = list(_split(zip(read, digests, strict=True), entry.batch_id, entry.source, transform, counts, rejected))
     return PreparedBatch(entry, rows, rejected, counts, accepted)
 
 

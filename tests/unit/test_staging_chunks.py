@@ -1,29 +1,67 @@
-"""Chunks of a batch are read lazily (parsing overlaps COPY) and kept whole for a retried transaction."""
+"""A batch's records are read in chunks by a thread of its own, one chunk ahead of the staging, each record keyed
+and digested once; a chunk is a list, kept whole for a retried transaction."""
 
-from etl_assets.transform.records import ParsedRecord
-from etl_assets.warehouse.staging import _chunks
+import threading
+import time
+
+import pytest
+
+from etl_assets.transform.records import ParsedRecord, RejectedRecord
+from etl_assets.transform.staged import payload_digest
+from etl_assets.warehouse.staging import StagingCounts, _read_ahead
+
+PREFIX = b"v\x1fsource\x1f\x1f-\x1f"
 
 
-def counted(total: int, pulled: list[int]):
+def counted(total: int, pulled: list[int], *, fail_after: int | None = None):
     for number in range(1, total + 1):
+        if number == fail_after:
+            raise OSError("the connection to the store was reset")
         pulled.append(number)
-        yield ParsedRecord(number, {}, "{}")
+        yield ParsedRecord(number, {"messageId": f"m-{number}"}, f'{{"messageId": "m-{number}"}}')
 
 
-def test_chunks_cover_every_record_once_and_read_only_what_is_staged():
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the reader never got there"
+        time.sleep(0.005)
+
+
+def test_chunks_cover_every_record_once_in_order_with_its_id_and_digest():
     pulled: list[int] = []
-    chunks = _chunks(counted(7, pulled), 3)
+    records = [*counted(6, pulled), RejectedRecord(7, "not JSON", b"{")]
+    chunks = list(_read_ahead(records, 3, PREFIX, StagingCounts()))
+    assert [[record.record_no for record in chunk.records] for chunk in chunks] == [[1, 2, 3], [4, 5, 6], [7]]
+    assert chunks[0].event_ids == ["m-1", "m-2", "m-3"]
+    assert chunks[0].digests[1] == payload_digest(PREFIX, '{"messageId": "m-2"}')
+    assert (chunks[2].event_ids, chunks[2].digests) == ([None], [None])
+
+
+def test_the_reader_stays_one_chunk_ahead_of_the_staging():
+    pulled: list[int] = []
+    chunks = _read_ahead(counted(10, pulled), 3, PREFIX, StagingCounts())
     first = next(chunks)
-    assert pulled == [1]  # only the record that proved the chunk is not empty
-    assert [record.record_no for record in first] == [1, 2, 3]
-    assert pulled == [1, 2, 3]
-    assert [[record.record_no for record in chunk] for chunk in chunks] == [[4, 5, 6], [7]]
+    wait_until(lambda: len(pulled) >= 6)  # the second chunk is read while the first is staged...
+    time.sleep(0.05)
+    assert pulled == [1, 2, 3, 4, 5, 6]  # ...and no third before the second is taken
+    assert [record.record_no for record in first.records] == [1, 2, 3]
+    assert [record.record_no for record in next(chunks).records] == [4, 5, 6]
+    chunks.close()
 
 
-def test_a_chunk_cut_short_gives_all_its_records_to_the_retry():
+def test_an_error_of_the_source_is_raised_where_its_chunk_would_come():
     pulled: list[int] = []
-    chunk = next(_chunks(counted(5, pulled), 4))
-    reading = iter(chunk)
-    next(reading), next(reading)  # the first attempt failed after two records
-    assert [record.record_no for record in chunk.records()] == [1, 2, 3, 4]
-    assert pulled == [1, 2, 3, 4]  # the fifth record belongs to the next chunk and was not read
+    chunks = _read_ahead(counted(10, pulled, fail_after=5), 3, PREFIX, StagingCounts())
+    assert [record.record_no for record in next(chunks).records] == [1, 2, 3]
+    with pytest.raises(OSError, match="reset"):
+        next(chunks)
+
+
+def test_the_reader_ends_when_the_staging_stops_early():
+    pulled: list[int] = []
+    chunks = _read_ahead(counted(100, pulled), 3, PREFIX, StagingCounts())
+    next(chunks)
+    chunks.close()
+    assert not [thread for thread in threading.enumerate() if thread.name == "staging-reader"]
+    assert len(pulled) <= 6
