@@ -29,10 +29,7 @@ from datetime import date
 from sqlalchemy import Connection, Engine, text
 
 from etl_assets.warehouse.enrichment import SESSION_GAP
-from etl_assets.warehouse.schema import PERSON_TABLES, SESSION_TABLES
-
-LINKED = "linked"
-REFUSED = "refused"
+from etl_assets.warehouse.schema import LINKED, PERSON_TABLES, REFUSED, SESSION_TABLES
 
 IDENTITY_COLUMNS = ("linked_ids", "group_id", "traits")
 """Columns the merge's incoming rows carry beside the event's: its ``IdentityFacts``."""

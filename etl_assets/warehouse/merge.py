@@ -49,7 +49,7 @@ from etl_assets.warehouse.copy import copy_rows
 from etl_assets.warehouse.holds import release_day
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import events
+from etl_assets.warehouse.schema import STAGE_NORMALIZE, events
 from etl_assets.warehouse.schema import order_lines as order_lines_table
 from etl_assets.warehouse.staged_rows import TRANSFORMED_COLUMNS, transformed_values
 
@@ -224,13 +224,13 @@ RESET_REFRESHED_BATCHES = text(
 """The refreshed batches' rows of the day are all read again by the merge that follows."""
 QUARANTINE_REFRESHED = text(
     "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
-    "SELECT s.source, s.batch_id, s.record_no, 'normalize', s.rejection, s.payload, s.id, s.event_id, s.event_day "
+    f"SELECT s.source, s.batch_id, s.record_no, '{STAGE_NORMALIZE}', s.rejection, s.payload, s.id, s.event_id, s.event_day "
     "FROM refreshed r JOIN staging_events s ON s.id = r.id WHERE s.rejection IS NOT NULL "
     "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL"
 )
 RESOLVE_REFRESHED = text(
     "UPDATE quarantine q SET resolved_at = now() FROM refreshed r "
-    "WHERE q.staging_id = r.id AND r.rejection IS NULL AND q.stage = 'normalize' AND q.resolved_at IS NULL"
+    f"WHERE q.staging_id = r.id AND r.rejection IS NULL AND q.stage = '{STAGE_NORMALIZE}' AND q.resolved_at IS NULL"
 )
 
 

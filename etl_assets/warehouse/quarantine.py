@@ -7,7 +7,7 @@ from datetime import date
 
 from sqlalchemy import Engine, func, select
 
-from etl_assets.warehouse.schema import quarantine
+from etl_assets.warehouse.schema import STAGE_NORMALIZE, quarantine
 
 REASONS_SHOWN = 20
 
@@ -44,7 +44,7 @@ def summarize_quarantine(engine: Engine) -> QuarantineSummary:
         ).all()
         days = conn.scalars(
             select(quarantine.c.event_day)
-            .where(unresolved, quarantine.c.stage == "normalize", quarantine.c.event_day.is_not(None))
+            .where(unresolved, quarantine.c.stage == STAGE_NORMALIZE, quarantine.c.event_day.is_not(None))
             .distinct()
             .order_by(quarantine.c.event_day)
         ).all()

@@ -35,7 +35,15 @@ from etl_assets.transform.records import ParsedRecord, RejectedRecord
 from etl_assets.transform.staged import Transformed, digest_prefix, payload_digest, transform_record
 from etl_assets.warehouse.copy import copy_rows, create_temp_table
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import batch_days, quarantine, raw_batches, staging_events
+from etl_assets.warehouse.schema import (
+    PENDING,
+    STAGE_NORMALIZE,
+    STAGE_PARSE,
+    batch_days,
+    quarantine,
+    raw_batches,
+    staging_events,
+)
 from etl_assets.warehouse.staged_rows import TRANSFORMED_COLUMNS, UNTRANSFORMED, transformed_values
 
 STAGING_COLUMNS = (
@@ -166,7 +174,7 @@ def _split(
             return
         counts.records += 1
         if isinstance(record, RejectedRecord):
-            rejected.append((source, batch_id, record.record_no, "parse", record.reason, record.raw, None, None))
+            rejected.append((source, batch_id, record.record_no, STAGE_PARSE, record.reason, record.raw, None, None))
             continue
         result = transform(record.payload)
         counts.transform_seconds += perf_counter() - parsed
@@ -182,7 +190,7 @@ def _split(
                         source,
                         batch_id,
                         record.record_no,
-                        "parse",
+                        STAGE_PARSE,
                         str(error),
                         record.json_text.encode(),
                         record.json_text,
@@ -435,14 +443,14 @@ def _claim_resent(
 
 QUARANTINE_REJECTED = text(
     "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
-    "SELECT source, batch_id, record_no, 'normalize', rejection, payload, id, event_id, event_day "
+    f"SELECT source, batch_id, record_no, '{STAGE_NORMALIZE}', rejection, payload, id, event_id, event_day "
     "FROM staging_events WHERE batch_id = :batch_id AND rejection IS NOT NULL "
     "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL "
     "WHERE quarantine.reason IS DISTINCT FROM excluded.reason OR quarantine.resolved_at IS NOT NULL"
 )
 RESOLVE_PASSED = text(
     "UPDATE quarantine q SET resolved_at = now() FROM staging_events s "
-    "WHERE q.batch_id = :batch_id AND q.stage = 'normalize' AND q.resolved_at IS NULL "
+    f"WHERE q.batch_id = :batch_id AND q.stage = '{STAGE_NORMALIZE}' AND q.resolved_at IS NULL "
     "AND s.batch_id = q.batch_id AND s.record_no = q.record_no AND s.rejection IS NULL"
 )
 COUNT_BATCH_DAYS = text(
@@ -467,7 +475,7 @@ REPLAYED_BATCH_DAYS = text(
 
 CLOSE_BATCH = text(
     "UPDATE raw_batches SET record_count = :records, resent_count = :resent, staged_at = now(), quarantined_count = ("
-    "SELECT count(*) FROM quarantine q WHERE q.batch_id = raw_batches.batch_id AND q.stage = 'parse' "
+    f"SELECT count(*) FROM quarantine q WHERE q.batch_id = raw_batches.batch_id AND q.stage = '{STAGE_PARSE}' "
     "AND q.resolved_at IS NULL) WHERE batch_id = :batch_id"
 )
 """The ledger's account of a staged batch: how many records it had, how many could not be parsed, how many were in
@@ -678,7 +686,7 @@ def _resolve_parse_quarantine(conn: Connection, batch_id: str, record_nos: list[
         update(quarantine)
         .where(
             quarantine.c.batch_id == batch_id,
-            quarantine.c.stage == "parse",
+            quarantine.c.stage == STAGE_PARSE,
             quarantine.c.record_no.in_(record_nos),
             quarantine.c.resolved_at.is_(None),
         )
@@ -779,7 +787,7 @@ class WaitingDay:
 
 
 WAITING_DAYS = text(
-    "SELECT event_day, count(*) FROM staging_status WHERE status = 'pending' AND event_day IS NOT NULL "
+    f"SELECT event_day, count(*) FROM staging_status WHERE status = '{PENDING}' AND event_day IS NOT NULL "
     "GROUP BY event_day ORDER BY event_day"
 )
 
