@@ -14,10 +14,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl_assets.warehouse.schema import held_sources
+
+HELD_BY_SOURCE = text("SELECT source, count(*), coalesce(sum(rows_waiting), 0) FROM held_sources GROUP BY source")
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ def current_holds(engine: Engine, days: Collection[date] | None = None) -> list[
         query = query.where(held_sources.c.day.in_(list(days)))
     with engine.connect() as conn:
         return [Hold(**row._mapping) for row in conn.execute(query)]
+
+
+def held_by_source(conn: Connection) -> list[tuple[str, int, int]]:
+    """Per source, the days it is held back on and the rows waiting behind those holds."""
+    return [(source, days, rows) for source, days, rows in conn.execute(HELD_BY_SOURCE)]
 
 
 def describe_hold(hold: Hold) -> str:

@@ -1,15 +1,19 @@
-"""What quarantine holds: the figures the ``quarantine`` asset shows and the days a re-drive covers."""
+"""What quarantine holds: the figures the ``quarantine`` asset and the pipeline's metrics show, and the days a
+re-drive covers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from etl_assets.warehouse.schema import STAGE_NORMALIZE, quarantine
 
 REASONS_SHOWN = 20
+QUARANTINE_BY_STAGE = text(
+    "SELECT stage, resolved_at IS NOT NULL, count(*) FROM quarantine GROUP BY stage, resolved_at IS NOT NULL"
+)
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,8 @@ def summarize_quarantine(engine: Engine) -> QuarantineSummary:
         by_source=[tuple(row) for row in by_source],
         redrivable_days=list(days),
     )
+
+
+def quarantined_by_stage(conn: Connection) -> list[tuple[str, bool, int]]:
+    """Quarantined records by stage and whether a re-drive resolved them."""
+    return [(stage, resolved, count) for stage, resolved, count in conn.execute(QUARANTINE_BY_STAGE)]

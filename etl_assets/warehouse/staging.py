@@ -792,6 +792,21 @@ WAITING_DAYS = text(
 )
 
 
+STAGING_ROWS_BY_STATUS = text("SELECT status, count(*) FROM staging_status GROUP BY status")
+LAST_MERGE = text("SELECT max(merged_at) FROM batch_days")
+
+
+def staging_rows_by_status(conn: Connection) -> dict[str, int]:
+    """Staging rows by the status ``staging_status`` gives them."""
+    return {status: count for status, count in conn.execute(STAGING_ROWS_BY_STATUS)}
+
+
+def last_merged_at(conn: Connection) -> datetime | None:
+    """When a merge last read staged rows (``None``: never)."""
+    merged_at: datetime | None = conn.scalar(LAST_MERGE)
+    return merged_at
+
+
 def waiting_days(engine: Engine) -> list[WaitingDay]:
     """The rows waiting to merge into ``events``, by day, as ``staging_status`` counts them: unlike ``pending_days``
     (the merges' marks in ``batch_days``), not the rows the transform rejected (they are in quarantine), and with
