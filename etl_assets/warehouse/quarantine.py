@@ -6,11 +6,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, text
 
-from etl_assets.warehouse.schema import STAGE_NORMALIZE, quarantine
+from etl_assets.warehouse.schema import STAGE_NORMALIZE
 
 REASONS_SHOWN = 20
+COUNT_QUARANTINE = text(
+    "SELECT count(*) FILTER (WHERE resolved_at IS NULL), count(*) FILTER (WHERE resolved_at IS NOT NULL) "
+    "FROM quarantine"
+)
+UNRESOLVED_BY_REASON = text(
+    "SELECT stage, reason, count(*) FROM quarantine WHERE resolved_at IS NULL GROUP BY stage, reason "
+    "ORDER BY count(*) DESC, reason LIMIT :limit"
+)
+UNRESOLVED_BY_SOURCE = text(
+    "SELECT source, count(*) FROM quarantine WHERE resolved_at IS NULL GROUP BY source ORDER BY count(*) DESC"
+)
+REDRIVABLE_DAYS = text(
+    "SELECT DISTINCT event_day FROM quarantine "
+    f"WHERE resolved_at IS NULL AND stage = '{STAGE_NORMALIZE}' AND event_day IS NOT NULL ORDER BY event_day"
+)
 QUARANTINE_BY_STAGE = text(
     "SELECT stage, resolved_at IS NOT NULL, count(*) FROM quarantine GROUP BY stage, resolved_at IS NOT NULL"
 )
@@ -28,30 +43,11 @@ class QuarantineSummary:
 
 
 def summarize_quarantine(engine: Engine) -> QuarantineSummary:
-    unresolved = quarantine.c.resolved_at.is_(None)
     with engine.connect() as conn:
-        counts = conn.execute(
-            select(func.count().filter(unresolved), func.count().filter(quarantine.c.resolved_at.is_not(None)))
-        ).one()
-        by_reason = conn.execute(
-            select(quarantine.c.stage, quarantine.c.reason, func.count())
-            .where(unresolved)
-            .group_by(quarantine.c.stage, quarantine.c.reason)
-            .order_by(func.count().desc(), quarantine.c.reason)
-            .limit(REASONS_SHOWN)
-        ).all()
-        by_source = conn.execute(
-            select(quarantine.c.source, func.count())
-            .where(unresolved)
-            .group_by(quarantine.c.source)
-            .order_by(func.count().desc())
-        ).all()
-        days = conn.scalars(
-            select(quarantine.c.event_day)
-            .where(unresolved, quarantine.c.stage == STAGE_NORMALIZE, quarantine.c.event_day.is_not(None))
-            .distinct()
-            .order_by(quarantine.c.event_day)
-        ).all()
+        counts = conn.execute(COUNT_QUARANTINE).one()
+        by_reason = conn.execute(UNRESOLVED_BY_REASON, {"limit": REASONS_SHOWN}).all()
+        by_source = conn.execute(UNRESOLVED_BY_SOURCE).all()
+        days = conn.scalars(REDRIVABLE_DAYS).all()
     return QuarantineSummary(
         unresolved=counts[0],
         resolved=counts[1],
