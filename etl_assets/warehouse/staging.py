@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import chain, islice
 from operator import itemgetter
 from time import perf_counter
@@ -29,6 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl_assets.settings import pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
+from etl_assets.transform.days import day_start
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_id_of, event_key
 from etl_assets.transform.pii import PiiKeyMissing, PiiPolicy
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
@@ -821,3 +822,19 @@ def known_batch_ids(engine: Engine, batch_ids: list[str]) -> set[str]:
         return set()
     with engine.connect() as conn:
         return set(conn.scalars(select(raw_batches.c.batch_id).where(raw_batches.c.batch_id.in_(batch_ids))))
+
+
+ARCHIVED_BATCHES = text(
+    f"SELECT {', '.join(column.name for column in raw_batches.columns)} FROM raw_batches "
+    "WHERE archive_key IS NOT NULL AND received_at >= :start AND received_at < :end ORDER BY received_at, batch_id"
+)
+
+
+def archived_batches(engine: Engine, first_day: date, last_day: date) -> list[dict[str, Any]]:
+    """Every archived batch received between ``first_day`` and ``last_day`` (UTC, inclusive), oldest first: what a
+    replay of those days reads back."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            ARCHIVED_BATCHES, {"start": day_start(first_day), "end": day_start(last_day + timedelta(days=1))}
+        ).mappings()
+        return [dict(row) for row in rows]
