@@ -7,9 +7,9 @@ keys, webhook secrets, the database URL) are read from the environment here, onc
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 import uvicorn
-from sqlalchemy import text
 from starlette.applications import Starlette
 
 from etl_assets.collector.app import CollectorConfig, create_app
@@ -18,7 +18,7 @@ from etl_assets.collector.writer import GroupResult, StagingWriter
 from etl_assets.settings import Settings, segment_write_keys, webhook_secrets
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
-from etl_assets.warehouse.engine import create_warehouse_engine
+from etl_assets.warehouse.engine import create_warehouse_engine, ping
 
 ARCHIVE_RETRIES = 2
 ARCHIVE_READ_TIMEOUT_SECONDS = 5.0
@@ -61,11 +61,7 @@ def build_app(settings: Settings) -> Starlette:
         on_group=count_rows,
     )
 
-    def ping() -> None:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-    return create_app(config, writer.write, ping, metrics)
+    return create_app(config, writer.write, partial(ping, engine), metrics)
 
 
 def serve(settings: Settings, host: str = "127.0.0.1") -> None:

@@ -15,7 +15,8 @@ import dagster as dg
 from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
 from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
-from etl_assets.sources.replay import CannotReplay, archived_batches, pruned_message, replay_batch
+from etl_assets.sources.replay import CannotReplay, pruned_message, replay_batch
+from etl_assets.warehouse.staging import archived_batches
 
 
 class ReplayConfig(dg.Config):

@@ -2,7 +2,7 @@
 
 The collector counts what it answers itself (``etl_assets.collector.metrics``); the pipeline's state
 lives in the warehouse (what is staged, waiting, quarantined, held back per source, when each source last sent, when events
-last changed), so ``etl metrics`` serves it by querying on each scrape: cheap aggregate queries and the
+last changed), so ``etl metrics`` serves it by asking the warehouse's modules on each scrape: cheap aggregate queries and the
 planner's row estimate of ``events``, never a scan of a day.
 """
 
@@ -13,27 +13,18 @@ from collections.abc import Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-STAGING_BY_STATUS = text("SELECT status, count(*) FROM staging_status GROUP BY status")
-QUARANTINE_BY_STAGE = text(
-    "SELECT stage, resolved_at IS NOT NULL, count(*) FROM quarantine GROUP BY stage, resolved_at IS NOT NULL"
-)
-BATCHES_BY_SOURCE = text(
-    "SELECT source, count(*), coalesce(sum(record_count), 0), extract(epoch FROM max(received_at)) "
-    "FROM raw_batches GROUP BY source"
-)
-HELD_BY_SOURCE = text("SELECT source, count(*), coalesce(sum(rows_waiting), 0) FROM held_sources GROUP BY source")
-EVENTS_ESTIMATE = text(
-    "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-    "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'"
-)
-LAST_MERGE = text("SELECT extract(epoch FROM max(merged_at)) FROM batch_days")
+from etl_assets.warehouse.holds import held_by_source
+from etl_assets.warehouse.partitions import estimated_event_rows
+from etl_assets.warehouse.quarantine import quarantined_by_stage
+from etl_assets.warehouse.source_activity import source_activity
+from etl_assets.warehouse.staging import last_merged_at, staging_rows_by_status
 
 
 class PipelineMetrics(Collector):
@@ -61,26 +52,26 @@ class PipelineMetrics(Collector):
             "etl_source_held_rows", "Rows of each source waiting behind a hold of the staging gate.", labels=["source"]
         )
         with self.engine.connect() as conn:
-            for source, days, rows in conn.execute(HELD_BY_SOURCE):
+            for source, days, rows in held_by_source(conn):
                 held_days.add_metric([source], days)
                 held_rows.add_metric([source], rows)
-            for status, count in conn.execute(STAGING_BY_STATUS):
+            for status, count in staging_rows_by_status(conn).items():
                 staging.add_metric([status], count)
-            for stage, resolved, count in conn.execute(QUARANTINE_BY_STAGE):
+            for stage, resolved, count in quarantined_by_stage(conn):
                 quarantine.add_metric([stage, str(resolved).lower()], count)
-            for source, count, record_count, latest in conn.execute(BATCHES_BY_SOURCE):
-                batches.add_metric([source], count)
-                records.add_metric([source], record_count)
-                last_batch.add_metric([source], float(latest))
-            events_estimate = conn.scalar(EVENTS_ESTIMATE)
-            last_merge = conn.scalar(LAST_MERGE)
+            for activity in source_activity(conn):
+                batches.add_metric([activity.source], activity.batches)
+                records.add_metric([activity.source], activity.records)
+                last_batch.add_metric([activity.source], activity.last_received_at.timestamp())
+            events_estimate = estimated_event_rows(conn)
+            last_merge = last_merged_at(conn)
         yield from (staging, quarantine, batches, records, last_batch, held_days, held_rows)
         yield GaugeMetricFamily(
             "etl_events_rows_estimate", "Rows in events (the planner's estimate).", value=events_estimate
         )
         if last_merge is not None:
             yield GaugeMetricFamily(
-                "etl_last_merge_timestamp_seconds", "When staging rows were last merged.", value=float(last_merge)
+                "etl_last_merge_timestamp_seconds", "When staging rows were last merged.", value=last_merge.timestamp()
             )
 
 

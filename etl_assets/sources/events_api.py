@@ -23,8 +23,7 @@ from typing import Any
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
-from sqlalchemy import Connection, Engine, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Engine
 from urllib3.util.retry import Retry
 
 from etl_assets.settings import ConfigError
@@ -32,7 +31,7 @@ from etl_assets.sources.archive import archive_body, body_key
 from etl_assets.transform.api_pages import Page, parse_page
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import source_cursors
+from etl_assets.warehouse.source_cursors import load_cursor, save_cursor
 from etl_assets.warehouse.staging import BatchEntry, StagingCounts, stage_batch
 
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
@@ -191,24 +190,9 @@ class PollReport:
     seconds: float = 0.0
 
 
-def load_cursor(engine: Engine, source: str) -> str | None:
-    with engine.connect() as conn:
-        return conn.scalar(select(source_cursors.c.cursor).where(source_cursors.c.source == source))
-
-
 def _cursor_saver(source: str, cursor: str | None) -> Callable[[Connection], None]:
     """Saves ``cursor`` as ``source``'s, inside the caller's transaction."""
     return lambda conn: save_cursor(conn, source, cursor)
-
-
-def save_cursor(conn: Connection, source: str, cursor: str | None) -> None:
-    statement = pg_insert(source_cursors).values(source=source, cursor=cursor, updated_at=datetime.now(UTC))
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["source"],
-            set_={"cursor": statement.excluded.cursor, "updated_at": statement.excluded.updated_at},
-        )
-    )
 
 
 def page_batch_id(source: ApiSource, cursor: str | None, body: bytes) -> str:

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator, Mapping
-from datetime import date, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from etl_assets.sources.events_api import ApiSource
 from etl_assets.sources.landing import SOURCE as S3_SOURCE
 from etl_assets.sources.landing import DownloadedObject, download
 from etl_assets.sources.landing_ingest import stage_file
 from etl_assets.transform.api_pages import parse_page
-from etl_assets.transform.days import day_start
 from etl_assets.transform.inbound import InboundRequest, request_records
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
-from etl_assets.warehouse.schema import raw_batches
 from etl_assets.warehouse.staging import StagingCounts, stage_records
 
 
@@ -40,21 +37,6 @@ def pruned_message(batch: Mapping[str, Any]) -> str:
         f"batch {batch['batch_id']}: archive pruned by the retention job on {pruned_at:%Y-%m-%d} (older than "
         "ETL_RETENTION_DAYS), so it cannot be replayed; its events stay in the warehouse as they are"
     )
-
-
-def archived_batches(engine: Engine, first_day: date, last_day: date) -> list[dict[str, Any]]:
-    """Every archived batch received between ``first_day`` and ``last_day`` (UTC, inclusive), oldest first."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(raw_batches)
-            .where(
-                raw_batches.c.archive_key.is_not(None),
-                raw_batches.c.received_at >= day_start(first_day),
-                raw_batches.c.received_at < day_start(last_day + timedelta(days=1)),
-            )
-            .order_by(raw_batches.c.received_at, raw_batches.c.batch_id)
-        ).mappings()
-        return [dict(row) for row in rows]
 
 
 def replay_batch(

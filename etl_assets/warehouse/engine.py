@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from etl_assets.settings import with_driver
 from etl_assets.warehouse.connect_options import connect_args
+
+PING = text("SELECT 1")
 
 
 def create_warehouse_engine(
@@ -49,3 +51,9 @@ def create_warehouse_engine(
         connect_args={**connect_args(connect_timeout=connect_timeout, pgbouncer=pgbouncer), **tls},
         execution_options={"preserve_rowcount": True},
     )
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the warehouse answers a query (the collector's readiness)."""
+    with engine.connect() as conn:
+        conn.execute(PING)

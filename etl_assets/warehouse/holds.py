@@ -14,10 +14,22 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Engine, text
 
-from etl_assets.warehouse.schema import held_sources
+_HOLD_COLUMNS = "day, source, reason, rows_waiting, held_since, judged_at"
+RELEASE_PASSED = text("DELETE FROM held_sources WHERE day = :day AND source <> ALL(:held)")
+"""Releases the sources of the day a new judgement no longer holds."""
+UPSERT_HOLD = text(
+    "INSERT INTO held_sources (day, source, reason, rows_waiting) VALUES (:day, :source, :reason, :rows_waiting) "
+    "ON CONFLICT (day, source) DO UPDATE SET reason = excluded.reason, rows_waiting = excluded.rows_waiting, "
+    "judged_at = now()"
+)
+"""A hold already there keeps its ``held_since``."""
+HOLDS_OF_DAY = text(f"SELECT {_HOLD_COLUMNS} FROM held_sources WHERE day = :day ORDER BY source")
+RELEASE_DAY = text("DELETE FROM held_sources WHERE day = :day")
+ALL_HOLDS = text(f"SELECT {_HOLD_COLUMNS} FROM held_sources ORDER BY day, source")
+HOLDS_OF_DAYS = text(f"SELECT {_HOLD_COLUMNS} FROM held_sources WHERE day = ANY(:days) ORDER BY day, source")
+HELD_BY_SOURCE = text("SELECT source, count(*), coalesce(sum(rows_waiting), 0) FROM held_sources GROUP BY source")
 
 
 @dataclass(frozen=True)
@@ -44,13 +56,10 @@ def record_verdicts(engine: Engine, day: date, verdicts: list[Verdict]) -> list[
     release every other source of the day. Returns the day's holds."""
     held = [verdict for verdict in verdicts if verdict.reason is not None]
     with engine.begin() as conn:
-        conn.execute(
-            delete(held_sources).where(
-                held_sources.c.day == day, held_sources.c.source.not_in([verdict.source for verdict in held])
-            )
-        )
+        conn.execute(RELEASE_PASSED, {"day": day, "held": [verdict.source for verdict in held]})
         if held:
-            statement = pg_insert(held_sources).values(
+            conn.execute(
+                UPSERT_HOLD,
                 [
                     {
                         "day": day,
@@ -59,34 +68,26 @@ def record_verdicts(engine: Engine, day: date, verdicts: list[Verdict]) -> list[
                         "rows_waiting": verdict.rows_waiting,
                     }
                     for verdict in held
-                ]
+                ],
             )
-            conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["day", "source"],
-                    set_={
-                        "reason": statement.excluded.reason,
-                        "rows_waiting": statement.excluded.rows_waiting,
-                        "judged_at": func.now(),
-                    },
-                )
-            )
-        rows = conn.execute(select(held_sources).where(held_sources.c.day == day).order_by(held_sources.c.source))
-        return [Hold(**row._mapping) for row in rows]
+        return [Hold(*row) for row in conn.execute(HOLDS_OF_DAY, {"day": day})]
 
 
 def release_day(conn: Connection, day: date) -> None:
     """Release every source held on ``day`` (inside the caller's transaction: the merge that takes their rows)."""
-    conn.execute(delete(held_sources).where(held_sources.c.day == day))
+    conn.execute(RELEASE_DAY, {"day": day})
 
 
 def current_holds(engine: Engine, days: Collection[date] | None = None) -> list[Hold]:
     """Every hold (of ``days`` when given), by day and source."""
-    query = select(held_sources).order_by(held_sources.c.day, held_sources.c.source)
-    if days is not None:
-        query = query.where(held_sources.c.day.in_(list(days)))
     with engine.connect() as conn:
-        return [Hold(**row._mapping) for row in conn.execute(query)]
+        rows = conn.execute(ALL_HOLDS) if days is None else conn.execute(HOLDS_OF_DAYS, {"days": list(days)})
+        return [Hold(*row) for row in rows]
+
+
+def held_by_source(conn: Connection) -> list[tuple[str, int, int]]:
+    """Per source, the days it is held back on and the rows waiting behind those holds."""
+    return [(source, days, rows) for source, days, rows in conn.execute(HELD_BY_SOURCE)]
 
 
 def describe_hold(hold: Hold) -> str:

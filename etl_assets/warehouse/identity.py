@@ -28,11 +28,9 @@ from datetime import date
 
 from sqlalchemy import Connection, Engine, text
 
+from etl_assets.warehouse.copy import temp_table
 from etl_assets.warehouse.enrichment import SESSION_GAP
-from etl_assets.warehouse.schema import PERSON_TABLES, SESSION_TABLES
-
-LINKED = "linked"
-REFUSED = "refused"
+from etl_assets.warehouse.schema import LINKED, PERSON_TABLES, REFUSED, SESSION_TABLES
 
 IDENTITY_COLUMNS = ("linked_ids", "group_id", "traits")
 """Columns the merge's incoming rows carry beside the event's: its ``IdentityFacts``."""
@@ -75,17 +73,17 @@ TAKE_GRAPH_LOCK = text("SELECT pg_advisory_xact_lock(:lock_class, 0)")
 
 _TRAITS_AGG = "jsonb_object_agg(t.key, t.value ORDER BY c.occurred_at, c.event_id) FILTER (WHERE t.key IS NOT NULL)"
 
-COLLECT_CLAIMS = text(
-    "CREATE TEMP TABLE new_claims ON COMMIT DROP AS "
-    "SELECT DISTINCT ON (linked_id, user_id) linked_id AS anonymous_id, user_id, "
+COLLECT_CLAIMS = temp_table(
+    "new_claims",
+    query="SELECT DISTINCT ON (linked_id, user_id) linked_id AS anonymous_id, user_id, "
     "CASE WHEN event_type IN ('identify', 'alias') THEN event_type ELSE 'event' END AS via, event_id, occurred_at "
     "FROM candidates CROSS JOIN LATERAL unnest(linked_ids) AS linked_id "
-    "WHERE user_id IS NOT NULL ORDER BY linked_id, user_id, occurred_at, event_id"
+    "WHERE user_id IS NOT NULL ORDER BY linked_id, user_id, occurred_at, event_id",
 )
-COLLECT_CLAIMED_IDS = text("CREATE TEMP TABLE claimed ON COMMIT DROP AS SELECT DISTINCT anonymous_id FROM new_claims")
-EXPECT_LINKS = text(
-    "CREATE TEMP TABLE expected_links ON COMMIT DROP AS "
-    "WITH claims AS ("
+COLLECT_CLAIMED_IDS = temp_table("claimed", query="SELECT DISTINCT anonymous_id FROM new_claims")
+EXPECT_LINKS = temp_table(
+    "expected_links",
+    query="WITH claims AS ("
     "  SELECT anonymous_id, user_id, min(occurred_at) AS occurred_at FROM ("
     "    SELECT l.anonymous_id, l.user_id, l.occurred_at FROM identity_links l "
     "    JOIN claimed c ON c.anonymous_id = l.anonymous_id "
@@ -96,7 +94,7 @@ EXPECT_LINKS = text(
     ") "
     "SELECT f.anonymous_id, CASE WHEN EXISTS (SELECT 1 FROM users u WHERE u.user_id = f.anonymous_id) "
     "  OR EXISTS (SELECT 1 FROM candidates k WHERE k.user_id = f.anonymous_id) THEN NULL ELSE f.user_id END AS user_id "
-    "FROM first_claims f"
+    "FROM first_claims f",
 )
 """The link each id this merge claims is expected to get (``NULL``: none), by ``DECIDE_LINKS``'s rule applied to
 the graph as committed and this merge's claims, without writing it: the rows are written with these persons before
@@ -126,9 +124,10 @@ UPSERT_USERS = text(
     "JOIN upserted u ON u.user_id = l.anonymous_id AND u.is_new "
     "WHERE NOT EXISTS (SELECT 1 FROM claimed c WHERE c.anonymous_id = l.anonymous_id)"
 )
-SNAPSHOT_LINKS = text(
-    "CREATE TEMP TABLE links_before ON COMMIT DROP AS SELECT c.anonymous_id, l.user_id FROM claimed c "
-    f"LEFT JOIN identity_links l ON l.anonymous_id = c.anonymous_id AND l.status = '{LINKED}'"
+SNAPSHOT_LINKS = temp_table(
+    "links_before",
+    query="SELECT c.anonymous_id, l.user_id FROM claimed c "
+    f"LEFT JOIN identity_links l ON l.anonymous_id = c.anonymous_id AND l.status = '{LINKED}'",
 )
 INSERT_CLAIMS = text(
     "INSERT INTO identity_links AS l (anonymous_id, user_id, via, event_id, occurred_at, status) "
@@ -158,12 +157,8 @@ DECIDE_LINKS = text(
     "RETURNING d.status"
 )
 """Decides every link of the ids claimed now; returns the status of each link whose decision changed."""
-CREATE_WRITTEN_PERSONS = text(
-    "CREATE TEMP TABLE written_persons (person_id text, occurred_at timestamptz) ON COMMIT DROP"
-)
-CREATE_WRITTEN_ANONYMOUS = text(
-    "CREATE TEMP TABLE written_anonymous (anonymous_id text, person_id text) ON COMMIT DROP"
-)
+CREATE_WRITTEN_PERSONS = temp_table("written_persons", columns="person_id text, occurred_at timestamptz")
+CREATE_WRITTEN_ANONYMOUS = temp_table("written_anonymous", columns="anonymous_id text, person_id text")
 """The anonymous ids of the rows the merge wrote without a user id, with the person each was written with."""
 REATTRIBUTE = text(
     "WITH relinked AS ("

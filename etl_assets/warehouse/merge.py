@@ -45,11 +45,11 @@ from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.staged import transform_record
 from etl_assets.warehouse import identity
-from etl_assets.warehouse.copy import copy_rows
+from etl_assets.warehouse.copy import copy_rows, temp_table
 from etl_assets.warehouse.holds import release_day
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import events
+from etl_assets.warehouse.schema import STAGE_NORMALIZE, events
 from etl_assets.warehouse.schema import order_lines as order_lines_table
 from etl_assets.warehouse.staged_rows import TRANSFORMED_COLUMNS, transformed_values
 
@@ -75,19 +75,19 @@ _CANDIDATE_COLUMNS = ", ".join(
 )
 
 TAKE_DAY_LOCK = text("SELECT pg_advisory_xact_lock(:lock_class, :day_key)")
-CREATE_MERGING = text(
-    "CREATE TEMP TABLE merging ON COMMIT DROP AS "
-    "SELECT b.batch_id, b.merged_through FROM batch_days b WHERE b.day = :day AND b.merged_rows < b.staged_rows "
+CREATE_MERGING = temp_table(
+    "merging",
+    query="SELECT b.batch_id, b.merged_through FROM batch_days b WHERE b.day = :day AND b.merged_rows < b.staged_rows "
     "AND (CAST(:include_held AS boolean) OR NOT EXISTS "
-    "(SELECT 1 FROM held_sources h WHERE h.day = b.day AND h.source = b.source))"
+    "(SELECT 1 FROM held_sources h WHERE h.day = b.day AND h.source = b.source))",
 )
 """The batches with rows of the day that no merge has read, but those of sources held back on the day."""
-READ_CANDIDATES = text(
-    "CREATE TEMP TABLE candidates ON COMMIT DROP AS "
-    f"SELECT s.id AS staging_id, s.event_id, {_CANDIDATE_COLUMNS}, s.payload_digest, "
+READ_CANDIDATES = temp_table(
+    "candidates",
+    query=f"SELECT s.id AS staging_id, s.event_id, {_CANDIDATE_COLUMNS}, s.payload_digest, "
     "s.rejection IS NOT NULL AS rejected "
     "FROM staging_events s JOIN merging m ON m.batch_id = s.batch_id "
-    "WHERE s.event_day = :day AND s.id > m.merged_through"
+    "WHERE s.event_day = :day AND s.id > m.merged_through",
 )
 """Every row of the day no merge has read yet, rejected ones included (they count as read)."""
 ADVANCE_BATCH_DAYS = text(
@@ -108,9 +108,8 @@ DROP_OLDER_VERSIONS = text(
     "WHERE newer.event_id = c.event_id AND newer.staging_id > c.staging_id"
 )
 """Keeps the newest version of each ``event_id`` among the rows read (older ones are duplicates)."""
-CREATE_WINNERS = text(
-    "CREATE TEMP TABLE winners (event_id text, occurred_at timestamptz, "
-    "previous_occurred_at timestamptz) ON COMMIT DROP"
+CREATE_WINNERS = temp_table(
+    "winners", columns="event_id text, occurred_at timestamptz, previous_occurred_at timestamptz"
 )
 CLAIM_LEDGER = text(
     "WITH claimed AS ("
@@ -148,7 +147,7 @@ DELETE_MOVED = text(
     "AND w.previous_occurred_at <> w.occurred_at"
 )
 COUNT_MOVED = text("SELECT count(*) FROM winners WHERE previous_occurred_at <> occurred_at")
-CREATE_WRITTEN = text("CREATE TEMP TABLE written_events (event_id text) ON COMMIT DROP")
+CREATE_WRITTEN = temp_table("written_events", columns="event_id text")
 _WRITE_EVENTS = (
     "WITH written AS ("
     f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_C_COLUMNS}, {identity.PERSON_OF_CANDIDATE} "
@@ -205,9 +204,8 @@ ROWS_TO_REFRESH = text(
     "WHERE event_day = :day AND batch_id = ANY(:batch_ids) AND (:all_rows OR rejection IS NOT NULL "
     "OR transform_version IS DISTINCT FROM :version) ORDER BY id"
 )
-CREATE_REFRESHED = text(
-    "CREATE TEMP TABLE refreshed ON COMMIT DROP AS "
-    f"SELECT id, {', '.join(TRANSFORMED_COLUMNS)} FROM staging_events WITH NO DATA"
+CREATE_REFRESHED = temp_table(
+    "refreshed", query=f"SELECT id, {', '.join(TRANSFORMED_COLUMNS)} FROM staging_events WITH NO DATA"
 )
 UPDATE_REFRESHED = text(
     "UPDATE staging_events s SET transform_version = :version, payload_digest = CASE "
@@ -224,13 +222,13 @@ RESET_REFRESHED_BATCHES = text(
 """The refreshed batches' rows of the day are all read again by the merge that follows."""
 QUARANTINE_REFRESHED = text(
     "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
-    "SELECT s.source, s.batch_id, s.record_no, 'normalize', s.rejection, s.payload, s.id, s.event_id, s.event_day "
+    f"SELECT s.source, s.batch_id, s.record_no, '{STAGE_NORMALIZE}', s.rejection, s.payload, s.id, s.event_id, s.event_day "
     "FROM refreshed r JOIN staging_events s ON s.id = r.id WHERE s.rejection IS NOT NULL "
     "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL"
 )
 RESOLVE_REFRESHED = text(
     "UPDATE quarantine q SET resolved_at = now() FROM refreshed r "
-    "WHERE q.staging_id = r.id AND r.rejection IS NULL AND q.stage = 'normalize' AND q.resolved_at IS NULL"
+    f"WHERE q.staging_id = r.id AND r.rejection IS NULL AND q.stage = '{STAGE_NORMALIZE}' AND q.resolved_at IS NULL"
 )
 
 

@@ -18,6 +18,16 @@ CREATE_EVENTS_PARTITION = text("SELECT etl_create_events_partition(:day)")
 """Through a SECURITY DEFINER function (migration 0004): only the table's owner may add partitions to it,
 and the transform role that merges is not the owner."""
 
+EVENT_PARTITIONS = text(
+    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent ORDER BY c.relname"
+)
+ESTIMATED_EVENT_ROWS = text(
+    "SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    f"JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = '{events.name}'"
+)
+"""The planner's row estimate of ``events``, summed over its partitions: no scan."""
+
 PARTITION_NAME = re.compile(rf"^{events.name}_p\d{{8}}$")
 
 
@@ -39,14 +49,11 @@ def ensure_event_partitions(conn: Connection, days: Iterable[date]) -> list[str]
 
 
 def list_event_partitions(conn: Connection) -> list[str]:
-    rows = conn.execute(
-        text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent ORDER BY c.relname"
-        ),
-        {"parent": events.name},
-    )
-    return [name for (name,) in rows]
+    return list(conn.scalars(EVENT_PARTITIONS, {"parent": events.name}))
+
+
+def estimated_event_rows(conn: Connection) -> float:
+    return float(conn.scalar(ESTIMATED_EVENT_ROWS) or 0)
 
 
 def is_partition_table(name: str) -> bool:

@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Select, Table, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, Select, Table, delete, insert, text
 
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import rebuild_requests
 
 TAKE_REBUILD_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:name))")
+SERVE_REQUESTS = text("DELETE FROM rebuild_requests WHERE table_name = :table_name")
+SERVE_REQUESTS_OF_DAYS = text(
+    "DELETE FROM rebuild_requests WHERE table_name = :table_name AND day >= :first AND day < :end"
+)
+"""A table's rebuild of days serves the requests of those days."""
+REQUESTED_DAYS = text("SELECT day, max(requested_at) FROM rebuild_requests GROUP BY day ORDER BY day")
 
 
 def replace_window(
@@ -38,13 +43,13 @@ def replace_window(
         removal = removal.where(column >= days[0], column < days[1])
     # SQLAlchemy types a column's key as optional; a selected column has one.
     labels = [cast(str, column.key) for column in query.selected_columns]
-    served = delete(rebuild_requests).where(rebuild_requests.c.table_name == table.name)
-    if days is not None:
-        served = served.where(rebuild_requests.c.day >= days[0], rebuild_requests.c.day < days[1])
 
     def rebuild(conn: Connection) -> tuple[int, int]:
         conn.execute(TAKE_REBUILD_LOCK, {"name": f"rebuild:{table.name}"})
-        conn.execute(served)
+        if days is None:
+            conn.execute(SERVE_REQUESTS, {"table_name": table.name})
+        else:
+            conn.execute(SERVE_REQUESTS_OF_DAYS, {"table_name": table.name, "first": days[0], "end": days[1]})
         removed = conn.execute(removal).rowcount
         return removed, conn.execute(insert(table).from_select(labels, query)).rowcount
 
@@ -62,9 +67,4 @@ class RequestedDay:
 def requested_days(engine: Engine) -> list[RequestedDay]:
     """The days with rebuild requests, oldest day first."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(rebuild_requests.c.day, func.max(rebuild_requests.c.requested_at))
-            .group_by(rebuild_requests.c.day)
-            .order_by(rebuild_requests.c.day)
-        )
-        return [RequestedDay(*row) for row in rows]
+        return [RequestedDay(*row) for row in conn.execute(REQUESTED_DAYS)]

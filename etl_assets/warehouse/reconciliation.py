@@ -39,23 +39,24 @@ from sqlalchemy import Engine, bindparam, text
 
 from etl_assets.transform.days import day_bounds
 from etl_assets.transform.vocabulary import ORDER_EVENT_TYPES
+from etl_assets.warehouse.schema import FAILED, PENDING, STAGE_NORMALIZE, STAGE_PARSE, SUCCEEDED
 
 RECONCILE_DAY_BY_BATCH = text(
-    """
+    f"""
     SELECT s.batch_id,
            s.source,
            count(*) AS received,
-           count(*) FILTER (WHERE s.status = 'pending') AS pending,
-           count(*) FILTER (WHERE s.status = 'failed' AND q.id IS NOT NULL) AS quarantined,
-           count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id = s.id AND e.event_id IS NOT NULL)
+           count(*) FILTER (WHERE s.status = '{PENDING}') AS pending,
+           count(*) FILTER (WHERE s.status = '{FAILED}' AND q.id IS NOT NULL) AS quarantined,
+           count(*) FILTER (WHERE s.status = '{SUCCEEDED}' AND l.staging_id = s.id AND e.event_id IS NOT NULL)
                AS in_events,
-           count(*) FILTER (WHERE s.status = 'succeeded' AND l.staging_id IS DISTINCT FROM s.id) AS duplicates,
-           count(*) FILTER (WHERE s.status = 'pending' AND h.day IS NOT NULL) AS held
+           count(*) FILTER (WHERE s.status = '{SUCCEEDED}' AND l.staging_id IS DISTINCT FROM s.id) AS duplicates,
+           count(*) FILTER (WHERE s.status = '{PENDING}' AND h.day IS NOT NULL) AS held
     FROM staging_status s
     -- joined whole, so the planner hashes it: quarantine has no index on staging_id, and a lookup per staged
     -- row would cost a day's rows times the quarantine's
     LEFT JOIN (
-        SELECT DISTINCT staging_id AS id FROM quarantine WHERE stage = 'normalize' AND resolved_at IS NULL
+        SELECT DISTINCT staging_id AS id FROM quarantine WHERE stage = '{STAGE_NORMALIZE}' AND resolved_at IS NULL
     ) q ON q.id = s.id
     LEFT JOIN event_ledger l ON l.event_id = s.event_id
     LEFT JOIN events e ON e.event_id = l.event_id AND e.occurred_at = l.occurred_at
@@ -99,11 +100,11 @@ COUNT_EVENTS_WITH_PRUNED_RECORD = text(
 UNSTAGED_GRACE_MINUTES = 60
 """How long a batch may sit in the ledger unstaged (its run retrying) before it counts as unaccounted for."""
 RECONCILE_BATCHES = text(
-    """
+    f"""
     SELECT b.batch_id, b.source, coalesce(b.record_count, 0),
            (SELECT count(*) FROM staging_events s WHERE s.batch_id = b.batch_id) AS staged,
            (SELECT count(*) FROM quarantine q
-             WHERE q.batch_id = b.batch_id AND q.stage = 'parse' AND q.resolved_at IS NULL) AS parse_quarantined,
+             WHERE q.batch_id = b.batch_id AND q.stage = '{STAGE_PARSE}' AND q.resolved_at IS NULL) AS parse_quarantined,
            b.byte_count,
            b.staged_at IS NOT NULL AS closed,
            b.resent_count AS resent

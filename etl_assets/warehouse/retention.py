@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Connection, Engine, func, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Engine, text
 
 from etl_assets.transform.days import day_start
 from etl_assets.warehouse.merge import lock_day
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import raw_batches, retention_log
 
 DEFAULT_CHUNK_IDS = 50_000
 
@@ -100,6 +98,19 @@ def prune_staging(
     return pruned
 
 
+LOG_PRUNED_DAY = text(
+    "INSERT INTO retention_log (day, staging_rows) VALUES (:day, :staging_rows) "
+    "ON CONFLICT (day) DO UPDATE SET staging_rows = retention_log.staging_rows + excluded.staging_rows, "
+    "last_pruned_at = now()"
+)
+MARK_STAGING_PRUNED = text(
+    "UPDATE raw_batches SET staging_pruned_at = now() WHERE batch_id = ANY(:batch_ids) AND staging_pruned_at IS NULL"
+)
+MARK_ARCHIVE_PRUNED = text(
+    "UPDATE raw_batches SET archive_pruned_at = now() WHERE archive_key = ANY(:keys) AND archive_pruned_at IS NULL"
+)
+
+
 def _delete_range(
     conn: Connection, *, day: date, start: int, end: int, cutoff: datetime
 ) -> list[tuple[date, str, int]]:
@@ -113,33 +124,15 @@ def _delete_range(
         if day is not None:
             days[day] += rows
     if days:
-        statement = pg_insert(retention_log).values(
-            [{"day": day, "staging_rows": rows} for day, rows in sorted(days.items())]
-        )
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["day"],
-                set_={
-                    "staging_rows": retention_log.c.staging_rows + statement.excluded.staging_rows,
-                    "last_pruned_at": func.now(),
-                },
-            )
-        )
+        conn.execute(LOG_PRUNED_DAY, [{"day": day, "staging_rows": rows} for day, rows in sorted(days.items())])
     batch_ids = sorted({batch_id for _, batch_id, _ in gone})
     if batch_ids:
-        conn.execute(
-            update(raw_batches)
-            .where(raw_batches.c.batch_id.in_(batch_ids), raw_batches.c.staging_pruned_at.is_(None))
-            .values(staging_pruned_at=func.now())
-        )
+        conn.execute(MARK_STAGING_PRUNED, {"batch_ids": batch_ids})
     return gone
 
 
 def mark_archive_pruned(engine: Engine, keys: list[str]) -> int:
     """Mark the batches archived under ``keys`` as pruned (before the objects are deleted); how many were."""
-    statement = (
-        update(raw_batches)
-        .where(raw_batches.c.archive_key.in_(keys), raw_batches.c.archive_pruned_at.is_(None))
-        .values(archive_pruned_at=func.now())
+    return in_transaction(
+        engine, lambda conn: conn.execute(MARK_ARCHIVE_PRUNED, {"keys": keys}).rowcount, what="marking pruned batches"
     )
-    return in_transaction(engine, lambda conn: conn.execute(statement).rowcount, what="marking pruned batches")

@@ -48,9 +48,21 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-STAGING_STATUSES = ("pending", "succeeded", "failed")
-"""The states ``staging_status`` gives a staging row: waiting for its day's merge, read by it, rejected."""
-LINK_STATUSES = ("linked", "refused")
+PENDING = "pending"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+STAGING_STATUSES = (PENDING, SUCCEEDED, FAILED)
+"""The states the view ``staging_status`` gives a staging row: waiting for its day's merge, read by it, rejected."""
+STAGE_PARSE = "parse"
+"""A quarantined record that never parsed, so was never staged."""
+STAGE_NORMALIZE = "normalize"
+"""A quarantined record that was staged and that the transform rejected."""
+QUARANTINE_STAGES = (STAGE_PARSE, STAGE_NORMALIZE)
+LINKED = "linked"
+"""An identity link that holds: the anonymous id's events belong to the user."""
+REFUSED = "refused"
+"""An identity link kept but not applied: it would merge two known users."""
+LINK_STATUSES = (LINKED, REFUSED)
 MONEY = Numeric(18, 4)
 
 
@@ -337,7 +349,7 @@ quarantine = Table(
     Column("event_day", Date, nullable=True),
     Column("quarantined_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("resolved_at", DateTime(timezone=True), nullable=True, comment="Set when a re-drive loaded the record."),
-    CheckConstraint("stage IN ('parse', 'normalize')", name="stage"),
+    CheckConstraint(f"stage IN {QUARANTINE_STAGES!r}", name="stage"),
     UniqueConstraint("batch_id", "record_no", "stage"),
     Index(None, "event_day"),
     comment="Records that could not be loaded, with the reason and the bytes; nothing accepted is lost.",

@@ -20,7 +20,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import chain, islice
 from operator import itemgetter
 from time import perf_counter
@@ -32,13 +32,22 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from etl_assets.settings import pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
+from etl_assets.transform.days import day_start
 from etl_assets.transform.normalize import AcceptedTimes, RecordRejected, event_id_of, event_key
 from etl_assets.transform.pii import PiiKeyMissing, PiiPolicy
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
 from etl_assets.transform.staged import Transformed, digest_prefix, payload_digest, transform_record
 from etl_assets.warehouse.copy import copy_rows, create_temp_table
 from etl_assets.warehouse.retries import in_transaction
-from etl_assets.warehouse.schema import batch_days, quarantine, raw_batches, staging_events
+from etl_assets.warehouse.schema import (
+    PENDING,
+    STAGE_NORMALIZE,
+    STAGE_PARSE,
+    batch_days,
+    quarantine,
+    raw_batches,
+    staging_events,
+)
 from etl_assets.warehouse.staged_rows import TRANSFORMED_COLUMNS, UNTRANSFORMED, transformed_values
 
 STAGING_COLUMNS = (
@@ -194,7 +203,7 @@ def _split(
     for record, record_digest in records:
         counts.records += 1
         if isinstance(record, RejectedRecord):
-            rejected.append((source, batch_id, record.record_no, "parse", record.reason, record.raw, None, None))
+            rejected.append((source, batch_id, record.record_no, STAGE_PARSE, record.reason, record.raw, None, None))
             continue
         started = perf_counter()
         result = transform(record.payload)
@@ -211,7 +220,7 @@ def _split(
                         source,
                         batch_id,
                         record.record_no,
-                        "parse",
+                        STAGE_PARSE,
                         str(error),
                         record.json_text.encode(),
                         record.json_text,
@@ -455,14 +464,14 @@ def _claim_resent(
 
 QUARANTINE_REJECTED = text(
     "INSERT INTO quarantine (source, batch_id, record_no, stage, reason, payload, staging_id, event_id, event_day) "
-    "SELECT source, batch_id, record_no, 'normalize', rejection, payload, id, event_id, event_day "
+    f"SELECT source, batch_id, record_no, '{STAGE_NORMALIZE}', rejection, payload, id, event_id, event_day "
     "FROM staging_events WHERE batch_id = :batch_id AND rejection IS NOT NULL "
     "ON CONFLICT (batch_id, record_no, stage) DO UPDATE SET reason = excluded.reason, resolved_at = NULL "
     "WHERE quarantine.reason IS DISTINCT FROM excluded.reason OR quarantine.resolved_at IS NOT NULL"
 )
 RESOLVE_PASSED = text(
     "UPDATE quarantine q SET resolved_at = now() FROM staging_events s "
-    "WHERE q.batch_id = :batch_id AND q.stage = 'normalize' AND q.resolved_at IS NULL "
+    f"WHERE q.batch_id = :batch_id AND q.stage = '{STAGE_NORMALIZE}' AND q.resolved_at IS NULL "
     "AND s.batch_id = q.batch_id AND s.record_no = q.record_no AND s.rejection IS NULL"
 )
 COUNT_BATCH_DAYS = text(
@@ -487,7 +496,7 @@ REPLAYED_BATCH_DAYS = text(
 
 CLOSE_BATCH = text(
     "UPDATE raw_batches SET record_count = :records, resent_count = :resent, staged_at = now(), quarantined_count = ("
-    "SELECT count(*) FROM quarantine q WHERE q.batch_id = raw_batches.batch_id AND q.stage = 'parse' "
+    f"SELECT count(*) FROM quarantine q WHERE q.batch_id = raw_batches.batch_id AND q.stage = '{STAGE_PARSE}' "
     "AND q.resolved_at IS NULL) WHERE batch_id = :batch_id"
 )
 """The ledger's account of a staged batch: how many records it had, how many could not be parsed, how many were in
@@ -705,7 +714,7 @@ def _resolve_parse_quarantine(conn: Connection, batch_id: str, record_nos: list[
         update(quarantine)
         .where(
             quarantine.c.batch_id == batch_id,
-            quarantine.c.stage == "parse",
+            quarantine.c.stage == STAGE_PARSE,
             quarantine.c.record_no.in_(record_nos),
             quarantine.c.resolved_at.is_(None),
         )
@@ -806,9 +815,24 @@ class WaitingDay:
 
 
 WAITING_DAYS = text(
-    "SELECT event_day, count(*) FROM staging_status WHERE status = 'pending' AND event_day IS NOT NULL "
+    f"SELECT event_day, count(*) FROM staging_status WHERE status = '{PENDING}' AND event_day IS NOT NULL "
     "GROUP BY event_day ORDER BY event_day"
 )
+
+
+STAGING_ROWS_BY_STATUS = text("SELECT status, count(*) FROM staging_status GROUP BY status")
+LAST_MERGE = text("SELECT max(merged_at) FROM batch_days")
+
+
+def staging_rows_by_status(conn: Connection) -> dict[str, int]:
+    """Staging rows by the status ``staging_status`` gives them."""
+    return {status: count for status, count in conn.execute(STAGING_ROWS_BY_STATUS)}
+
+
+def last_merged_at(conn: Connection) -> datetime | None:
+    """When a merge last read staged rows (``None``: never)."""
+    merged_at: datetime | None = conn.scalar(LAST_MERGE)
+    return merged_at
 
 
 def waiting_days(engine: Engine) -> list[WaitingDay]:
@@ -825,3 +849,19 @@ def known_batch_ids(engine: Engine, batch_ids: list[str]) -> set[str]:
         return set()
     with engine.connect() as conn:
         return set(conn.scalars(select(raw_batches.c.batch_id).where(raw_batches.c.batch_id.in_(batch_ids))))
+
+
+ARCHIVED_BATCHES = text(
+    f"SELECT {', '.join(column.name for column in raw_batches.columns)} FROM raw_batches "
+    "WHERE archive_key IS NOT NULL AND received_at >= :start AND received_at < :end ORDER BY received_at, batch_id"
+)
+
+
+def archived_batches(engine: Engine, first_day: date, last_day: date) -> list[dict[str, Any]]:
+    """Every archived batch received between ``first_day`` and ``last_day`` (UTC, inclusive), oldest first: what a
+    replay of those days reads back."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            ARCHIVED_BATCHES, {"start": day_start(first_day), "end": day_start(last_day + timedelta(days=1))}
+        ).mappings()
+        return [dict(row) for row in rows]

@@ -12,9 +12,10 @@ from sqlalchemy import Engine, func, select
 
 from etl_assets.demo.events_api_server import FeedSettings, create_app, encode_cursor
 from etl_assets.sources import events_api
-from etl_assets.sources.events_api import ApiError, ApiSource, EventsApiClient, load_cursor, poll_source
+from etl_assets.sources.events_api import ApiError, ApiSource, EventsApiClient, poll_source
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.schema import raw_batches, source_cursors, staging_events
+from etl_assets.warehouse.source_cursors import load_cursor
 from tests.asgi_server import serve
 from tests.fault_proxy import Answer, FaultsInTurn, ProxiedRequest, create_proxy
 

@@ -13,9 +13,10 @@ from sqlalchemy import Engine, text
 from etl_assets.collector.writer import StagingWriter
 from etl_assets.demo.events_api_server import FeedSettings, create_app
 from etl_assets.sources.events_api import ApiSource, EventsApiClient, poll_source
-from etl_assets.sources.replay import CannotReplay, archived_batches, replay_batch
+from etl_assets.sources.replay import CannotReplay, replay_batch
 from etl_assets.transform.inbound import InboundRequest, ParsedRequest
 from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.warehouse.staging import archived_batches
 from tests.asgi_server import serve
 
 ACCEPTED = AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC))

@@ -22,10 +22,10 @@ from sqlalchemy import Engine, select, text
 
 from etl_assets.io_managers.postgres import WarehouseIOManager
 from etl_assets.resources import WarehouseResource
-from etl_assets.sources.events_api import load_cursor, save_cursor
 from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse import enrichment, retries
 from etl_assets.warehouse.schema import events
+from etl_assets.warehouse.source_cursors import load_cursor, save_cursor
 from etl_assets.warehouse.staging import BatchEntry, record_batch, stage_batch, stage_records
 from tests.harness import ACCEPTED, merge_day, stage_payloads
 
