@@ -8,10 +8,10 @@ time and never logged, stored in the cursor or shown in an error.
 
 import dagster as dg
 
+from etl_assets.observability.alert_message import slack_message
 from etl_assets.observability.alerts import AlertCursor, check_alert, latest_cursor, pending_events, run_alert
 from etl_assets.observability.webhook import WEBHOOK_VARIABLE, DeliveryError, post_message, webhook_session
 from etl_assets.settings import ConfigError, Settings, alert_webhook_url
-from etl_assets.transform.alerts import slack_message
 
 
 @dg.sensor(

@@ -11,8 +11,8 @@ from urllib.parse import quote
 import dagster as dg
 from dagster_shared.error import SerializableErrorInfo
 
+from etl_assets.observability.alert_message import ERROR_MAX_CHARS, Alert, truncate
 from etl_assets.settings import Settings
-from etl_assets.transform.alerts import ERROR_MAX_CHARS, Alert, truncate
 
 MAX_EVENTS_PER_TICK = 50
 MAX_ASSETS_NAMED = 10

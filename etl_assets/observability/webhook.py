@@ -9,7 +9,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from etl_assets.transform.alerts import truncate
+from etl_assets.observability.alert_message import truncate
 
 WEBHOOK_VARIABLE = "ETL_ALERT_WEBHOOK_URL"
 POST_TIMEOUT_SECONDS = 10
