@@ -6,7 +6,6 @@ records the day so the next one compares against it. New, vanished or retyped fi
 payloads keep every field as received, so nothing is lost while someone looks.
 """
 
-import math
 from datetime import date, timedelta
 
 import dagster as dg
@@ -14,16 +13,9 @@ from sqlalchemy import Engine
 
 from etl_assets.defs.partitions import run_partition_days
 from etl_assets.resources import WarehouseResource
-from etl_assets.settings import QualitySettings, Settings
-from etl_assets.transform.drift import DriftReport, FieldChange, compare_fields
-from etl_assets.warehouse.drift import (
-    days_ingested_within,
-    known_fields,
-    lock_source_fields,
-    profile_fields,
-    record_profile,
-    staged_rows_per_day,
-)
+from etl_assets.settings import Settings
+from etl_assets.transform.drift import DriftReport, FieldChange
+from etl_assets.warehouse.drift import days_ingested_within, profile_and_compare_day
 from etl_assets.warehouse.quality import markdown_table
 
 UNPARTITIONED_RUN_PERIOD = timedelta(hours=24)
@@ -38,29 +30,6 @@ def run_days(context: dg.AssetCheckExecutionContext, engine: Engine) -> list[dat
         return days
     with engine.connect() as conn:
         return days_ingested_within(conn, UNPARTITIONED_RUN_PERIOD)
-
-
-def sampling_step(day_rows: int, sample_rows: int) -> int:
-    """Profile every k-th row (by id) of a day larger than ``sample_rows``: an even sample of about that size."""
-    return math.ceil(day_rows / sample_rows) if day_rows > sample_rows else 1
-
-
-def profile_and_compare_day(engine: Engine, day: date, quality: QualitySettings) -> tuple[list[DriftReport], int]:
-    """Drift reports of ``day``, one per source that staged rows for it, and the sampling step used."""
-    with engine.connect() as conn:
-        step = sampling_step(staged_rows_per_day(conn, [day]).get(day, 0), quality.sample_rows)
-        profiles = profile_fields(conn, [day], step)
-    if not profiles:
-        return [], step
-    with engine.begin() as conn:
-        lock_source_fields(conn)
-        known = known_fields(conn, profiles)
-        reports = [
-            compare_fields(known[source], profile, day=day, min_rows=quality.drift_min_rows)
-            for source, profile in sorted(profiles.items())
-        ]
-        record_profile(conn, profiles, day)
-    return reports, step
 
 
 def describe_days(days: list[date]) -> str:
