@@ -12,8 +12,8 @@ from sqlalchemy import Select, Table
 
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import daily_partitions, single_run_backfill
-from etl_assets.defs.table_metadata import OWNERS, column_lineage_from, table_metadata
 from etl_assets.io_managers.postgres import MARGIN_DAYS
+from etl_assets.orchestration.table_metadata import OWNERS, column_lineage_from, table_metadata
 from etl_assets.warehouse import enrichment, schema
 
 ENRICHMENT_VERSION = "2"

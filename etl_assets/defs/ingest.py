@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, TransientFailure
-from etl_assets.defs.table_metadata import OWNERS, table_metadata
+from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import ObjectStoreResource, WarehouseResource
 from etl_assets.settings import Settings
 from etl_assets.sources.landing import LandingCursor, LandingObject, RunLimits, plan_landing_tick, run_key

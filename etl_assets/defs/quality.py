@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, run_partition_days
-from etl_assets.defs.privacy import missing_key_failure
+from etl_assets.orchestration.privacy import missing_key_failure
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION

@@ -14,7 +14,6 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from sqlalchemy import Engine
 
-from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import (
     DAYS_PER_SENSOR_RUN,
@@ -24,9 +23,10 @@ from etl_assets.defs.partitions import (
     single_run_backfill,
 )
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
-from etl_assets.defs.privacy import missing_key_failure
-from etl_assets.defs.run_status import IN_FLIGHT
-from etl_assets.defs.table_metadata import OWNERS, table_metadata
+from etl_assets.orchestration import failed_days
+from etl_assets.orchestration.privacy import missing_key_failure
+from etl_assets.orchestration.run_status import IN_FLIGHT
+from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
