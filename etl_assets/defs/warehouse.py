@@ -24,6 +24,7 @@ from etl_assets.defs.partitions import (
 )
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.orchestration import failed_days
+from etl_assets.orchestration.materialization import write_figures
 from etl_assets.orchestration.privacy import missing_key_failure
 from etl_assets.orchestration.run_status import IN_FLIGHT
 from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
@@ -52,9 +53,7 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
     written = counts.inserted + counts.updated
     return {
         "rows written": dg.MetadataValue.int(written),
-        "rows per second": dg.MetadataValue.float(round(written / seconds, 1) if seconds else 0.0),
-        "seconds": dg.MetadataValue.float(round(seconds, 3)),
-        "succeeded at": dg.MetadataValue.timestamp(time.time()),
+        **write_figures(written, seconds, errors=counts.rejected),
         "staged rows read": dg.MetadataValue.int(counts.received),
         "inserted": dg.MetadataValue.int(counts.inserted),
         "updated": dg.MetadataValue.int(counts.updated),
@@ -66,7 +65,6 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
         "events re-attributed to a person": dg.MetadataValue.int(counts.persons_moved),
         "rows transformed again": dg.MetadataValue.int(counts.refreshed),
         "rows quarantined": dg.MetadataValue.int(counts.rejected),
-        "errors": dg.MetadataValue.int(counts.rejected),
         "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in sorted(counts.days)) or "none"),
     }
 
