@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from etl_assets.markdown import markdown_table
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings
-from etl_assets.warehouse.quality import markdown_table
 from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
 
 SOURCE_LOOKBACK = timedelta(days=7)

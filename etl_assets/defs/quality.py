@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, run_partition_days
+from etl_assets.markdown import markdown_table
 from etl_assets.orchestration.privacy import missing_key_failure
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings, pii_policy
@@ -38,7 +39,6 @@ from etl_assets.warehouse.quality import (
     check_events_day,
     check_staged_day,
     failing_rows_markdown,
-    markdown_table,
     rules_markdown,
     source_verdicts,
 )
