@@ -12,7 +12,7 @@ from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
 from etl_assets.orchestration.materialization import write_figures
 from etl_assets.orchestration.run_status import IN_FLIGHT
-from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
+from etl_assets.resources import WAREHOUSE_POOL, EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.events_api import PollReport, poll_source
 from etl_assets.warehouse.staging import StagingCounts
 
@@ -27,7 +27,7 @@ class ApiPollConfig(dg.Config):
 
 
 @dg.op(
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     retry_policy=OUTSIDE_RETRY_POLICY,
     description="Pull new pages from one events API source into the raw archive and staging_events, "
     "moving its cursor in source_cursors with each page.",

@@ -23,7 +23,7 @@ from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, TransientFailure
 from etl_assets.orchestration.materialization import write_figures
 from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
-from etl_assets.resources import ObjectStoreResource, WarehouseResource
+from etl_assets.resources import WAREHOUSE_POOL, ObjectStoreResource, WarehouseResource
 from etl_assets.settings import Settings
 from etl_assets.sources.landing import LandingCursor, LandingObject, RunLimits, plan_landing_tick, run_key
 from etl_assets.sources.landing_ingest import FileOutcome, IngestedFile, Reading, ingest_landing_objects
@@ -146,7 +146,7 @@ def _file_table(ingested: list[IngestedFile], keys: dict[str, str]) -> dg.TableM
 
 @dg.multi_asset(
     name="ingest_landing_file",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     retry_policy=OUTSIDE_RETRY_POLICY,
     specs=[
         dg.AssetSpec(

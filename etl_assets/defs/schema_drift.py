@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from etl_assets.defs.partitions import run_partition_days
 from etl_assets.markdown import markdown_table
-from etl_assets.resources import WarehouseResource
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.settings import Settings
 from etl_assets.transform.drift import DriftReport, FieldChange
 from etl_assets.warehouse.drift import days_ingested_within, profile_and_compare_day
@@ -54,7 +54,7 @@ def changes_table(changes: list[tuple[date, FieldChange]], baselines: list[str])
 
 @dg.asset_check(
     asset="staging_events",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     name="schema_drift",
     blocking=False,
     description="Warns when a source sends fields it never sent, stops sending a field it sent on its last "

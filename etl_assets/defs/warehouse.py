@@ -28,7 +28,7 @@ from etl_assets.orchestration.materialization import write_figures
 from etl_assets.orchestration.privacy import missing_key_failure
 from etl_assets.orchestration.run_status import IN_FLIGHT
 from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
-from etl_assets.resources import WarehouseResource
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.settings import Settings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
@@ -72,7 +72,7 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     code_version=TRANSFORM_VERSION,
     group_name="warehouse",
     owners=OWNERS,
