@@ -11,7 +11,11 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 from sqlalchemy import Engine
 
 from etl_assets.defs.freshness import warehouse_freshness_policy
@@ -233,7 +237,7 @@ def days_in_flight(instance: dg.DagsterInstance) -> set[date]:
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=daily_events_job.name, statuses=IN_FLIGHT)):
         start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
         if start is None or end is None:
-            partition = run.tags.get("dagster/partition")
+            partition = run.tags.get(PARTITION_NAME_TAG)
             start = end = partition
         if start is None or end is None:
             continue

@@ -9,6 +9,12 @@ from typing import Literal
 from urllib.parse import quote
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+    WILL_RETRY_TAG,
+)
 from dagster_shared.error import SerializableErrorInfo
 
 from etl_assets.observability.alert_message import ERROR_MAX_CHARS, Alert, truncate
@@ -16,11 +22,6 @@ from etl_assets.settings import Settings
 
 MAX_EVENTS_PER_TICK = 50
 MAX_ASSETS_NAMED = 10
-
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-WILL_RETRY_TAG = "dagster/will_retry"
 
 AlertKind = Literal["check", "run"]
 
@@ -75,9 +76,9 @@ def latest_cursor(instance: dg.DagsterInstance, unconfigured_noted: bool) -> Ale
 def _run_partition(run: dg.DagsterRun | None) -> str | None:
     if run is None:
         return None
-    if PARTITION_TAG in run.tags:
-        return run.tags[PARTITION_TAG]
-    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
+    if PARTITION_NAME_TAG in run.tags:
+        return run.tags[PARTITION_NAME_TAG]
+    start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
     if start and end:
         return start if start == end else f"{start}…{end}"
     return None
