@@ -9,9 +9,10 @@ import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
 from etl_assets.orchestration.materialization import write_figures
 from etl_assets.orchestration.run_status import IN_FLIGHT
+from etl_assets.orchestration.step_failures import retried_only_if_transient
 from etl_assets.resources import WAREHOUSE_POOL, EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.events_api import PollReport, poll_source
 from etl_assets.warehouse.staging import StagingCounts
