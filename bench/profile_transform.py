@@ -39,6 +39,7 @@ from psycopg import _copy_base
 from psycopg.adapt import Transformer
 
 from etl_assets.demo.landing_files import DEFAULT_START, catalogue, write_large_file
+from etl_assets.transform.days import day_start
 from etl_assets.transform.identity import NO_FACTS, IdentityFacts, identity_facts
 from etl_assets.transform.normalize import AcceptedTimes, NormalizedEvent, RecordRejected, normalize
 from etl_assets.transform.orders import OrderLine, order_lines
@@ -66,7 +67,7 @@ def demo_lines(events: int, seed: int) -> bytes:
 def segment_lines(count: int, seed: int) -> bytes:
     """``count`` Segment calls as the collector stages them, in batches of 20 like the SDKs send."""
     rng = random.Random(seed)
-    received = datetime.combine(DEFAULT_START, datetime.min.time(), UTC) + timedelta(hours=12)
+    received = day_start(DEFAULT_START) + timedelta(hours=12)
     out = bytearray()
     made = 0
     while made < count:

@@ -317,7 +317,7 @@ def show_config() -> None:
     settings = load_settings()
     for variable in VARIABLES:
         raw = os.environ.get(variable.name)
-        value = displayed(variable.name, raw) if raw else f"(default) {variable.default or 'unset'}"
+        value = displayed(variable.name, raw) if raw else f"(default) {variable.default_text}"
         say(f"{variable.name:<22} {value}")
     say(f"{'→ warehouse':<22} {redact(settings.warehouse_url)}")
 

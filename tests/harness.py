@@ -13,12 +13,14 @@ from typing import Any
 
 import dagster as dg
 import orjson
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.records import ParsedRecord
 from etl_assets.warehouse.merge import MergeCounts, MergeOptions, merge_days
+from etl_assets.warehouse.migrate import alembic_config
 from etl_assets.warehouse.schema import DAILY_TABLES
 from etl_assets.warehouse.staging import StagingCounts, record_batch, stage_records
 
@@ -157,3 +159,8 @@ def warehouse_snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
         key = ", ".join(column.name for column in table.primary_key.columns)
         snapshot[table.name] = table_rows(engine, table.name, key)
     return snapshot
+
+
+def head_revision() -> str | None:
+    """The newest revision of the migration chain: what an upgraded database must be at."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

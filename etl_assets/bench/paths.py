@@ -25,6 +25,7 @@ from etl_assets.settings import Settings, pii_policy
 from etl_assets.sources.landing import LandingObject
 from etl_assets.sources.landing_ingest import ingest_landing_object
 from etl_assets.sources.s3 import s3_client
+from etl_assets.transform.days import day_start
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.enrichment import (
@@ -186,7 +187,7 @@ def enrichment(args: dict[str, Any]) -> dict[str, Any]:
     """A day's four daily tables rebuilt from ``events`` (rows: the day's events read)."""
     engine = _engine(args)
     day = date.fromisoformat(args["day"])
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    start = day_start(day)
     window = select(events).where(events.c.occurred_at >= start, events.c.occurred_at < start + timedelta(days=1))
     with engine.connect() as conn:
         rows = conn.scalar(select(func.count()).select_from(window.subquery()))

@@ -43,7 +43,7 @@ from etl_assets.collector.signatures import (
     SignatureRejected,
     verify,
 )
-from etl_assets.transform.inbound import WEBHOOK_SOURCE_PREFIX, AcceptedRequest, InboundRequest
+from etl_assets.transform.inbound import WEBHOOK_SOURCE_PREFIX, InboundRequest, ParsedRequest
 from etl_assets.transform.segment import ENDPOINTS, InvalidRequest, size_limit
 
 
@@ -82,7 +82,7 @@ def create_app(
         write,
         linger_seconds=config.linger_seconds,
         max_pending=config.max_pending_requests,
-        size_of=lambda accepted: len(accepted.request.body),
+        size_of=lambda parsed: len(parsed.request.body),
         on_flush=lambda size: metrics.flush_requests.observe(size),
     )
 
@@ -95,10 +95,10 @@ def create_app(
     async def accept(endpoint_label: str, request: InboundRequest) -> Response:
         if committer.full:  # shed before parsing: under overload the CPU goes to requests that will be kept
             raise _unavailable(config, "overloaded", f"{committer.pending} requests are waiting to be written")
-        accepted = AcceptedRequest.parse(request)
+        parsed = ParsedRequest.parse(request)
         metrics.pending.set(committer.pending + 1)
         try:
-            await committer.submit(accepted)
+            await committer.submit(parsed)
         except Overloaded as error:
             raise _unavailable(config, "overloaded", str(error)) from None
         except Exception as error:
@@ -107,12 +107,15 @@ def create_app(
             ) from None
         finally:
             metrics.pending.set(committer.pending)
-        metrics.accepted_events.labels(request.source).inc(len(accepted.messages))
+        metrics.accepted_events.labels(request.source).inc(len(parsed.messages))
         if endpoint_label == "segment":
             return _json(200, {"success": True})
-        return _json(200, {"accepted": len(accepted.messages)})
+        return _json(200, {"accepted": len(parsed.messages)})
 
-    def answered(endpoint_label: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    def route_endpoint(endpoint_label: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
+        """The route's endpoint: ``handler`` with refusals answered as responses, every request counted and timed
+        under ``endpoint_label``."""
+
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             try:
@@ -183,8 +186,8 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/webhooks/{partner}", answered("webhook", webhook), methods=["POST"]),
-            Route("/v1/{call}", answered("segment", segment), methods=["POST"]),
+            Route("/webhooks/{partner}", route_endpoint("webhook", webhook), methods=["POST"]),
+            Route("/v1/{call}", route_endpoint("segment", segment), methods=["POST"]),
             Route("/healthz", healthz),
             Route("/metrics", metrics_endpoint),
         ],

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from etl_assets.sources.archive import archive_body, body_key
-from etl_assets.transform.inbound import AcceptedRequest, request_records
+from etl_assets.transform.inbound import ParsedRequest, request_records
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.staging import BatchEntry, StagingCounts, find_batch, stage_batch
 
@@ -55,11 +55,11 @@ class StagingWriter:
         self.on_group = on_group
         self.retry_seconds = retry_seconds
 
-    def write(self, requests: list[AcceptedRequest]) -> list[BaseException | None]:
+    def write(self, requests: list[ParsedRequest]) -> list[BaseException | None]:
         """Write ``requests``; return, per request, ``None`` when it is durable or the error that stopped it."""
         groups: dict[str, list[int]] = {}
-        for position, accepted in enumerate(requests):
-            groups.setdefault(accepted.request.source, []).append(position)
+        for position, parsed in enumerate(requests):
+            groups.setdefault(parsed.request.source, []).append(position)
         outcome: list[BaseException | None] = [None] * len(requests)
         for source, positions in groups.items():
             result = self._write_group(source, [requests[position] for position in positions])
@@ -69,12 +69,10 @@ class StagingWriter:
                 outcome[position] = result.error
         return outcome
 
-    def _write_group(self, source: str, requests: list[AcceptedRequest]) -> GroupResult:
+    def _write_group(self, source: str, requests: list[ParsedRequest]) -> GroupResult:
         now = datetime.now(UTC)
         batch_id = f"{source}:{now:%Y%m%dT%H%M%S.%fZ}:{uuid.uuid4().hex[:8]}"
-        body = gzip.compress(
-            b"".join(accepted.request.to_json_line() + b"\n" for accepted in requests), compresslevel=1
-        )
+        body = gzip.compress(b"".join(parsed.request.to_json_line() + b"\n" for parsed in requests), compresslevel=1)
         key = body_key(source, now.date(), batch_id.replace(":", "_") + ".jsonl.gz")
         try:
             archived = archive_body(self.s3, self.archive_bucket, key, body, "application/gzip")

@@ -21,7 +21,7 @@ from etl_assets.settings import ConfigError, Settings, alert_webhook_url
     f"incoming webhook in {WEBHOOK_VARIABLE} (Slack's message format); starts no runs. Starts from the newest "
     "events when first turned on; an undelivered message is sent again on the next tick.",
 )
-def quality_alerts_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+def quality_alerts_sensor(context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings]) -> dg.SensorResult:
     instance = context.instance
     if instance.event_log_storage.is_run_sharded:
         return dg.SensorResult(
@@ -48,7 +48,6 @@ def quality_alerts_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResul
         )
 
     cursor.unconfigured_noted = False
-    settings = Settings.from_env()
     posted = {"check": 0, "run": 0}
     with webhook_session() as session:
         for kind, record in pending_events(cursor, instance):

@@ -11,14 +11,14 @@ import dagster as dg
 
 from etl_assets.markdown import markdown_table
 from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
-from etl_assets.settings import Settings
+from etl_assets.settings import ChecksSettings, definition_settings
 from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
 
 SOURCE_LOOKBACK = timedelta(days=7)
 
 
 def warehouse_freshness_policy() -> dg.FreshnessPolicy:
-    settings = Settings.from_env()
+    settings = definition_settings()
     return dg.FreshnessPolicy.time_window(
         fail_window=timedelta(minutes=settings.freshness_fail_minutes),
         warn_window=timedelta(minutes=settings.freshness_warn_minutes),
@@ -31,8 +31,7 @@ def warehouse_freshness_policy() -> dg.FreshnessPolicy:
     description="Every source that sent data in the last 7 days sent some recently: silent longer than "
     "ETL_FRESHNESS_WARN_MINUTES warns, longer than ETL_FRESHNESS_FAIL_MINUTES fails (ERROR).",
 )
-def sources_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    settings = Settings.from_env()
+def sources_fresh(warehouse: WarehouseResource, settings: dg.ResourceParam[ChecksSettings]) -> dg.AssetCheckResult:
     now = datetime.now(UTC)
     warn_after = timedelta(minutes=settings.freshness_warn_minutes)
     fail_after = timedelta(minutes=settings.freshness_fail_minutes)

@@ -25,7 +25,7 @@ from etl_assets.orchestration.materialization import write_figures
 from etl_assets.orchestration.step_failures import TransientFailure
 from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import WAREHOUSE_POOL, ObjectStoreResource, WarehouseResource
-from etl_assets.settings import Settings
+from etl_assets.settings import PipelineSettings
 from etl_assets.sources.landing import LandingCursor, LandingObject, RunLimits, plan_landing_tick, run_key
 from etl_assets.sources.landing_ingest import FileOutcome, IngestedFile, Reading, ingest_landing_objects
 from etl_assets.sources.outside_errors import OutsideFailure, sort_error
@@ -181,6 +181,7 @@ def ingest_landing_file(
     config: LandingFileConfig,
     object_store: ObjectStoreResource,
     ingest_warehouse: WarehouseResource,
+    settings: dg.ResourceParam[PipelineSettings],
 ):
     """Each file of the run as a batch of its own (``ingest_landing_objects``: a few fetched at a time, staged in the
     run's order); a file that fails does not stop the others, and the step fails at the end naming it."""
@@ -194,7 +195,7 @@ def ingest_landing_file(
         objects,
         landing_bucket=object_store.landing_bucket,
         archive_bucket=object_store.archive_bucket,
-        reading=Reading(accepted_times(), Settings.from_env().json_array_keys),
+        reading=Reading(accepted_times(), settings.json_array_keys),
         at_once=max(1, min(FILES_AT_ONCE, connections - 1)),
         give_up_after=FAILED_IN_A_ROW_LIMIT,
     )
@@ -295,9 +296,11 @@ def run_request(objects: list[LandingObject]) -> dg.RunRequest:
     "(StartAfter), and sweeps the whole prefix every ETL_LANDING_SWEEP_MINUTES for re-uploaded files.",
 )
 def landing_files_sensor(
-    context: dg.SensorEvaluationContext, object_store: ObjectStoreResource, ingest_warehouse: WarehouseResource
+    context: dg.SensorEvaluationContext,
+    object_store: ObjectStoreResource,
+    ingest_warehouse: WarehouseResource,
+    settings: dg.ResourceParam[PipelineSettings],
 ) -> dg.SensorResult:
-    settings = Settings.from_env()
     engine = ingest_warehouse.get_engine()
 
     def unknown(objects: list[LandingObject]) -> list[LandingObject]:

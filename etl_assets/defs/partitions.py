@@ -6,10 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from etl_assets.settings import Settings
+from etl_assets.settings import definition_settings
 from etl_assets.transform.normalize import AcceptedTimes
 
-FIRST_DAY = Settings.from_env().first_day
+FIRST_DAY = definition_settings().first_day
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=FIRST_DAY.isoformat(), timezone="UTC", end_offset=1)
 """One partition per UTC day from ``ETL_FIRST_DAY`` through today (``end_offset=1``: today's events load today)."""

@@ -8,8 +8,8 @@ state either way (Dagster's stored state wins over a default).
 
 import dagster as dg
 
-from etl_assets.settings import Settings
+from etl_assets.settings import definition_settings
 
 PIPELINE_SENSOR_STATUS = (
-    dg.DefaultSensorStatus.RUNNING if Settings.from_env().sensors_running else dg.DefaultSensorStatus.STOPPED
+    dg.DefaultSensorStatus.RUNNING if definition_settings().sensors_running else dg.DefaultSensorStatus.STOPPED
 )

@@ -4,7 +4,9 @@ Each part connects as its own database role when the role URLs are configured: i
 runs, the S3 sensor, the API poller, replays) as ``ingest_warehouse``, everything downstream of staging
 as ``warehouse`` (see migration 0004). Values that are secrets (the database URLs, AWS credentials) are read from the environment at run
 time (``EnvVar`` / the AWS chain), never written into config, so they never reach the UI or a run's
-metadata. The rest comes from ``Settings`` and is cheap to read at load.
+metadata. The rest comes from ``Settings``, read once as the code location loads (``etl_assets.definitions``) and
+bound itself as the ``settings`` resource: what assets, checks, sensors and ops read of it, they take as
+``settings: dg.ResourceParam[<the area they need>]``.
 """
 
 import dagster as dg
@@ -14,9 +16,8 @@ from etl_assets.resources import EventsApiResource, ObjectStoreResource, Warehou
 from etl_assets.settings import Settings
 
 
-@dg.definitions
-def resources() -> dg.Definitions:
-    settings = Settings.from_env()
+def platform_resources(settings: Settings) -> dict[str, object]:
+    """Every resource of the code location, configured from ``settings``."""
 
     def warehouse_as(role_url_variable: str) -> WarehouseResource:
         """The warehouse as one role: its own URL when configured, else DATABASE_URL (the owner)."""
@@ -26,23 +27,22 @@ def resources() -> dg.Definitions:
         )
 
     warehouse = warehouse_as("ETL_TRANSFORM_DATABASE_URL")
-    return dg.Definitions(
-        resources={
-            "warehouse": warehouse,
-            "ingest_warehouse": warehouse_as("ETL_INGEST_DATABASE_URL"),
-            # The owner (DATABASE_URL), for maintenance no role may do: the retention job's deletions.
-            "owner_warehouse": warehouse_as("DATABASE_URL"),
-            "io_manager": WarehouseIOManager(warehouse=warehouse),
-            "object_store": ObjectStoreResource(
-                endpoint_url=settings.s3_endpoint_url,
-                region_name=settings.aws_region,
-                landing_bucket=settings.landing_bucket,
-                landing_prefix=settings.landing_prefix,
-                archive_bucket=settings.archive_bucket,
-            ),
-            "events_api": EventsApiResource(
-                base_url=settings.events_api_url or settings.demo_events_api_url,
-                sources_file=str(settings.events_api_sources_file) if settings.events_api_sources_file else None,
-            ),
-        }
-    )
+    return {
+        "settings": settings,
+        "warehouse": warehouse,
+        "ingest_warehouse": warehouse_as("ETL_INGEST_DATABASE_URL"),
+        # The owner (DATABASE_URL), for maintenance no role may do: the retention job's deletions.
+        "owner_warehouse": warehouse_as("DATABASE_URL"),
+        "io_manager": WarehouseIOManager(warehouse=warehouse),
+        "object_store": ObjectStoreResource(
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.aws_region,
+            landing_bucket=settings.landing_bucket,
+            landing_prefix=settings.landing_prefix,
+            archive_bucket=settings.archive_bucket,
+        ),
+        "events_api": EventsApiResource(
+            base_url=settings.events_api_url or settings.demo_events_api_url,
+            sources_file=str(settings.events_api_sources_file) if settings.events_api_sources_file else None,
+        ),
+    }

@@ -12,7 +12,7 @@ import dagster as dg
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
 from etl_assets.markdown import markdown_table
 from etl_assets.resources import WAREHOUSE_POOL, ObjectStoreResource, WarehouseResource
-from etl_assets.settings import Settings
+from etl_assets.settings import PrivacySettings
 from etl_assets.sources.archive import ArchivePruneFailed, prune_archive
 from etl_assets.warehouse.retention import mark_archive_pruned, prune_staging, retention_cutoff
 
@@ -35,8 +35,9 @@ def prune_expired_data(
     config: RetentionConfig,
     owner_warehouse: WarehouseResource,
     object_store: ObjectStoreResource,
+    settings: dg.ResourceParam[PrivacySettings],
 ) -> None:
-    days = Settings.from_env().retention_days if config.days is None else config.days
+    days = settings.retention_days if config.days is None else config.days
     if days < 0:
         raise dg.Failure(f"days={days} is negative: give the number of days to keep (0 or more)", allow_retries=False)
     first_kept, cutoff = retention_cutoff(days)

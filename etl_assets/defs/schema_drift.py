@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from etl_assets.defs.partitions import run_partition_days
 from etl_assets.markdown import markdown_table
 from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
-from etl_assets.settings import Settings
+from etl_assets.settings import ChecksSettings
 from etl_assets.transform.drift import DriftReport, FieldChange
 from etl_assets.warehouse.drift import days_ingested_within, profile_and_compare_day
 
@@ -64,8 +64,10 @@ def changes_table(changes: list[tuple[date, FieldChange]], baselines: list[str])
     "count only on days with at least ETL_DRIFT_MIN_ROWS rows; a day larger than ETL_QUALITY_SAMPLE_ROWS is "
     "profiled on an even sample.",
 )
-def schema_drift(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    quality = Settings.from_env().quality
+def schema_drift(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[ChecksSettings]
+) -> dg.AssetCheckResult:
+    quality = settings.quality
     engine = warehouse.get_engine()
     days = run_days(context, engine)
     reports: list[DriftReport] = []

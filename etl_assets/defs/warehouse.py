@@ -33,7 +33,7 @@ from etl_assets.orchestration.privacy import missing_key_failure
 from etl_assets.orchestration.run_status import IN_FLIGHT
 from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
-from etl_assets.settings import Settings, pii_policy
+from etl_assets.settings import PipelineSettings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse.holds import current_holds, describe_hold
@@ -97,7 +97,10 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
     "clear.",
 )
 def events(
-    context: dg.AssetExecutionContext, config: EventsConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    config: EventsConfig,
+    warehouse: WarehouseResource,
+    settings: dg.ResourceParam[PipelineSettings],
 ) -> dg.MaterializeResult:
     options = MergeOptions(
         accepted=accepted_times(),
@@ -112,7 +115,7 @@ def events(
             warehouse.get_engine(),
             days_of(context.partition_time_window),
             options,
-            at_once=Settings.from_env().merge_days_at_once,
+            at_once=settings.merge_days_at_once,
         )
     except PiiKeyMissing as error:
         raise missing_key_failure(error) from None

@@ -31,6 +31,8 @@ from typing import Any, BinaryIO, Literal, NamedTuple
 
 import orjson
 
+from etl_assets.transform.days import day_start
+
 Event = dict[str, Any]
 FileFormat = Literal["jsonl", "csv"]
 
@@ -217,7 +219,7 @@ class _Timeline:
     """Maps a fraction of the event stream to a second of the requested UTC days, with a diurnal pattern."""
 
     def __init__(self, start: date, days: int) -> None:
-        self.origin = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
+        self.origin = int(day_start(start).timestamp())
         self.end = days * 86400
         self.weights = [
             hour_weight * _WEEKDAY_WEIGHTS[(start + timedelta(days=day)).weekday()]
@@ -738,11 +740,6 @@ def demo_landing_set(seed: int, start: date, days: int, events_per_file: int, fi
         bad_so_far += stats.bad
         demo_files.append(DemoFile(spec.name, buffer.getvalue(), stats))
     return demo_files
-
-
-def unique_valid_events(files: Iterable[DemoFile]) -> dict[str, Event]:
-    """The events a loader must end with: the valid events of a set, once per id (duplicates are identical)."""
-    return {event["id"]: event for demo_file in files for event in demo_file.stats.valid_events}
 
 
 def write_large_file(

@@ -16,7 +16,7 @@ Each of these transactions is run again from the start, on a new connection, whe
 """
 
 import time as clock
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -24,6 +24,7 @@ from sqlalchemy import Select, select
 
 from etl_assets.orchestration.materialization import write_figures
 from etl_assets.resources.warehouse import WarehouseResource
+from etl_assets.transform.days import day_start
 from etl_assets.warehouse.rebuild import replace_window
 from etl_assets.warehouse.schema import events, metadata
 
@@ -90,7 +91,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
             margin = timedelta(days=int((context.definition_metadata or {}).get(MARGIN_DAYS, 0)))
             days = (days[0] - margin, days[1] + margin)
             if table is events:
-                start, end = (datetime.combine(day, time(), UTC) for day in days)
+                start, end = (day_start(day) for day in days)
                 query = query.where(events.c.occurred_at >= start, events.c.occurred_at < end)
             else:
                 query = query.where(table.c.day >= days[0], table.c.day < days[1])

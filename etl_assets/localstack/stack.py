@@ -290,7 +290,7 @@ class DevStack:
             return
         env = self.child_environment()
         self.events_api = HttpService(
-            "etl_assets.demo.events_api",
+            "etl_assets.demo.events_api_server",
             ["--port", str(settings.events_api_port), "--token", env["ETL_EVENTS_API_TOKEN"]],
             settings.events_api_port,
             self.logs / "events-api.log",

@@ -14,8 +14,10 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime
 from typing import Any
+
+from etl_assets.transform.days import day_start
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def expired_objects(
     walks the ``source=…/ingest_date=…/`` folders with a delimiter and opens only the expired days, so a run
     costs what it deletes and the number of days kept, not every object kept.
     """
-    cutoff = datetime.combine(cutoff_day, time(), UTC)
+    cutoff = day_start(cutoff_day)
     pending: list[ExpiredObject] = []
     for obj in _walk_expired(client, bucket, prefix, cutoff_day, cutoff):
         pending.append(obj)

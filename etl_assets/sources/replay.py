@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -22,6 +22,7 @@ from etl_assets.sources.landing import SOURCE as S3_SOURCE
 from etl_assets.sources.landing import DownloadedObject, download
 from etl_assets.sources.landing_ingest import stage_file
 from etl_assets.transform.api_pages import parse_page
+from etl_assets.transform.days import day_start
 from etl_assets.transform.inbound import InboundRequest, request_records
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
@@ -48,8 +49,8 @@ def archived_batches(engine: Engine, first_day: date, last_day: date) -> list[di
             select(raw_batches)
             .where(
                 raw_batches.c.archive_key.is_not(None),
-                raw_batches.c.received_at >= datetime.combine(first_day, time(), UTC),
-                raw_batches.c.received_at < datetime.combine(last_day + timedelta(days=1), time(), UTC),
+                raw_batches.c.received_at >= day_start(first_day),
+                raw_batches.c.received_at < day_start(last_day + timedelta(days=1)),
             )
             .order_by(raw_batches.c.received_at, raw_batches.c.batch_id)
         ).mappings()

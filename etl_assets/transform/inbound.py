@@ -75,19 +75,19 @@ def request_messages(request: InboundRequest) -> list[Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class AcceptedRequest:
+class ParsedRequest:
     """A request that passed its checks, with the events it carries (parsed once, when it was checked)."""
 
     request: InboundRequest
     messages: list[Any]
 
     @classmethod
-    def parse(cls, request: InboundRequest) -> AcceptedRequest:
+    def parse(cls, request: InboundRequest) -> ParsedRequest:
         return cls(request, request_messages(request))
 
 
 def request_records(
-    requests: Iterable[InboundRequest | AcceptedRequest], first_record_no: int = 1
+    requests: Iterable[InboundRequest | ParsedRequest], first_record_no: int = 1
 ) -> Iterator[ParsedRecord | RejectedRecord]:
     """The records of accepted requests in order, numbered from ``first_record_no`` across the requests.
 
@@ -96,7 +96,7 @@ def request_records(
     """
     record_no = first_record_no
     for request in requests:
-        messages = request.messages if isinstance(request, AcceptedRequest) else request_messages(request)
+        messages = request.messages if isinstance(request, ParsedRequest) else request_messages(request)
         for message in messages:
             yield as_record(record_no, message)
             record_no += 1

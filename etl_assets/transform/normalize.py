@@ -12,12 +12,13 @@ import reprlib
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, make_dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, Literal, cast
 
 from etl_assets.transform import exact_json
+from etl_assets.transform.days import day_start
 from etl_assets.transform.vocabulary import ORDER_AMOUNT_TYPES, PAGE_CALLS, PURCHASE, comparable, event_type_of
 
 _ABSENT: Any = object()
@@ -26,7 +27,7 @@ _FOUR_PLACES = Decimal("0.0001")
 _ZERO_PRICE = Decimal("0.0000")
 _PRICE_LIMIT = Decimal(10) ** 14  # the events.price column (and every amount) is NUMERIC(18, 4)
 _QUANTITY_LIMIT = 2**31 - 1  # the events.quantity column is INTEGER
-_SHOWN_CHARS = 60
+_REASON_VALUE_CHARS = 60
 _ID_MAX_BYTES = 1024  # ids are indexed (events, event_ledger, the daily tables): a btree entry holds 2,704 bytes
 _EXACT_FLOAT_LIMIT = 2**53  # from here on a float no longer holds every integer: its digits may not be those sent
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -81,13 +82,6 @@ _SHIPPING = _Aliases("shipping", "properties.shipping")
 _TAX = _Aliases("tax", "properties.tax")
 _DISCOUNT = _Aliases("discount", "properties.discount")
 _COUPON = _Aliases("coupon", "properties.coupon")
-_ORDER_AMOUNTS = (
-    ("revenue", _REVENUE),
-    ("total", _TOTAL),
-    ("shipping", _SHIPPING),
-    ("tax", _TAX),
-    ("discount", _DISCOUNT),
-)
 
 IDENTITY_KEYS = _EVENT_ID.first_keys | _EVENT_TYPE.first_keys | _TIMESTAMP.first_keys
 """Top-level keys an event's id, type and timestamp are read from: what staging keys a record by."""
@@ -200,7 +194,7 @@ class AcceptedTimes:
     def through_today(cls, first_day: date, now: datetime) -> AcceptedTimes:
         """From the start of ``first_day`` through the end of ``now``'s UTC day: the days a partition exists for."""
         today = now.astimezone(UTC).date()
-        return cls(datetime.combine(first_day, time(), UTC), datetime.combine(today + timedelta(days=1), time(), UTC))
+        return cls(day_start(first_day), day_start(today + timedelta(days=1)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,23 +449,24 @@ def _as_dict(payload: Any) -> dict[str, Any]:
     raise RecordRejected(f"record is {type(payload).__name__}, not a JSON object")
 
 
-def _shown_repr() -> reprlib.Repr:
+def _bounded_repr() -> reprlib.Repr:
     """``repr`` bounded in depth and length, so showing a hostile value (nested 1,000 deep, 10 MB long) is cheap."""
-    shown = reprlib.Repr()
-    shown.maxlevel = 3
-    shown.maxstring = shown.maxlong = shown.maxother = _SHOWN_CHARS
-    return shown
+    bounded = reprlib.Repr()
+    bounded.maxlevel = 3
+    bounded.maxstring = bounded.maxlong = bounded.maxother = _REASON_VALUE_CHARS
+    return bounded
 
 
-_SHOWN = _shown_repr()
+_BOUNDED_REPR = _bounded_repr()
 
 
-def _shown(value: Any) -> str:
-    return _clipped(_SHOWN.repr(value))
+def _value_in_reason(value: Any) -> str:
+    """``value`` as a rejection reason quotes it: a bounded ``repr``, clipped to ``_REASON_VALUE_CHARS``."""
+    return _clipped(_BOUNDED_REPR.repr(value))
 
 
 def _clipped(text: str) -> str:
-    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+    return text if len(text) <= _REASON_VALUE_CHARS else text[: _REASON_VALUE_CHARS - 3] + "..."
 
 
 def _is_empty(value: Any) -> bool:
@@ -537,21 +532,23 @@ def _text(value: Any, field: str) -> str | None:
         text = value.strip()
     elif isinstance(value, Decimal):
         if not value.is_finite():
-            raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
+            raise RecordRejected(f"{field} {_value_in_reason(value)} is not a string or a number")
         whole = value.to_integral_value()
         text = format(whole if value == whole else value, "f")
     elif isinstance(value, bool) or not isinstance(value, int | float):
-        raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
+        raise RecordRejected(f"{field} {_value_in_reason(value)} is not a string or a number")
     elif isinstance(value, int):
         text = str(value)
     elif not math.isfinite(value):
-        raise RecordRejected(f"{field} {_shown(value)} is not a string or a number")
+        raise RecordRejected(f"{field} {_value_in_reason(value)} is not a string or a number")
     elif not value.is_integer():
         text = repr(value)
     elif abs(value) < _EXACT_FLOAT_LIMIT:
         text = str(int(value))
     else:
-        raise RecordRejected(f"{field} {_shown(value)} is a number too large to be exact: send it as a string")
+        raise RecordRejected(
+            f"{field} {_value_in_reason(value)} is a number too large to be exact: send it as a string"
+        )
     if not text:
         return None
     if "\x00" in text:
@@ -594,7 +591,9 @@ def _event_id(value: Any) -> str:
     if isinstance(value, Decimal) and value.is_finite() and _is_whole_past_a_double(value):
         # ``exact_json`` keeps the digits of a whole number past 64 bits; any other JSON reader (the sender's own
         # tools, a replay through another path) takes it for a double, another number: the id must come as a string.
-        raise RecordRejected(f"event id {_shown(float(value))} is a number too large to be exact: send it as a string")
+        raise RecordRejected(
+            f"event id {_value_in_reason(float(value))} is a number too large to be exact: send it as a string"
+        )
     event_id = _id_text(value, "event id")
     if event_id is None:
         raise RecordRejected("no event id")
@@ -623,7 +622,9 @@ def _event_name(record: dict[str, Any], keys: tuple[str, ...], consumed: _Consum
     if chosen is None:
         raise RecordRejected("no event type", rule=RULE_ACCEPTED_EVENT_TYPE)
     if not isinstance(chosen, str):
-        raise RecordRejected(f"event type {_shown(chosen)} is not a name (text)", rule=RULE_ACCEPTED_EVENT_TYPE)
+        raise RecordRejected(
+            f"event type {_value_in_reason(chosen)} is not a name (text)", rule=RULE_ACCEPTED_EVENT_TYPE
+        )
     return _known_name(chosen) if len(chosen) <= _CACHED_CHARS else _name_of(chosen)
 
 
@@ -666,13 +667,13 @@ def _occurred_at(value: Any, accepted: AcceptedTimes) -> tuple[datetime, str | N
         elif isinstance(value, datetime):
             occurred_at = value
         elif isinstance(value, bool):
-            raise RecordRejected(f"unparseable timestamp {_shown(value)}")
+            raise RecordRejected(f"unparseable timestamp {_value_in_reason(value)}")
         elif isinstance(value, int):
             occurred_at, tag = _from_epoch(value), TAG_TIMESTAMP_EPOCH
         elif isinstance(value, float | Decimal):
             occurred_at, tag = _from_epoch(_finite_decimal(value, "timestamp")), TAG_TIMESTAMP_EPOCH
         else:
-            raise RecordRejected(f"unparseable timestamp {_shown(value)}")
+            raise RecordRejected(f"unparseable timestamp {_value_in_reason(value)}")
         if occurred_at.tzinfo is None:
             occurred_at = occurred_at.replace(tzinfo=UTC)
             tag = tag or TAG_TIMESTAMP_ASSUMED_UTC
@@ -680,7 +681,7 @@ def _occurred_at(value: Any, accepted: AcceptedTimes) -> tuple[datetime, str | N
             occurred_at = occurred_at.astimezone(UTC)
     except OverflowError as error:
         raise RecordRejected(
-            f"timestamp {_shown(value)} is outside {_accepted_range(accepted)}", rule=RULE_TIME_IN_RANGE
+            f"timestamp {_value_in_reason(value)} is outside {_accepted_range(accepted)}", rule=RULE_TIME_IN_RANGE
         ) from error
     if not accepted.earliest <= occurred_at < accepted.latest:
         raise RecordRejected(
@@ -736,7 +737,7 @@ def _parse_time_text(value: str) -> tuple[datetime, str | None]:
         number = None
     if number is not None and number.is_finite():
         return _from_epoch(number), TAG_TIMESTAMP_EPOCH
-    raise RecordRejected(f"unparseable timestamp {_shown(value)}")
+    raise RecordRejected(f"unparseable timestamp {_value_in_reason(value)}")
 
 
 def _from_epoch(number: int | Decimal) -> datetime:
@@ -760,14 +761,14 @@ def _from_epoch(number: int | Decimal) -> datetime:
 def _finite_decimal(value: float | Decimal, field: str) -> Decimal:
     number = Decimal(repr(value)) if isinstance(value, float) else value
     if not number.is_finite():
-        raise RecordRejected(f"{field} {_shown(value)} is not a finite number")
+        raise RecordRejected(f"{field} {_value_in_reason(value)} is not a finite number")
     return number
 
 
 def _number(value: Any, field: str) -> Decimal:
     """An exact decimal from an int, a float (through its shortest text, never its binary value) or a string."""
     if isinstance(value, bool):
-        raise RecordRejected(f"{field} {_shown(value)} is not a number")
+        raise RecordRejected(f"{field} {_value_in_reason(value)} is not a number")
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float | Decimal):
@@ -779,7 +780,7 @@ def _number(value: Any, field: str) -> Decimal:
             number = None
         if number is not None and number.is_finite():
             return number
-    raise RecordRejected(f"{field} {_shown(value)} is not a number")
+    raise RecordRejected(f"{field} {_value_in_reason(value)} is not a number")
 
 
 def _price(value: Any) -> Decimal | None:
@@ -834,7 +835,7 @@ def _currency(value: Any) -> str | None:
         return None
     code = value.strip().upper() if isinstance(value, str) else None
     if code is None or len(code) != 3 or not code.isascii() or not code.isalpha():
-        raise RecordRejected(f"currency {_shown(value)} is not an ISO 4217 code")
+        raise RecordRejected(f"currency {_value_in_reason(value)} is not an ISO 4217 code")
     return code
 
 
@@ -848,13 +849,13 @@ def _quantity(value: Any, field: str = "quantity") -> int | None:
     try:
         number = _number(value, field)
     except RecordRejected:
-        raise RecordRejected(f"{field} {_shown(value)} is not a whole number") from None
+        raise RecordRejected(f"{field} {_value_in_reason(value)} is not a whole number") from None
     if number != number.to_integral_value():
-        raise RecordRejected(f"{field} {_shown(value)} is not a whole number")
+        raise RecordRejected(f"{field} {_value_in_reason(value)} is not a whole number")
     if number < 0:
-        raise RecordRejected(f"negative {field} {_shown(value)}")
+        raise RecordRejected(f"negative {field} {_value_in_reason(value)}")
     if number > _QUANTITY_LIMIT:
-        raise RecordRejected(f"{field} {_shown(value)} is too large (the limit is {_QUANTITY_LIMIT})")
+        raise RecordRejected(f"{field} {_value_in_reason(value)} is too large (the limit is {_QUANTITY_LIMIT})")
     return int(number)
 
 

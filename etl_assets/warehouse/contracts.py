@@ -9,9 +9,8 @@ Severity follows one convention for every table:
 
 - a rule is *breached* when the share of its rows that fail it is above its ``tolerance`` (a share
   over fewer than ``min_rows`` rows, say three rows waiting for a near-real-time merge, means little
-  and cannot breach); a
-  breached rule fails the check with the rule's severity (``ERROR`` for hard rules, ``WARN`` for
-  soft ones such as null ratios);
+  and cannot breach); a breached rule fails the check with the rule's severity (``ERROR`` for hard
+  rules, ``WARN`` for soft ones such as null ratios);
 - an ``ERROR`` rule that some rows fail within its tolerance makes the check warn: those rows were
   tolerated (quarantined, or loaded with a quality tag), not ignored.
 
@@ -23,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import TypedDict
 
@@ -32,6 +31,7 @@ import pandera.pandas as pa
 import pycountry
 
 from etl_assets.settings import QualitySettings
+from etl_assets.transform.days import day_start
 from etl_assets.transform.normalize import (
     RULE_ACCEPTED_EVENT_TYPE,
     RULE_IDENTITY_PRESENT,
@@ -77,7 +77,7 @@ class Rule:
             return pd.Series(True, index=frame.index)
         return self.applies(frame).fillna(False).astype(bool)
 
-    def kept(self, frame: pd.DataFrame) -> pd.Series:
+    def passes(self, frame: pd.DataFrame) -> pd.Series:
         """True for rows that keep the rule or that it is not about; an unknown answer counts as broken."""
         return ~self.applicable(frame) | self.holds(frame).fillna(False).astype(bool)
 
@@ -94,7 +94,7 @@ class Contract:
     def schema(self) -> pa.DataFrameSchema:
         return pa.DataFrameSchema(
             name=self.table,
-            checks=[pa.Check(rule.kept, name=rule.name, description=rule.description) for rule in self.rules],
+            checks=[pa.Check(rule.passes, name=rule.name, description=rule.description) for rule in self.rules],
         )
 
     def rule(self, name: str) -> Rule:
@@ -106,7 +106,7 @@ def _present(*columns: str) -> RowTest:
 
 
 def _in_day(column: str, day: date) -> RowTest:
-    start = pd.Timestamp(datetime.combine(day, time(), UTC))
+    start = pd.Timestamp(day_start(day))
     end = start + pd.Timedelta(days=1)
     return lambda frame: (frame[column] >= start) & (frame[column] < end)
 

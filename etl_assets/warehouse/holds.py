@@ -14,10 +14,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, exists, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from etl_assets.warehouse.schema import held_sources, staging_events
+from etl_assets.warehouse.schema import held_sources
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,6 @@ def record_verdicts(engine: Engine, day: date, verdicts: list[Verdict]) -> list[
 def release_day(conn: Connection, day: date) -> None:
     """Release every source held on ``day`` (inside the caller's transaction: the merge that takes their rows)."""
     conn.execute(delete(held_sources).where(held_sources.c.day == day))
-
-
-def not_held() -> ColumnElement[bool]:
-    """Staging rows whose (day, source) the gate does not hold back."""
-    return ~exists().where(
-        and_(held_sources.c.day == staging_events.c.event_day, held_sources.c.source == staging_events.c.source)
-    )
 
 
 def current_holds(engine: Engine, days: Collection[date] | None = None) -> list[Hold]:

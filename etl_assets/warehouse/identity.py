@@ -38,13 +38,16 @@ IDENTITY_COLUMNS = ("linked_ids", "group_id", "traits")
 """Columns the merge's incoming rows carry beside the event's: its ``IdentityFacts``."""
 IDENTITY_COLUMN_TYPES = {"linked_ids": "text[]", "group_id": "text", "traits": "jsonb"}
 
-PERSON_OF_CANDIDATE = "coalesce(c.user_id, person_link.user_id, c.anonymous_id)"
+PERSON_OF_CANDIDATE = "coalesce(c.user_id, claim_link.user_id, person_link.user_id, c.anonymous_id)"
 LINK_OF_CANDIDATE = (
-    "LEFT JOIN identity_links person_link ON c.user_id IS NULL "
+    "LEFT JOIN expected_links claim_link ON c.user_id IS NULL AND claim_link.anonymous_id = c.anonymous_id "
+    "LEFT JOIN identity_links person_link ON c.user_id IS NULL AND claim_link.anonymous_id IS NULL "
     f"AND person_link.anonymous_id = c.anonymous_id AND person_link.status = '{LINKED}'"
 )
-"""SQL: the person of a row ``c`` of the merge's ``candidates``, once the links are decided (its user id, else the
-user its anonymous id is linked to, joined with ``LINK_OF_CANDIDATE``, else its anonymous id)."""
+"""SQL: the person of a row ``c`` of the merge's ``candidates`` as it is written to ``events``, before the graph is
+locked (its user id, else the user its anonymous id is expected to be linked to, joined with
+``LINK_OF_CANDIDATE``: for an id this merge claims, the decision ``EXPECT_LINKS`` foresees; for any other, the
+graph's link; else its anonymous id)."""
 
 _GAP = f"interval '{int(SESSION_GAP.total_seconds())} seconds'"
 
@@ -60,13 +63,14 @@ def _merged_traits(table: str, newest: str) -> str:
 
 
 GRAPH_LOCK_CLASS = 0x69647479
-"""The key of the identity graph's advisory lock ("idty"), taken by each merge from its identity step to its commit.
+"""The key of the identity graph's advisory lock ("idty"), taken by each merge once its rows are in ``events`` and
+held to its commit.
 
 Merges of different days run at the same time; without it, two of them that link one anonymous id to two users
 would each find the id unlinked (neither sees the other's link before it commits) and both links would hold, and
-an id that becomes a user in one would stay linked in the other. Merges that share users already waited on each
-other's rows of ``users`` here, so the lock costs them nothing; the steps before it (reading, the ledger claim)
-still overlap."""
+an id that becomes a user in one would stay linked in the other. Only the graph's steps wait on it: the rows are
+written before, with the persons the graph is expected to give them (``EXPECT_LINKS``), and a person another
+merge's commit changed meanwhile is corrected under the lock (``REATTRIBUTE``)."""
 TAKE_GRAPH_LOCK = text("SELECT pg_advisory_xact_lock(:lock_class, 0)")
 
 _TRAITS_AGG = "jsonb_object_agg(t.key, t.value ORDER BY c.occurred_at, c.event_id) FILTER (WHERE t.key IS NOT NULL)"
@@ -79,6 +83,25 @@ COLLECT_CLAIMS = text(
     "WHERE user_id IS NOT NULL ORDER BY linked_id, user_id, occurred_at, event_id"
 )
 COLLECT_CLAIMED_IDS = text("CREATE TEMP TABLE claimed ON COMMIT DROP AS SELECT DISTINCT anonymous_id FROM new_claims")
+EXPECT_LINKS = text(
+    "CREATE TEMP TABLE expected_links ON COMMIT DROP AS "
+    "WITH claims AS ("
+    "  SELECT anonymous_id, user_id, min(occurred_at) AS occurred_at FROM ("
+    "    SELECT l.anonymous_id, l.user_id, l.occurred_at FROM identity_links l "
+    "    JOIN claimed c ON c.anonymous_id = l.anonymous_id "
+    "    UNION ALL SELECT anonymous_id, user_id, occurred_at FROM new_claims"
+    "  ) all_claims GROUP BY anonymous_id, user_id"
+    "), first_claims AS ("
+    "  SELECT DISTINCT ON (anonymous_id) anonymous_id, user_id FROM claims ORDER BY anonymous_id, occurred_at, user_id"
+    ") "
+    "SELECT f.anonymous_id, CASE WHEN EXISTS (SELECT 1 FROM users u WHERE u.user_id = f.anonymous_id) "
+    "  OR EXISTS (SELECT 1 FROM candidates k WHERE k.user_id = f.anonymous_id) THEN NULL ELSE f.user_id END AS user_id "
+    "FROM first_claims f"
+)
+"""The link each id this merge claims is expected to get (``NULL``: none), by ``DECIDE_LINKS``'s rule applied to
+the graph as committed and this merge's claims, without writing it: the rows are written with these persons before
+the graph is locked, so merges of different days write their rows at the same time. Where another merge's commit
+changes the outcome before the lock is taken, ``REATTRIBUTE`` corrects the rows."""
 _USERS_TRAITS = _merged_traits("users", "users.traits_at IS NULL OR excluded.traits_at >= users.traits_at")
 UPSERT_USERS = text(
     "WITH seen AS ("
@@ -138,22 +161,35 @@ DECIDE_LINKS = text(
 CREATE_WRITTEN_PERSONS = text(
     "CREATE TEMP TABLE written_persons (person_id text, occurred_at timestamptz) ON COMMIT DROP"
 )
+CREATE_WRITTEN_ANONYMOUS = text(
+    "CREATE TEMP TABLE written_anonymous (anonymous_id text, person_id text) ON COMMIT DROP"
+)
+"""The anonymous ids of the rows the merge wrote without a user id, with the person each was written with."""
 REATTRIBUTE = text(
-    "WITH changed AS ("
-    "  SELECT b.anonymous_id, b.user_id AS before_user, l.user_id AS after_user FROM links_before b "
+    "WITH relinked AS ("
+    "  SELECT b.anonymous_id, coalesce(b.user_id, b.anonymous_id) AS before_person, l.user_id AS after_user "
+    "  FROM links_before b "
     f"  LEFT JOIN identity_links l ON l.anonymous_id = b.anonymous_id AND l.status = '{LINKED}' "
     "  WHERE b.user_id IS DISTINCT FROM l.user_id"
+    "), written_stale AS ("
+    "  SELECT DISTINCT w.anonymous_id, w.person_id AS before_person, l.user_id AS after_user "
+    "  FROM written_anonymous w "
+    f"  LEFT JOIN identity_links l ON l.anonymous_id = w.anonymous_id AND l.status = '{LINKED}' "
+    "  WHERE w.person_id IS DISTINCT FROM coalesce(l.user_id, w.anonymous_id) "
+    "  AND NOT EXISTS (SELECT 1 FROM relinked r WHERE r.anonymous_id = w.anonymous_id)"
+    "), changed AS (SELECT * FROM relinked UNION ALL SELECT * FROM written_stale"
     "), moved AS ("
     "  UPDATE events e SET person_id = coalesce(c.after_user, e.anonymous_id) FROM changed c "
     "  WHERE e.anonymous_id = c.anonymous_id AND e.user_id IS NULL "
     "  AND e.person_id IS DISTINCT FROM coalesce(c.after_user, e.anonymous_id) "
-    "  RETURNING e.person_id, coalesce(c.before_user, e.anonymous_id) AS before_person, e.occurred_at"
+    "  RETURNING e.person_id, c.before_person, e.occurred_at"
     ") "
     "INSERT INTO written_persons (person_id, occurred_at) "
     "SELECT person_id, occurred_at FROM moved UNION ALL SELECT before_person, occurred_at FROM moved"
 )
-"""Moves the events of every id whose link changed to their new person; their persons (new and old) and times
-join those of the rows the upsert wrote."""
+"""Moves to their new person the events of every id whose link this merge changed, on every day, and this merge's
+own rows whose person is not the graph's (another merge's commit changed it after they were written, or an id
+became a known user); their persons (new and old) and times join those of the rows the upsert wrote."""
 REQUEST_REBUILDS = text(
     "WITH touched AS ("
     "  SELECT DISTINCT person_id, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM written_persons"
@@ -213,28 +249,27 @@ class IdentityCounts:
     persons_moved: int = 0
 
 
-def link_candidates(conn: Connection) -> IdentityCounts:
-    """Feed the merge's ``candidates`` to the graph: users and their traits, then links, decided.
-
-    Runs before the candidates are written to ``events``, whose ``person_id`` reads the decided links
-    (``PERSON_OF_CANDIDATE``). Holds the graph's lock until the merge commits: a link is decided against every
-    link and user the graph has, and another day's merge running at the same time would not see its own.
-    """
-    conn.execute(TAKE_GRAPH_LOCK, {"lock_class": GRAPH_LOCK_CLASS})
+def expect_links(conn: Connection) -> None:
+    """Before the candidates are written to ``events``: collect the links they claim and the persons they are
+    expected to get (``EXPECT_LINKS``, read by ``PERSON_OF_CANDIDATE``), without writing the graph or locking it."""
     conn.execute(COLLECT_CLAIMS)
     conn.execute(COLLECT_CLAIMED_IDS)
+    conn.execute(EXPECT_LINKS)
+    conn.execute(CREATE_WRITTEN_PERSONS)
+    conn.execute(CREATE_WRITTEN_ANONYMOUS)
+
+
+def link_written(conn: Connection, merged_days: list[date]) -> IdentityCounts:
+    """Once the candidates are in ``events``: take the graph's lock (held until the merge commits), feed it the
+    users and their traits and the links, decided against every link and user the graph has; move the events of
+    re-linked ids, and of this merge's rows written with another person, to their person; ask for the days this
+    changed beyond ``merged_days`` to be rebuilt, and keep the group calls."""
+    conn.execute(TAKE_GRAPH_LOCK, {"lock_class": GRAPH_LOCK_CLASS})
     conn.execute(UPSERT_USERS)
     conn.execute(SNAPSHOT_LINKS)
     conn.execute(INSERT_CLAIMS)
     refused = sum(status == REFUSED for status in conn.scalars(DECIDE_LINKS))
-    conn.execute(CREATE_WRITTEN_PERSONS)
-    return IdentityCounts(links_refused=refused)
-
-
-def after_upsert(conn: Connection, merged_days: list[date], counts: IdentityCounts) -> None:
-    """Once the candidates are in ``events``: move the events of re-linked ids to their person, ask for the days
-    this changed beyond ``merged_days`` to be rebuilt, and keep the group calls."""
-    counts.persons_moved = conn.execute(REATTRIBUTE).rowcount // 2
+    persons_moved = conn.execute(REATTRIBUTE).rowcount // 2
     conn.execute(
         REQUEST_REBUILDS,
         {
@@ -244,6 +279,7 @@ def after_upsert(conn: Connection, merged_days: list[date], counts: IdentityCoun
         },
     )
     conn.execute(UPSERT_GROUPS)
+    return IdentityCounts(links_refused=refused, persons_moved=persons_moved)
 
 
 @dataclass(frozen=True)

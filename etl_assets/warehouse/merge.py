@@ -16,11 +16,13 @@ remembers which version is in and on which day, so a merge
    file already sent this event); the ledger's row lock orders two merges that hold the same ``event_id`` on two
    days, and the entry keeps the day it held before (``previous_occurred_at``),
 4. deletes the row from its old day when the winning version moved to another day,
-5. feeds the identity graph (users, traits, links: ``warehouse.identity``) and inserts or updates ``events`` with
-   each row's ``person_id``, touching a row only when its ``content_hash`` changed; then moves the events of
-   re-linked ids to their person and asks for the other days this changed to be rebuilt,
+5. inserts or updates ``events``, touching a row only when its ``content_hash`` changed, with the ``person_id``
+   the identity graph is expected to give each row,
 6. replaces the ``order_lines`` of exactly the rows it wrote (an order re-sent unchanged keeps its lines, a
-   changed one gets its new lines instead of the old ones, a moved one moves them).
+   changed one gets its new lines instead of the old ones, a moved one moves them),
+7. feeds the identity graph (users, traits, links: ``warehouse.identity``) under the graph's lock, moves the
+   events of re-linked ids to their person and asks for the other days this changed to be rebuilt. Only this step
+   waits for the merges of other days.
 
 Rows the transform has not made with the current ``TRANSFORM_VERSION`` (a new version, rows staged without the PII
 key), and every row on ``reprocess_all`` or rejected row on ``redrive``, are transformed again first, in the same
@@ -152,8 +154,10 @@ _WRITE_EVENTS = (
     f"  INSERT INTO events ({_COLUMNS}, person_id) SELECT {_C_COLUMNS}, {identity.PERSON_OF_CANDIDATE} "
     f"  FROM candidates c JOIN winners w ON w.event_id = c.event_id {identity.LINK_OF_CANDIDATE} "
     "  WHERE {which} {on_conflict} "
-    "  RETURNING event_id, person_id, occurred_at"
-    "), marked AS (INSERT INTO written_events SELECT event_id FROM written) "
+    "  RETURNING event_id, user_id, anonymous_id, person_id, occurred_at"
+    "), marked AS (INSERT INTO written_events SELECT event_id FROM written"
+    "), anonymous AS (INSERT INTO written_anonymous SELECT DISTINCT anonymous_id, person_id FROM written "
+    "  WHERE user_id IS NULL) "
     "INSERT INTO written_persons (person_id, occurred_at) SELECT person_id, occurred_at FROM written"
 )
 INSERT_NEW_EVENTS = text(
@@ -163,7 +167,8 @@ INSERT_NEW_EVENTS = text(
 )
 """Inserts the winners ``events`` has no row for at their time, by the ledger: new ids, and moved ones. A plain
 insert: the ledger has already said there is no row to conflict with. Their ids go to ``written_events`` (whose
-order lines are replaced), their persons and times to ``written_persons`` (``warehouse.identity``)."""
+order lines are replaced), their persons and times to ``written_persons``, and the persons of the rows with no
+user id to ``written_anonymous`` (``warehouse.identity``)."""
 UPSERT_KNOWN_EVENTS = text(
     _WRITE_EVENTS.format(
         which="w.previous_occurred_at = w.occurred_at",
@@ -383,8 +388,8 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     if conn.scalar(COUNT_MOVED):
         counts.moved = conn.execute(DELETE_MOVED).rowcount
     steps.done("moves")
-    links = identity.link_candidates(conn)
-    steps.done("identity")
+    identity.expect_links(conn)
+    steps.done("expected links")
     conn.execute(CREATE_WRITTEN)
     counts.inserted = conn.execute(INSERT_NEW_EVENTS).rowcount
     counts.updated = conn.execute(UPSERT_KNOWN_EVENTS).rowcount
@@ -393,7 +398,7 @@ def merge_day(conn: Connection, day: date, options: MergeOptions) -> MergeCounts
     conn.execute(DELETE_REPLACED_LINES)
     counts.lines = conn.execute(INSERT_WRITTEN_LINES).rowcount
     steps.done("order lines")
-    identity.after_upsert(conn, days, links)
+    links = identity.link_written(conn, days)
     counts.links_refused, counts.persons_moved = links.links_refused, links.persons_moved
     steps.done("identity")
     return counts

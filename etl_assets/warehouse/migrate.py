@@ -9,7 +9,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.runtime.environment import NameFilterParentNames, NameFilterType
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from etl_assets.settings import PROJECT_ROOT
@@ -42,10 +41,6 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
-
-
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def include_name(name: str | None, type_: NameFilterType, parent_names: NameFilterParentNames) -> bool:

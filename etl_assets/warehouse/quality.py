@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pandas as pd
@@ -25,6 +25,7 @@ from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table,
 from etl_assets.markdown import markdown_table
 from etl_assets.settings import QualitySettings
 from etl_assets.transform import TRANSFORM_VERSION, exact_json
+from etl_assets.transform.days import day_bounds
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.staged import transform_record
@@ -34,7 +35,7 @@ from etl_assets.warehouse.schema import events, staging_events
 from etl_assets.warehouse.staging import waiting_to_merge
 
 EXAMPLES_PER_RULE = 5
-Row = Any
+T = TypeVar("T")
 
 
 @dataclass
@@ -123,30 +124,30 @@ class ContractReport:
             tally.failing += len(rows)
             room = EXAMPLES_PER_RULE - len(tally.examples)
             if rows and room > 0:
-                shown = frame.loc[rows[:room], list(self.contract.shown_columns)]
-                tally.examples.extend(_plain(record) for record in shown.to_dict("records"))
+                examples = frame.loc[rows[:room], list(self.contract.shown_columns)]
+                tally.examples.extend(_json_values(record) for record in examples.to_dict("records"))
 
 
-def _plain(record: Mapping[Hashable, Any]) -> dict[str, Any]:
+def _json_values(record: Mapping[Hashable, Any]) -> dict[str, Any]:
     """A row as JSON-friendly values, for check metadata."""
-    plain: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     for label, raw in record.items():
         name = str(label)
         value = raw.item() if hasattr(raw, "item") and not isinstance(raw, pd.Timestamp) else raw
         if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-            plain[name] = None
+            values[name] = None
         elif isinstance(value, datetime | date | pd.Timestamp):
-            plain[name] = value.isoformat()
+            values[name] = value.isoformat()
         elif isinstance(value, int | float | str | bool):
-            plain[name] = value
+            values[name] = value
         else:
-            plain[name] = str(value)
-    return plain
+            values[name] = str(value)
+    return values
 
 
-def key_aligned_chunks(rows: Iterable[Row], key: Callable[[Row], Any], size: int) -> Iterator[list[Row]]:
+def key_aligned_chunks(rows: Iterable[T], key: Callable[[T], Any], size: int) -> Iterator[list[T]]:
     """Chunks of about ``size`` rows from rows ordered by ``key``; rows sharing a key stay in one chunk."""
-    chunk: list[Row] = []
+    chunk: list[T] = []
     for _, group in groupby(rows, key=key):
         chunk.extend(group)
         if len(chunk) >= size:
@@ -176,11 +177,6 @@ def _check_rows(
         key = itemgetter(columns.index(report.contract.key))
         for chunk in key_aligned_chunks(result, key, chunk_rows):
             report.add_frame(_frame(chunk, table, columns))
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time(), UTC)
-    return start, start + timedelta(days=1)
 
 
 EVENTS_CHECKED_COLUMNS = frozenset(
@@ -284,7 +280,7 @@ def _staged_rows_to_check(
     return query
 
 
-def _judged(row: Sequence[Any], accepted: AcceptedTimes, pii: PiiPolicy | None) -> tuple[Any, ...]:
+def _with_transform_verdict(row: Sequence[Any], accepted: AcceptedTimes, pii: PiiPolicy | None) -> tuple[Any, ...]:
     """A staged row with the transform's verdict, in ``STAGING_CHECK_COLUMNS`` order: the one ingest staged with
     it, or, for a row the current transform did not make or rejected, the transform's now (PII pseudonymized first,
     as the merge does, so no rejection reason shows a PII value)."""
@@ -333,21 +329,25 @@ def check_staged_day(
         if waiting and counts[source] < quality.min_rows:
             latest = _latest_merged_rows(engine, day, source, transform_version, quality.min_rows - counts[source])
             if latest:
-                report.add_frame(_frame([_judged(row, accepted, pii) for row in latest], None, STAGING_CHECK_COLUMNS))
+                report.add_frame(
+                    _frame([_with_transform_verdict(row, accepted, pii) for row in latest], None, STAGING_CHECK_COLUMNS)
+                )
                 report.reading += f" and its {len(latest):,} latest merged rows of the day"
     query = _staged_rows_to_check(day, transform_version, sample_every, waiting_only=waiting)
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=quality.chunk_rows).execute(query)
-        judged = (_judged(row, accepted, pii) for row in result)
+        rows_with_verdicts = (_with_transform_verdict(row, accepted, pii) for row in result)
         key = itemgetter(STAGING_CHECK_COLUMNS.index(contract.key))
-        for chunk in key_aligned_chunks(judged, key, quality.chunk_rows):
+        for chunk in key_aligned_chunks(rows_with_verdicts, key, quality.chunk_rows):
             frame = _frame(chunk, None, STAGING_CHECK_COLUMNS)
             for group_source, rows in frame.groupby("source", sort=False):
                 reports[str(group_source)].add_frame(rows)
     return list(reports.values())
 
 
-def _latest_merged_rows(engine: Engine, day: date, source: str, transform_version: str, limit: int) -> Sequence[Row]:
+def _latest_merged_rows(
+    engine: Engine, day: date, source: str, transform_version: str, limit: int
+) -> Sequence[Sequence[Any]]:
     """The latest ``limit`` rows of ``source`` and ``day`` that merged already.
 
     A near-real-time run finds a few rows of a source waiting, too few for a share to mean anything

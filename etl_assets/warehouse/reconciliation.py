@@ -37,8 +37,8 @@ from datetime import date
 
 from sqlalchemy import Engine, bindparam, text
 
+from etl_assets.transform.days import day_bounds
 from etl_assets.transform.vocabulary import ORDER_EVENT_TYPES
-from etl_assets.warehouse.quality import day_bounds
 
 RECONCILE_DAY_BY_BATCH = text(
     """

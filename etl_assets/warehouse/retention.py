@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 
-from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from etl_assets.transform.days import day_start
 from etl_assets.warehouse.merge import lock_day
 from etl_assets.warehouse.retries import in_transaction
 from etl_assets.warehouse.schema import raw_batches, retention_log
@@ -53,7 +54,7 @@ DELETE_EXPIRED_RANGE = text(
 def retention_cutoff(days: int, today: date | None = None) -> tuple[date, datetime]:
     """The first day kept and the moment it starts (midnight UTC): what is older than ``days`` days goes."""
     first_kept = (today or datetime.now(UTC).date()) - timedelta(days=days)
-    return first_kept, datetime.combine(first_kept, time(), UTC)
+    return first_kept, day_start(first_kept)
 
 
 @dataclass
@@ -142,8 +143,3 @@ def mark_archive_pruned(engine: Engine, keys: list[str]) -> int:
         .values(archive_pruned_at=func.now())
     )
     return in_transaction(engine, lambda conn: conn.execute(statement).rowcount, what="marking pruned batches")
-
-
-def pruned_days(engine: Engine) -> set[date]:
-    with engine.connect() as conn:
-        return set(conn.scalars(select(retention_log.c.day)))

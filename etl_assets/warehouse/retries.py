@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial, wraps
-from typing import ParamSpec, TypeVar
+from functools import partial
+from typing import TypeVar
 
 import psycopg
 from sqlalchemy import Connection, Engine
@@ -84,7 +84,6 @@ LOST_CONNECTION_MESSAGES = (
 )
 
 T = TypeVar("T")
-P = ParamSpec("P")
 
 
 def _driver_error(error: BaseException) -> BaseException:
@@ -156,16 +155,6 @@ def retrying(what: str, *, max_seconds: float | None = None) -> Retrying:
         before_sleep=partial(_log_retry, what),
         reraise=True,
     )
-
-
-def retry_transient(fn: Callable[P, T]) -> Callable[P, T]:
-    """Decorate ``fn`` (which must open its own transaction) to be called again when a transient error ends it."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        return retrying(fn.__qualname__)(fn, *args, **kwargs)
-
-    return wrapper
 
 
 def in_transaction(

@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 from etl_assets.cli import app
 from etl_assets.localstack.dagster import location_statuses
 from etl_assets.localstack.processes import free_port
-from etl_assets.warehouse import migrate
 from tests.e2e.dev_platform import ETL, DevPlatform, DevRun, ctrl_c
 from tests.e2e.dev_platform import isolated_env as _isolated_env
 from tests.e2e.dev_platform import start_etl_dev as _start
+from tests.harness import head_revision
 
 STARTUP_LIMIT = 90
 """The UI within 90 s of `etl dev` starting from an empty ETL_HOME: checked on the test run's shared platform."""
@@ -193,7 +193,7 @@ def test_etl_migrate_upgrades_the_configured_warehouse(tmp_path, empty_database_
     env = _isolated_env(tmp_path, DATABASE_URL=empty_database_url)
     result = subprocess.run([ETL, "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    head = migrate.head_revision()
+    head = head_revision()
     assert result.stdout.strip().endswith(f"at revision {head}")
     with psycopg.connect(empty_database_url) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)

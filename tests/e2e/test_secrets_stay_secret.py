@@ -49,8 +49,8 @@ from starlette.routing import Route
 
 from etl_assets.collector.service import build_app
 from etl_assets.collector.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from etl_assets.demo.events_api import FeedSettings
-from etl_assets.demo.events_api import create_app as create_events_api
+from etl_assets.demo.events_api_server import FeedSettings
+from etl_assets.demo.events_api_server import create_app as create_events_api
 from etl_assets.localstack.postgres import EmbeddedPostgres
 from etl_assets.localstack.processes import free_port
 from etl_assets.settings import Settings

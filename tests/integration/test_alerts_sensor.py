@@ -82,10 +82,13 @@ def instance(empty_database_url: str) -> Iterator[dg.DagsterInstance]:
 
 
 @pytest.fixture
-def alerts_env(monkeypatch: pytest.MonkeyPatch, definitions: dg.Definitions) -> dg.Definitions:
+def alerts_env(monkeypatch: pytest.MonkeyPatch, pipeline_env: dict) -> dg.Definitions:
+    """The code location loaded with the UI's URL set (its settings are read as it loads)."""
+    from etl_assets.definitions import defs
+
     monkeypatch.setenv("ETL_UI_URL", UI_URL + "/")
     monkeypatch.delenv("ETL_ALERT_WEBHOOK_URL", raising=False)
-    return definitions
+    return defs()
 
 
 def tick(definitions: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:

@@ -14,7 +14,7 @@ from etl_assets.collector.writer import StagingWriter
 from etl_assets.sources.archive import archive_body, body_key
 from etl_assets.sources.landing import LandingObject
 from etl_assets.sources.landing_ingest import ingest_landing_object
-from etl_assets.transform.inbound import AcceptedRequest, InboundRequest
+from etl_assets.transform.inbound import InboundRequest, ParsedRequest
 from etl_assets.warehouse.schema import raw_batches
 from tests.harness import ACCEPTED
 
@@ -62,7 +62,7 @@ def test_an_api_page_is_archived_encrypted_and_unchanged(s3, buckets):
 def test_a_collector_batch_is_archived_encrypted_and_unchanged(s3, buckets, warehouse_engine):
     request = InboundRequest("webhook:acme", "acme", datetime.now(UTC), json.dumps({"events": [RECORD]}))
     writer = StagingWriter(warehouse_engine, s3, buckets["archive"], lambda: ACCEPTED)
-    assert writer.write([AcceptedRequest.parse(request)]) == [None]
+    assert writer.write([ParsedRequest.parse(request)]) == [None]
     with warehouse_engine.connect() as conn:
         key = conn.scalar(select(raw_batches.c.archive_key).where(raw_batches.c.source == "webhook:acme"))
     head = s3.head_object(Bucket=buckets["archive"], Key=key)

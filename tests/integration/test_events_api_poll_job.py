@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import func, select
 
-from etl_assets.demo.events_api import FeedSettings, create_app
+from etl_assets.demo.events_api_server import FeedSettings, create_app
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.schema import events, source_cursors
 from tests.asgi_server import serve

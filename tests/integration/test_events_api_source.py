@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import Engine, func, select
 
-from etl_assets.demo.events_api import FeedSettings, create_app, encode_cursor
+from etl_assets.demo.events_api_server import FeedSettings, create_app, encode_cursor
 from etl_assets.sources import events_api
 from etl_assets.sources.events_api import ApiError, ApiSource, EventsApiClient, load_cursor, poll_source
 from etl_assets.transform.normalize import AcceptedTimes

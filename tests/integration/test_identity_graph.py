@@ -63,6 +63,7 @@ def test_anonymous_browsing_a_login_and_a_purchase_are_one_person(warehouse_engi
     assert persons(warehouse_engine) == {"v1": "ann", "v2": "ann", "v3": "ann", "v4": "anon-2"}
     assert links(warehouse_engine) == [("anon-1", "ann", "identify", "linked")]
     assert counts.links_refused == 0
+    assert counts.persons_moved == 0  # v1 is written as ann's at once: its link is foreseen before the graph is fed
     with warehouse_engine.connect() as conn:
         assert conn.execute(text("SELECT user_id, traits FROM users")).all() == [("ann", {"plan": "pro"})]
         assert conn.scalar(text("SELECT event_type FROM events WHERE event_id = 'v2'")) == "identify"
@@ -205,3 +206,36 @@ def test_two_days_merged_at_once_link_an_anonymous_id_to_one_user_only(warehouse
         ("anon-1", "ann", "linked"),
         ("anon-1", "bob", "refused"),
     ]
+
+
+def test_a_day_written_while_another_day_links_its_anonymous_id_ends_with_the_linked_person(warehouse_engine):
+    """Day 2 holds only anonymous browsing of anon-1; day 1 links anon-1 to ann and commits after day 2's rows are
+    written with anon-1 as their person (day 1's link was not committed yet): day 2's merge, under the graph's lock,
+    finds its rows' person stale and moves them to ann, asking for nothing beyond its own day."""
+    stage_payloads(warehouse_engine, "day-1", [identify("i1", "2025-08-01T10:00:00Z", "ann", anonymous="anon-1")])
+    stage_payloads(warehouse_engine, "day-2", [track("p2", "2025-08-02T10:00:00Z", anonymous="anon-1")])
+    options = MergeOptions(ACCEPTED, PII)
+    with warehouse_engine.begin() as conn:
+        ensure_event_partitions(conn, [DAY, date(2025, 8, 2)])
+    first = warehouse_engine.connect()
+    transaction = first.begin()
+    merge_in(first, DAY, options)  # day 1 merged and holding the graph's lock, not committed yet
+    merged: list = []
+    second = threading.Thread(target=lambda: merged.append(merge_day(warehouse_engine, date(2025, 8, 2))))
+    second.start()
+    with warehouse_engine.connect() as watcher:  # until day 2's merge waits for the graph's lock
+        while not watcher.scalar(
+            text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> :me"),
+            {"me": first.connection.driver_connection.info.backend_pid},
+        ):
+            assert second.is_alive(), "day 2's merge finished without waiting for day 1's"
+            watcher.rollback()
+            time.sleep(0.02)
+        assert watcher.scalar(text("SELECT count(*) FROM events WHERE event_id = 'p2'")) == 0  # not committed
+    transaction.commit()
+    first.close()
+    second.join(timeout=60)
+
+    assert persons(warehouse_engine) == {"i1": "ann", "p2": "ann"}
+    assert merged[0].persons_moved == 1
+    assert requests(warehouse_engine) == []

@@ -136,7 +136,7 @@ def test_a_file_failing_for_a_while_fails_its_step_at_the_end_and_the_retry_stag
     files = [
         LandingFile(key=key, etag=batch_id.rsplit("#", 1)[1], size=0) for key, batch_id in sorted(batch_ids.items())
     ]
-    resources = {name: definitions.resources[name] for name in ("object_store", "ingest_warehouse")}
+    resources = {name: definitions.resources[name] for name in ("object_store", "ingest_warehouse", "settings")}
 
     def attempt() -> dict[str, dg.MaterializeResult]:
         with dg.build_asset_context() as context:
@@ -190,7 +190,7 @@ def test_after_three_files_in_a_row_fail_for_good_the_run_stops_trying_and_fails
 
     monkeypatch.setattr(landing_ingest, "fetch_landing_object", archive_refused)
     files = [LandingFile(key=key, etag=batch_id.rsplit("#", 1)[1]) for key, batch_id in sorted(batch_ids.items())]
-    resources = {name: definitions.resources[name] for name in ("object_store", "ingest_warehouse")}
+    resources = {name: definitions.resources[name] for name in ("object_store", "ingest_warehouse", "settings")}
     with dg.build_asset_context() as context, pytest.raises(dg.Failure) as failed:
         list(ingest_landing_file(context, config=LandingFileConfig(files=files), **resources))
     assert 3 <= len(tried) <= 3 + ingest.FILES_AT_ONCE - 1

@@ -9,6 +9,7 @@ from etl_assets.warehouse import migrate
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.partitions import ensure_event_partitions
 from etl_assets.warehouse.schema import metadata
+from tests.harness import head_revision
 
 
 def test_migrations_match_the_metadata(empty_database_url):
@@ -30,7 +31,7 @@ def test_drift_is_found_when_the_database_differs(warehouse_engine):
 
 def test_upgrade_downgrade_upgrade(empty_database_url):
     engine = create_warehouse_engine(empty_database_url)
-    assert migrate.upgrade(engine) == migrate.head_revision()
+    assert migrate.upgrade(engine) == head_revision()
     with engine.begin() as conn:
         ensure_event_partitions(conn, [date(2025, 8, 1)])
     migrate.downgrade(engine, "base")

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from etl_assets.collector.writer import StagingWriter
-from etl_assets.demo.events_api import FeedSettings, create_app
+from etl_assets.demo.events_api_server import FeedSettings, create_app
 from etl_assets.sources.events_api import ApiSource, EventsApiClient, poll_source
 from etl_assets.sources.replay import CannotReplay, archived_batches, replay_batch
-from etl_assets.transform.inbound import AcceptedRequest, InboundRequest
+from etl_assets.transform.inbound import InboundRequest, ParsedRequest
 from etl_assets.transform.normalize import AcceptedTimes
 from tests.asgi_server import serve
 
@@ -51,8 +51,8 @@ def test_collector_and_api_batches_replay_from_the_archive(
     hook = json.dumps([{"id": "w1", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z"}, "not an event"])
     assert writer.write(
         [
-            AcceptedRequest.parse(InboundRequest("segment", "batch", received, segment)),
-            AcceptedRequest.parse(InboundRequest("webhook:acme", "acme", received, hook)),
+            ParsedRequest.parse(InboundRequest("segment", "batch", received, segment)),
+            ParsedRequest.parse(InboundRequest("webhook:acme", "acme", received, hook)),
         ]
     ) == [None, None]
     monkeypatch.setenv("REPLAY_TOKEN", "t")
@@ -83,7 +83,7 @@ def test_an_archive_that_does_not_match_its_checksum_is_not_replayed(
     writer = StagingWriter(warehouse_engine, s3, buckets["archive"], lambda: ACCEPTED)
     body = json.dumps({"id": "w1", "type": "page_view", "timestamp": "2025-08-01T10:00:00Z"})
     received = datetime.now(UTC)
-    writer.write([AcceptedRequest.parse(InboundRequest("webhook:acme", "acme", received, body))])
+    writer.write([ParsedRequest.parse(InboundRequest("webhook:acme", "acme", received, body))])
     [batch] = archived_batches(warehouse_engine, received.date(), datetime.now(UTC).date())
     s3.put_object(Bucket=buckets["archive"], Key=batch["archive_key"], Body=b"tampered")
     with pytest.raises(CannotReplay, match="SHA-256"):

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select, text
 
 from etl_assets.defs.schema_drift import schema_drift
 from etl_assets.resources import WarehouseResource
+from etl_assets.settings import Settings
 from etl_assets.transform.drift import FieldProfile
 from etl_assets.warehouse.drift import known_fields, profile_fields, record_profile
 from etl_assets.warehouse.schema import source_fields
@@ -60,7 +61,7 @@ def run_check(warehouse_url: str, monkeypatch: pytest.MonkeyPatch):
             ),
             dg.define_asset_job("unpartitioned_drift_job", selection=dg.AssetSelection.checks(schema_drift)),
         ],
-        resources={"warehouse": WarehouseResource(database_url=warehouse_url)},
+        resources={"warehouse": WarehouseResource(database_url=warehouse_url), "settings": Settings.from_env()},
     )
 
     def run(day: date | None = None, *, last: date | None = None) -> dg.AssetCheckEvaluation:

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from etl_assets.settings import VARIABLES
+from etl_assets.settings import VARIABLES, readme_table
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -11,6 +11,13 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 def test_every_setting_is_in_the_configuration_table():
     table_names = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", README, flags=re.MULTILINE))
     assert {variable.name for variable in VARIABLES} <= table_names
+
+
+def test_the_configuration_table_is_the_declarations():
+    """The table is made from the settings' declarations, so a default or a help text cannot drift from the code;
+    after changing a setting, print it again with
+    `uv run python -c "from etl_assets.settings import readme_table; print(readme_table())"`."""
+    assert readme_table() in README
 
 
 def test_quick_start_has_the_two_commands():

@@ -10,7 +10,7 @@ from psycopg import errors
 from sqlalchemy import exc
 
 from etl_assets.warehouse import retries
-from etl_assets.warehouse.retries import describe, is_transient, retry_transient, retrying
+from etl_assets.warehouse.retries import describe, is_transient, retrying
 
 SECRET_URL = "postgresql://etl:s3cret@db.internal:5432/warehouse"
 
@@ -160,9 +160,3 @@ def test_the_time_budget_not_the_attempt_count_ends_the_retries_of_a_server_that
     to about ``MAX_SECONDS`` is waited out rather than cut short after a few quick tries."""
     bounds = [min(retries.WAIT_MULTIPLIER * 2**n, retries.WAIT_MAX) for n in range(retries.MAX_ATTEMPTS - 1)]
     assert sum(bound / 2 for bound in bounds) > retries.MAX_SECONDS
-
-
-def test_the_decorator_retries_the_whole_function(no_waiting):
-    work, calls = failing(1, errors.AdminShutdown("terminating connection due to administrator command"))
-    assert retry_transient(work)() == "done"
-    assert len(calls) == 2

@@ -1,9 +1,13 @@
+from dataclasses import fields
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from etl_assets.settings import (
+    VARIABLES,
     ConfigError,
+    QualitySettings,
     Settings,
     displayed,
     parse_database_url,
@@ -134,3 +138,36 @@ def test_a_bad_write_key_map_is_one_line_that_never_shows_a_key(raw: str, fragme
         segment_write_keys({"ETL_SEGMENT_WRITE_KEYS": raw})
     assert fragment in str(error.value) and "\n" not in str(error.value)
     assert "SECRET1" not in str(error.value)
+
+
+def test_every_field_of_settings_is_declared_once_in_the_registry():
+    names = [variable.name for variable in VARIABLES]
+    assert len(names) == len(set(names))
+    declared = {field.metadata["setting"].name for field in fields(Settings) if "setting" in field.metadata}
+    declared |= {field.metadata["setting"].name for field in fields(QualitySettings)}
+    assert declared <= set(names)
+    undeclared = {field.name for field in fields(Settings) if not field.metadata}
+    assert undeclared == {"s3_is_external"}  # worked out from the AWS variables, not a setting of its own
+
+
+def test_a_default_is_the_declared_value_parsed():
+    settings = Settings.from_env({})
+    for variable in VARIABLES:
+        if variable.parse is not None and variable.default is not None:
+            assert variable.read({}) == variable.parse(variable.name, variable.default)
+    assert settings.landing_run_max_bytes == 64 * 2**20
+    assert settings.first_day == date(2025, 1, 1)
+    assert settings == Settings()  # the dataclass's defaults are the declarations'
+
+
+def test_etl_config_shows_each_default_as_written():
+    shown = {variable.name: variable.default_text for variable in VARIABLES}
+    assert shown["ETL_HOME"] == "<project>/.etl"
+    assert shown["ETL_SENSORS_RUNNING"] == "unset (false)"
+    assert shown["ETL_LANDING_RUN_MAX_BYTES"] == "67108864"
+    assert shown["DATABASE_URL"] == shown["ETL_PII_KEY"] == "unset"
+
+
+def test_an_area_reads_on_its_own():
+    assert QualitySettings.from_env({"ETL_QUALITY_MIN_ROWS": "7"}).min_rows == 7
+    assert Settings.from_env({"ETL_QUALITY_MIN_ROWS": "7"}).quality == QualitySettings(min_rows=7)

@@ -21,7 +21,7 @@ from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of
 from etl_assets.markdown import markdown_table
 from etl_assets.orchestration.privacy import missing_key_failure
 from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
-from etl_assets.settings import Settings, pii_policy
+from etl_assets.settings import ChecksSettings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse import schema
@@ -163,8 +163,10 @@ def held_markdown(held: list[Hold]) -> str:
     "(redrive_quarantine_job, merge_held_sources) releases it whatever its share. Below the tolerance, rejected "
     "rows are quarantined and the check warns; duplicate deliveries warn too.",
 )
-def staged_day_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    quality = Settings.from_env().quality
+def staged_day_valid(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[ChecksSettings]
+) -> dg.AssetCheckResult:
+    quality = settings.quality
     engine = warehouse.get_engine()
     accepted = accepted_times()
     pii = pii_policy()
@@ -192,8 +194,10 @@ def staged_day_valid(context: dg.AssetCheckExecutionContext, warehouse: Warehous
     "blocks enrichment); events from the future beyond ETL_QUALITY_FUTURE_SKEW_MINUTES and nullable columns "
     "emptier than ETL_QUALITY_MAX_NULL_SHARE warn.",
 )
-def events_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    quality = Settings.from_env().quality
+def events_valid(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[ChecksSettings]
+) -> dg.AssetCheckResult:
+    quality = settings.quality
     now = datetime.now(UTC)
     reports = [
         check_events_day(warehouse.get_engine(), events_contract(day, now, quality), day, quality)
@@ -331,8 +335,10 @@ def _enrichment_check(table_name: str) -> dg.AssetChecksDefinition:
         description=f"The day's {table_name} rows keep their contract (keys unique, counts not negative, "
         "values in range; funnel rates between 0 and 1).",
     )
-    def enrichment_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        quality = Settings.from_env().quality
+    def enrichment_valid(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[ChecksSettings]
+    ) -> dg.AssetCheckResult:
+        quality = settings.quality
         reports = [
             check_daily_table(warehouse.get_engine(), table, enrichment_contracts(day)[table_name], day, quality)
             for day in days_of(context.partition_time_window)
@@ -354,8 +360,10 @@ enrichment_checks = [_enrichment_check(table.name) for table in schema.DAILY_TAB
     "number, line numbers from 1, lines only of order events, no negative price or quantity (ERROR); lines "
     "without a product warn.",
 )
-def order_lines_valid(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    quality = Settings.from_env().quality
+def order_lines_valid(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: dg.ResourceParam[ChecksSettings]
+) -> dg.AssetCheckResult:
+    quality = settings.quality
     reports = [
         check_daily_table(warehouse.get_engine(), schema.order_lines, order_lines_contract(day), day, quality)
         for day in days_of(context.partition_time_window)

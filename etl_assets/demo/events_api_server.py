@@ -164,7 +164,7 @@ def _random_fault(faults: random.Random, settings: FeedSettings) -> int:
 
 
 def main() -> None:
-    """``python -m etl_assets.demo.events_api --port 9100 [--token T]``: serve the feed on 127.0.0.1."""
+    """``python -m etl_assets.demo.events_api_server --port 9100 [--token T]``: serve the feed on 127.0.0.1."""
     import argparse
 
     import uvicorn
