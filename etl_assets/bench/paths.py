@@ -136,6 +136,7 @@ def through_the_sensor(args: dict[str, Any]) -> dict[str, Any]:
         ETL_LANDING_PREFIX=args["prefix"],
     )
     import dagster as dg
+    from dagster._core.storage.tags import RUN_KEY_TAG
 
     from etl_assets.definitions import defs
     from etl_assets.defs.ingest import requested_objects
@@ -160,7 +161,7 @@ def through_the_sensor(args: dict[str, Any]) -> dict[str, Any]:
                 break
             for request in result.run_requests:
                 assert request.run_key is not None
-                tags = {**request.tags, "dagster/run_key": request.run_key}
+                tags = {**request.tags, RUN_KEY_TAG: request.run_key}
                 ran = job.execute_in_process(run_config=request.run_config, instance=instance, tags=tags)
                 if not ran.success:
                     raise RuntimeError(f"the ingest run {request.run_key} failed")

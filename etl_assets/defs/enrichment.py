@@ -12,8 +12,9 @@ from sqlalchemy import Select, Table
 
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import daily_partitions, single_run_backfill
-from etl_assets.defs.table_metadata import OWNERS, column_lineage_from, table_metadata
 from etl_assets.io_managers.postgres import MARGIN_DAYS
+from etl_assets.orchestration.table_metadata import OWNERS, column_lineage_from, table_metadata
+from etl_assets.resources import WAREHOUSE_POOL
 from etl_assets.warehouse import enrichment, schema
 
 ENRICHMENT_VERSION = "2"
@@ -43,7 +44,7 @@ def _daily_table(
         ins=ins,
         partitions_def=daily_partitions,
         backfill_policy=single_run_backfill,
-        pool="warehouse",
+        pool=WAREHOUSE_POOL,
         code_version=ENRICHMENT_VERSION,
         group_name="enrichment",
         owners=OWNERS,

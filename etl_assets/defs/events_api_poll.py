@@ -5,15 +5,15 @@ and staged together with the cursor that follows it, so a failed or killed run r
 it did not commit. The run reports pages, rows and retries on ``raw_payloads`` and ``staging_events``.
 """
 
-import time
-
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
-from etl_assets.defs.run_status import IN_FLIGHT
-from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
+from etl_assets.orchestration.materialization import write_figures
+from etl_assets.orchestration.run_status import IN_FLIGHT
+from etl_assets.orchestration.step_failures import retried_only_if_transient
+from etl_assets.resources import WAREHOUSE_POOL, EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.events_api import PollReport, poll_source
 from etl_assets.warehouse.staging import StagingCounts
 
@@ -28,7 +28,7 @@ class ApiPollConfig(dg.Config):
 
 
 @dg.op(
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     retry_policy=OUTSIDE_RETRY_POLICY,
     description="Pull new pages from one events API source into the raw archive and staging_events, "
     "moving its cursor in source_cursors with each page.",
@@ -66,8 +66,6 @@ def poll_events_api(
         "source": dg.MetadataValue.text(report.source),
         "pages": dg.MetadataValue.int(report.pages),
         "batches": dg.MetadataValue.int(report.pages),
-        "errors": dg.MetadataValue.int(report.quarantined),
-        "succeeded at": dg.MetadataValue.timestamp(time.time()),
         "records": dg.MetadataValue.int(report.records),
         "rows written": dg.MetadataValue.int(report.staged),
         "rows already staged": dg.MetadataValue.int(report.already_staged),
@@ -75,8 +73,7 @@ def poll_events_api(
         "retries": dg.MetadataValue.int(report.retries),
         "retried statuses": dg.MetadataValue.text(", ".join(map(str, report.retried_statuses)) or "none"),
         "caught up": dg.MetadataValue.bool(report.caught_up),
-        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
-        "rows per second": dg.MetadataValue.float(round(report.records / report.seconds, 1) if report.seconds else 0.0),
+        **write_figures(report.records, report.seconds, errors=report.quarantined),
     }
     context.log.info(
         f"{report.source}: {report.pages} pages, {report.records} records, {report.staged} staged, "

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from etl_assets.resources import WarehouseResource
+from etl_assets.markdown import markdown_table
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.settings import ChecksSettings, definition_settings
-from etl_assets.warehouse.quality import markdown_table
 from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
 
 SOURCE_LOOKBACK = timedelta(days=7)
@@ -27,7 +27,7 @@ def warehouse_freshness_policy() -> dg.FreshnessPolicy:
 
 @dg.asset_check(
     asset="raw_payloads",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     description="Every source that sent data in the last 7 days sent some recently: silent longer than "
     "ETL_FRESHNESS_WARN_MINUTES warns, longer than ETL_FRESHNESS_FAIL_MINUTES fails (ERROR).",
 )

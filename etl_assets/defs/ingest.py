@@ -20,9 +20,11 @@ from pydantic import ValidationError
 
 from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, TransientFailure
-from etl_assets.defs.table_metadata import OWNERS, table_metadata
-from etl_assets.resources import ObjectStoreResource, WarehouseResource
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
+from etl_assets.orchestration.materialization import write_figures
+from etl_assets.orchestration.step_failures import TransientFailure
+from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
+from etl_assets.resources import WAREHOUSE_POOL, ObjectStoreResource, WarehouseResource
 from etl_assets.settings import PipelineSettings
 from etl_assets.sources.landing import LandingCursor, LandingObject, RunLimits, plan_landing_tick, run_key
 from etl_assets.sources.landing_ingest import FileOutcome, IngestedFile, Reading, ingest_landing_objects
@@ -145,7 +147,7 @@ def _file_table(ingested: list[IngestedFile], keys: dict[str, str]) -> dg.TableM
 
 @dg.multi_asset(
     name="ingest_landing_file",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     retry_policy=OUTSIDE_RETRY_POLICY,
     specs=[
         dg.AssetSpec(
@@ -241,10 +243,7 @@ def ingest_landing_file(
             "records already in events": dg.MetadataValue.int(sum(result.counts.resent for result in ingested)),
             "rows quarantined": dg.MetadataValue.int(quarantined),
             "batches": dg.MetadataValue.int(len(ingested)),
-            "errors": dg.MetadataValue.int(quarantined),
-            "succeeded at": dg.MetadataValue.timestamp(time.time()),
-            "rows per second": dg.MetadataValue.float(round(records / seconds, 1) if seconds else 0.0),
-            "seconds": dg.MetadataValue.float(round(seconds, 3)),
+            **write_figures(records, seconds, errors=quarantined),
             "bytes": dg.MetadataValue.int(byte_count),
             "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in days) or "none"),
             **table,

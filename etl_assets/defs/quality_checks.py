@@ -18,8 +18,9 @@ from datetime import UTC, date, datetime
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, run_partition_days
-from etl_assets.defs.privacy import missing_key_failure
-from etl_assets.resources import WarehouseResource
+from etl_assets.markdown import markdown_table
+from etl_assets.orchestration.privacy import missing_key_failure
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.settings import ChecksSettings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
@@ -38,7 +39,6 @@ from etl_assets.warehouse.quality import (
     check_events_day,
     check_staged_day,
     failing_rows_markdown,
-    markdown_table,
     rules_markdown,
     source_verdicts,
 )
@@ -153,7 +153,7 @@ def held_markdown(held: list[Hold]) -> str:
 
 @dg.asset_check(
     asset="staging_events",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     blocking=True,
     description="Before a day merges: the staged rows waiting for it, judged source by source, keep the staging "
     "contract (ids, sources, rows inside their day) and the transform would reject at most "
@@ -186,7 +186,7 @@ def staged_day_valid(
 
 @dg.asset_check(
     asset="events",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     partitions_def=daily_partitions,
     blocking=True,
     description="The day's events keep the events contract: unique event_id, accepted types, required fields, "
@@ -208,7 +208,7 @@ def events_valid(
 
 @dg.asset_check(
     asset="events",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     partitions_def=daily_partitions,
     blocking=True,
     description="Nothing lost, nothing doubled: for every batch and the whole day, records staged = rows in "
@@ -329,7 +329,7 @@ def _enrichment_check(table_name: str) -> dg.AssetChecksDefinition:
 
     @dg.asset_check(
         asset=table_name,
-        pool="warehouse",
+        pool=WAREHOUSE_POOL,
         name=f"{table_name}_valid",
         partitions_def=daily_partitions,
         description=f"The day's {table_name} rows keep their contract (keys unique, counts not negative, "
@@ -354,7 +354,7 @@ enrichment_checks = [_enrichment_check(table.name) for table in schema.DAILY_TAB
 
 @dg.asset_check(
     asset="events",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     partitions_def=daily_partitions,
     description="The day's order lines (written with events) keep their contract: one row per event and line "
     "number, line numbers from 1, lines only of order events, no negative price or quantity (ERROR); lines "
@@ -373,7 +373,7 @@ def order_lines_valid(
 
 @dg.asset_check(
     asset="raw_payloads",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     description=f"Every batch received in the last {BATCH_RECONCILIATION_DAYS} days is accounted for: it was "
     "staged, the ledger's record count equals its staged rows plus its records quarantined before staging, and a "
     "batch that brought bytes brought a record or a quarantine row that says why (every source: files, API pages, "

@@ -11,17 +11,17 @@ batch from the raw archive (``replay_job``).
 import dagster as dg
 
 from etl_assets.defs.partitions import daily_partitions
-from etl_assets.defs.table_metadata import OWNERS, table_metadata
 from etl_assets.defs.warehouse import STAGING_DAY_CHECKS
-from etl_assets.resources import WarehouseResource
-from etl_assets.warehouse.quality import markdown_table
+from etl_assets.markdown import markdown_table
+from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.warehouse.quarantine import summarize_quarantine
 from etl_assets.warehouse.schema import quarantine as quarantine_table
 
 
 @dg.asset(
     name="quarantine",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     deps=["staging_events", "events"],
     group_name="quality",
     owners=OWNERS,

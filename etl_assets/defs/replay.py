@@ -13,8 +13,9 @@ from datetime import date
 import dagster as dg
 
 from etl_assets.defs.partitions import accepted_times
-from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY, retried_only_if_transient
-from etl_assets.resources import EventsApiResource, ObjectStoreResource, WarehouseResource
+from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
+from etl_assets.orchestration.step_failures import retried_only_if_transient
+from etl_assets.resources import WAREHOUSE_POOL, EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.replay import CannotReplay, pruned_message, replay_batch
 from etl_assets.warehouse.staging import archived_batches
 
@@ -27,7 +28,7 @@ class ReplayConfig(dg.Config):
 
 
 @dg.op(
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     retry_policy=OUTSIDE_RETRY_POLICY,
     description="Re-stage every archived batch received in the date range; its rows go back to pending.",
 )

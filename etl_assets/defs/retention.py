@@ -10,10 +10,10 @@ with a clear message (see ``etl_assets.warehouse.retention``).
 import dagster as dg
 
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
-from etl_assets.resources import ObjectStoreResource, WarehouseResource
+from etl_assets.markdown import markdown_table
+from etl_assets.resources import WAREHOUSE_POOL, ObjectStoreResource, WarehouseResource
 from etl_assets.settings import PrivacySettings
 from etl_assets.sources.archive import ArchivePruneFailed, prune_archive
-from etl_assets.warehouse.quality import markdown_table
 from etl_assets.warehouse.retention import mark_archive_pruned, prune_staging, retention_cutoff
 
 
@@ -25,7 +25,7 @@ class RetentionConfig(dg.Config):
 
 
 @dg.op(
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     retry_policy=OUTSIDE_RETRY_POLICY,
     description="Delete (or, in a dry run, count) the merged staging rows ingested and the raw archive objects "
     "archived before the retention cutoff; pending staging rows are never deleted. Reports what it did.",

@@ -1,19 +1,8 @@
-"""How Dagster retries a step that talks to the outside (S3, the events API, the database) when it fails.
-
-Inside a step, each outside call retries its transient errors already (botocore's standard mode, urllib3's
-``Retry``, a transaction re-run by ``etl_assets.warehouse.retries``). A step that still fails of a transient error
-(S3 or the API unreachable, the database down for longer) is retried whole by Dagster after a growing, jittered
-delay; that is safe because every such step is idempotent (batch ids, the stored cursor, ``ON CONFLICT``). A
-permanent error (``etl_assets.sources.outside_errors``) fails the step at once, without those retries: it would
-fail the same way again. Either way the failure's first line says what to do.
-"""
-
-from collections.abc import Iterator
-from contextlib import contextmanager
+"""How Dagster retries a step that talks to the outside (S3, the events API, the database) when it fails of a
+transient error; which errors those are, and the failure that is not retried, is
+``etl_assets.orchestration.step_failures``."""
 
 import dagster as dg
-
-from etl_assets.sources.outside_errors import sort_error
 
 OUTSIDE_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3,
@@ -22,22 +11,3 @@ OUTSIDE_RETRY_POLICY = dg.RetryPolicy(
     jitter=dg.Jitter.PLUS_MINUS,
 )
 """Up to 3 retries, 10 s, 30 s and 70 s after the failures (Dagster's exponential backoff), each ± up to 10 s."""
-
-
-class TransientFailure(Exception):
-    """A transient outside error that outlasted the call's own retries; the step's retry policy tries again."""
-
-
-@contextmanager
-def retried_only_if_transient() -> Iterator[None]:
-    """Fail the step with a message that says what to do: retried by ``OUTSIDE_RETRY_POLICY`` when the error is
-    transient, at once and for good (``dg.Failure(allow_retries=False)``) when it is not."""
-    try:
-        yield
-    except dg.Failure:
-        raise
-    except Exception as error:
-        failure = sort_error(error)
-        if failure.transient:
-            raise TransientFailure(failure.message) from error
-        raise dg.Failure(description=failure.message, allow_retries=False) from error

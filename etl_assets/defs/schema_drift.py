@@ -6,25 +6,17 @@ records the day so the next one compares against it. New, vanished or retyped fi
 payloads keep every field as received, so nothing is lost while someone looks.
 """
 
-import math
 from datetime import date, timedelta
 
 import dagster as dg
 from sqlalchemy import Engine
 
 from etl_assets.defs.partitions import run_partition_days
-from etl_assets.resources import WarehouseResource
-from etl_assets.settings import ChecksSettings, QualitySettings
-from etl_assets.transform.drift import DriftReport, FieldChange, compare_fields
-from etl_assets.warehouse.drift import (
-    days_ingested_within,
-    known_fields,
-    lock_source_fields,
-    profile_fields,
-    record_profile,
-    staged_rows_per_day,
-)
-from etl_assets.warehouse.quality import markdown_table
+from etl_assets.markdown import markdown_table
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from etl_assets.settings import ChecksSettings
+from etl_assets.transform.drift import DriftReport, FieldChange
+from etl_assets.warehouse.drift import days_ingested_within, profile_and_compare_day
 
 UNPARTITIONED_RUN_PERIOD = timedelta(hours=24)
 """A run without partitions profiles the days of the staging rows ingested this recently."""
@@ -38,29 +30,6 @@ def run_days(context: dg.AssetCheckExecutionContext, engine: Engine) -> list[dat
         return days
     with engine.connect() as conn:
         return days_ingested_within(conn, UNPARTITIONED_RUN_PERIOD)
-
-
-def sampling_step(day_rows: int, sample_rows: int) -> int:
-    """Profile every k-th row (by id) of a day larger than ``sample_rows``: an even sample of about that size."""
-    return math.ceil(day_rows / sample_rows) if day_rows > sample_rows else 1
-
-
-def profile_and_compare_day(engine: Engine, day: date, quality: QualitySettings) -> tuple[list[DriftReport], int]:
-    """Drift reports of ``day``, one per source that staged rows for it, and the sampling step used."""
-    with engine.connect() as conn:
-        step = sampling_step(staged_rows_per_day(conn, [day]).get(day, 0), quality.sample_rows)
-        profiles = profile_fields(conn, [day], step)
-    if not profiles:
-        return [], step
-    with engine.begin() as conn:
-        lock_source_fields(conn)
-        known = known_fields(conn, profiles)
-        reports = [
-            compare_fields(known[source], profile, day=day, min_rows=quality.drift_min_rows)
-            for source, profile in sorted(profiles.items())
-        ]
-        record_profile(conn, profiles, day)
-    return reports, step
 
 
 def describe_days(days: list[date]) -> str:
@@ -85,7 +54,7 @@ def changes_table(changes: list[tuple[date, FieldChange]], baselines: list[str])
 
 @dg.asset_check(
     asset="staging_events",
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     name="schema_drift",
     blocking=False,
     description="Warns when a source sends fields it never sent, stops sending a field it sent on its last "

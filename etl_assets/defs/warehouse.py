@@ -11,10 +11,13 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+)
 from sqlalchemy import Engine
 
-from etl_assets.defs import failed_days
 from etl_assets.defs.freshness import warehouse_freshness_policy
 from etl_assets.defs.partitions import (
     DAYS_PER_SENSOR_RUN,
@@ -24,10 +27,12 @@ from etl_assets.defs.partitions import (
     single_run_backfill,
 )
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
-from etl_assets.defs.privacy import missing_key_failure
-from etl_assets.defs.run_status import IN_FLIGHT
-from etl_assets.defs.table_metadata import OWNERS, table_metadata
-from etl_assets.resources import WarehouseResource
+from etl_assets.orchestration import failed_days
+from etl_assets.orchestration.materialization import write_figures
+from etl_assets.orchestration.privacy import missing_key_failure
+from etl_assets.orchestration.run_status import IN_FLIGHT
+from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.settings import PipelineSettings, pii_policy
 from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
@@ -52,9 +57,7 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
     written = counts.inserted + counts.updated
     return {
         "rows written": dg.MetadataValue.int(written),
-        "rows per second": dg.MetadataValue.float(round(written / seconds, 1) if seconds else 0.0),
-        "seconds": dg.MetadataValue.float(round(seconds, 3)),
-        "succeeded at": dg.MetadataValue.timestamp(time.time()),
+        **write_figures(written, seconds, errors=counts.rejected),
         "staged rows read": dg.MetadataValue.int(counts.received),
         "inserted": dg.MetadataValue.int(counts.inserted),
         "updated": dg.MetadataValue.int(counts.updated),
@@ -66,7 +69,6 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
         "events re-attributed to a person": dg.MetadataValue.int(counts.persons_moved),
         "rows transformed again": dg.MetadataValue.int(counts.refreshed),
         "rows quarantined": dg.MetadataValue.int(counts.rejected),
-        "errors": dg.MetadataValue.int(counts.rejected),
         "days touched": dg.MetadataValue.text(", ".join(day.isoformat() for day in sorted(counts.days)) or "none"),
     }
 
@@ -74,7 +76,7 @@ def merge_metadata(counts: MergeCounts, seconds: float) -> dict[str, dg.Metadata
 @dg.asset(
     partitions_def=daily_partitions,
     backfill_policy=single_run_backfill,
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     code_version=TRANSFORM_VERSION,
     group_name="warehouse",
     owners=OWNERS,
@@ -238,7 +240,7 @@ def days_in_flight(instance: dg.DagsterInstance) -> set[date]:
     for run in instance.get_runs(filters=dg.RunsFilter(job_name=daily_events_job.name, statuses=IN_FLIGHT)):
         start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
         if start is None or end is None:
-            partition = run.tags.get("dagster/partition")
+            partition = run.tags.get(PARTITION_NAME_TAG)
             start = end = partition
         if start is None or end is None:
             continue

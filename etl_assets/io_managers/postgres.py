@@ -22,6 +22,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Select, select
 
+from etl_assets.orchestration.materialization import write_figures
 from etl_assets.resources.warehouse import WarehouseResource
 from etl_assets.transform.days import day_start
 from etl_assets.warehouse.rebuild import replace_window
@@ -58,9 +59,7 @@ class WarehouseIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(
             {
                 "rows written": dg.MetadataValue.int(rows),
-                "rows per second": dg.MetadataValue.float(round(rows / seconds, 1) if seconds else 0.0),
-                "seconds": dg.MetadataValue.float(round(seconds, 3)),
-                "succeeded at": dg.MetadataValue.timestamp(clock.time()),
+                **write_figures(rows, seconds),
                 **summary,
             }
         )

@@ -1,1 +1,1 @@
-"""What operators read: structured logs and the pipeline's counters."""
+"""What operators read: structured logs, the pipeline's counters, the platform's status and alerts."""

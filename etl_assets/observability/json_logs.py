@@ -13,18 +13,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
+    RUN_KEY_TAG,
+)
 
-PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 EXTRA_FIELDS = ("batch_id", "source", "rows", "rows_per_second")
 
 
 def _partition(tags: dict[str, str]) -> str | None:
-    if PARTITION_TAG in tags:
-        return tags[PARTITION_TAG]
-    if RANGE_START_TAG in tags:
-        return f"{tags[RANGE_START_TAG]}..{tags.get(RANGE_END_TAG, tags[RANGE_START_TAG])}"
+    if PARTITION_NAME_TAG in tags:
+        return tags[PARTITION_NAME_TAG]
+    if ASSET_PARTITION_RANGE_START_TAG in tags:
+        start = tags[ASSET_PARTITION_RANGE_START_TAG]
+        return f"{start}..{tags.get(ASSET_PARTITION_RANGE_END_TAG, start)}"
     return None
 
 
@@ -52,7 +56,7 @@ def log_fields(record: logging.LogRecord) -> dict[str, Any]:
         "asset": _asset(meta),
         "partition": _partition(tags),
         "event": event.event_type_value if event is not None else None,
-        "batch_id": tags.get("dagster/run_key") if tags.get("etl/landing_key") else None,
+        "batch_id": tags.get(RUN_KEY_TAG) if tags.get("etl/landing_key") else None,
     }
     for name in EXTRA_FIELDS:
         if hasattr(record, name):

@@ -2,6 +2,6 @@
 
 from etl_assets.resources.events_api_sources import EventsApiResource
 from etl_assets.resources.object_store import ObjectStoreResource
-from etl_assets.resources.warehouse import WarehouseResource
+from etl_assets.resources.warehouse import WAREHOUSE_POOL, WarehouseResource
 
-__all__ = ["EventsApiResource", "ObjectStoreResource", "WarehouseResource"]
+__all__ = ["WAREHOUSE_POOL", "EventsApiResource", "ObjectStoreResource", "WarehouseResource"]

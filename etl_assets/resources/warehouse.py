@@ -9,6 +9,11 @@ from sqlalchemy import Engine
 from etl_assets.settings import Settings
 from etl_assets.warehouse.engine import create_warehouse_engine
 
+WAREHOUSE_POOL = "warehouse"
+"""The Dagster concurrency pool of every step that opens connections with a ``WarehouseResource``; dagster.yaml
+sizes it for the server's connection limit. A pool belongs to a step's op, which an ``AssetSpec`` does not carry,
+so ``Definitions.map_asset_specs`` cannot set it once for all: each asset, check and op names this constant."""
+
 
 class WarehouseResource(ConfigurableResource):
     """The PostgreSQL warehouse. The URL comes from the environment (``EnvVar("DATABASE_URL")``) so no

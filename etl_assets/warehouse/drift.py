@@ -1,5 +1,5 @@
-"""Profiling the fields sources send, from the payloads in ``staging_events``, and remembering them in
-``source_fields``.
+"""Profiling the fields sources send, from the payloads in ``staging_events``, comparing them with what
+``source_fields`` remembers, and remembering them there.
 
 The profile is one SQL statement: ``jsonb_each`` walks each payload's top-level keys, and once more the
 keys of object values, and the database groups the result, so no staged row passes through Python.
@@ -7,6 +7,7 @@ keys of object values, and the database groups the result, so no staged row pass
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     Date,
+    Engine,
     Integer,
     Text,
     any_,
@@ -34,7 +36,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from etl_assets.transform.drift import FieldProfile, KnownField, SourceProfile
+from etl_assets.settings import QualitySettings
+from etl_assets.transform.drift import DriftReport, FieldProfile, KnownField, SourceProfile, compare_fields
 from etl_assets.warehouse.schema import source_fields, staging_events
 
 FIELD_NAME_CHARS = 200
@@ -215,3 +218,29 @@ def days_ingested_within(conn: Connection, period: timedelta) -> list[date]:
             .order_by(staging_events.c.event_day)
         )
     )
+
+
+def sampling_step(day_rows: int, sample_rows: int) -> int:
+    """Profile every k-th row (by id) of a day larger than ``sample_rows``: an even sample of about that size."""
+    return math.ceil(day_rows / sample_rows) if day_rows > sample_rows else 1
+
+
+def profile_and_compare_day(engine: Engine, day: date, quality: QualitySettings) -> tuple[list[DriftReport], int]:
+    """Drift reports of ``day``, one per source that staged rows for it, and the sampling step used.
+
+    The day is profiled outside any transaction; comparing it with ``source_fields`` and recording it happen in
+    one transaction under ``SOURCE_FIELDS_LOCK``."""
+    with engine.connect() as conn:
+        step = sampling_step(staged_rows_per_day(conn, [day]).get(day, 0), quality.sample_rows)
+        profiles = profile_fields(conn, [day], step)
+    if not profiles:
+        return [], step
+    with engine.begin() as conn:
+        lock_source_fields(conn)
+        known = known_fields(conn, profiles)
+        reports = [
+            compare_fields(known[source], profile, day=day, min_rows=quality.drift_min_rows)
+            for source, profile in sorted(profiles.items())
+        ]
+        record_profile(conn, profiles, day)
+    return reports, step

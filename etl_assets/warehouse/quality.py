@@ -22,6 +22,7 @@ import pandas as pd
 import pandera.pandas as pa
 from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table, Text, case, cast, func, select
 
+from etl_assets.markdown import markdown_table
 from etl_assets.settings import QualitySettings
 from etl_assets.transform import TRANSFORM_VERSION, exact_json
 from etl_assets.transform.days import day_bounds
@@ -387,16 +388,6 @@ def source_verdicts(reports: Sequence[ContractReport]) -> list[Verdict]:
         Verdict(report.source or "", report.rows_waiting, held_reason(report) if report.rows_waiting else None)
         for report in reports
     ]
-
-
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
-    return "\n".join(lines)
 
 
 def _scope(reports: Sequence[ContractReport]) -> tuple[tuple[str, ...], Callable[[ContractReport], tuple[str, ...]]]:

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from etl_assets.defs import ingest
 from etl_assets.defs.ingest import LandingFile, LandingFileConfig, ingest_landing_file, requested_objects
-from etl_assets.defs.retry_policies import TransientFailure
+from etl_assets.orchestration.step_failures import TransientFailure
 from etl_assets.sources import landing_ingest
 from etl_assets.sources.landing import LandingObject
 from tests.harness import ACCEPTED, pipeline

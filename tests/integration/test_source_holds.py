@@ -13,11 +13,11 @@ import dagster as dg
 import pytest
 from sqlalchemy import text
 
-from etl_assets.defs.alerts import check_alert, check_evaluations
+from etl_assets.observability.alert_message import slack_message
+from etl_assets.observability.alerts import check_alert, check_evaluations
 from etl_assets.observability.platform_status import PlatformStatus, render_status, warehouse_state
 from etl_assets.settings import Settings
 from etl_assets.transform import normalize as normalize_module
-from etl_assets.transform.alerts import slack_message
 from tests.harness import stage_payloads
 
 DAY = date(2025, 3, 1)

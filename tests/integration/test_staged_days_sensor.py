@@ -6,7 +6,7 @@ import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from sqlalchemy import text
 
-from etl_assets.defs import failed_days
+from etl_assets.orchestration import failed_days
 from tests.conftest import TEST_PII_KEY
 from tests.harness import pipeline, stage_payloads
 

@@ -2,7 +2,7 @@
 
 import json
 
-from etl_assets.transform.alerts import (
+from etl_assets.observability.alert_message import (
     ERROR_MAX_CHARS,
     FIELD_MAX_CHARS,
     HEADER_MAX_CHARS,

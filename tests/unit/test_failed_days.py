@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from etl_assets.defs.failed_days import RETRY_DELAYS, PastRun, decide, run_key
+from etl_assets.orchestration.failed_days import RETRY_DELAYS, PastRun, decide, run_key
 
 NOW = 1_000_000.0
 MINUTE = 60.0

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError, ReadTimeoutError
 
-from etl_assets.defs.retry_policies import TransientFailure, retried_only_if_transient
+from etl_assets.orchestration.step_failures import TransientFailure, retried_only_if_transient
 from etl_assets.sources.events_api import ApiError
 from etl_assets.sources.outside_errors import sort_error
 from etl_assets.sources.s3 import is_transient_s3_error
