@@ -23,11 +23,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,8 @@ class FetchedFile:
     prepared: PreparedBatch | None
     local: DownloadedObject | None
     downloads: ExitStack
+    archive_copy: Callable[[], None] | None = None
+    """A larger file's archive copy, still to make: it is made while its first records are read (``stage_fetched``)."""
 
     def close(self) -> None:
         """Remove the local copy of a larger file (staged or not)."""
@@ -194,18 +197,21 @@ def fetch_landing_object(
     downloads = ExitStack()
     try:
         local = downloads.enter_context(download(client, bucket, read_key, etag))
-        if archived:
-            key, newly_archived = archived, False
-        else:
-            key = archive_key(SOURCE, today or datetime.now(UTC).date(), obj)
-            archiving = True
-            archive_object(client, landing_bucket, obj, archive_bucket, key, local.sha256)
-            archiving = False
-            newly_archived = known is None
+        key = archived or archive_key(SOURCE, today or datetime.now(UTC).date(), obj)
+        copy = (
+            None
+            if archived
+            else partial(archive_object, client, landing_bucket, obj, archive_bucket, key, local.sha256)
+        )
         location = f"{source_uri}, archived as s3://{archive_bucket}/{key}"
         entry = BatchEntry(obj.batch_id, SOURCE, source_uri, key, local.sha256, local.byte_count)
         if local.byte_count > SMALL_FILE_BYTES:
-            return FetchedFile(obj, entry, location, newly_archived, started, None, local, downloads)
+            return FetchedFile(obj, entry, location, False, started, None, local, downloads, copy)
+        if copy is not None:
+            archiving = True
+            copy()
+            archiving = False
+        newly_archived = known is None
         with local.path.open("rb") as stream:
             records = _located(read_file(stream, obj.key, array_keys=reading.array_keys), location)
             prepared = prepare_batch(entry, records, reading.accepted)
@@ -228,25 +234,53 @@ def stage_fetched(engine: Engine, files: Sequence[FetchedFile], reading: Reading
     entered in the ledger, then staged from its local copy in chunks of their own transactions, so memory stays
     bounded by the chunk (the caller closes it)."""
     if len(files) == 1 and (local := files[0].local) is not None:
-        [file] = files
-        entry = file.entry
-        newly_archived = enter_batch(engine, entry)
-        counts = stage_file(
-            engine,
-            entry.batch_id,
-            file.obj.key,
-            local.path,
-            reading.accepted,
-            replay=False,
-            location=file.location,
-            array_keys=reading.array_keys,
-        )
-        return [_ingested(file, counts, newly_archived)]
+        return [_stage_larger(engine, files[0], local, reading)]
     prepared = [file.prepared for file in files]
     if None in prepared:
         raise ValueError("a larger file (staged in chunks) is staged alone")
     staged = stage_prepared(engine, [batch for batch in prepared if batch is not None])
     return [_ingested(file, counts, file.newly_archived) for file, counts in zip(files, staged, strict=True)]
+
+
+def _stage_larger(engine: Engine, file: FetchedFile, local: DownloadedObject, reading: Reading) -> IngestedFile:
+    """A larger file, staged from its local copy in chunks of their own transactions. Its archive copy (server-side,
+    slow for a large object) is made while its first records are read; the batch enters the ledger once the copy is
+    there, before a record is written. A copy refused because the file has gone or changed since it was downloaded
+    makes the file's quarantine row, as when it is refused before."""
+    entered: list[bool] = []
+    copy_failed = False
+
+    with ThreadPoolExecutor(1, thread_name_prefix="archive-copy") as archiver:
+        copying = archiver.submit(file.archive_copy) if file.archive_copy is not None else None
+
+        def archive_then_enter() -> None:
+            nonlocal copy_failed
+            if copying is not None:
+                copy_failed = copying.exception() is not None
+                copying.result()
+            entered.append(enter_batch(engine, file.entry))
+
+        try:
+            counts = stage_file(
+                engine,
+                file.entry.batch_id,
+                file.obj.key,
+                local.path,
+                reading.accepted,
+                replay=False,
+                location=file.location,
+                array_keys=reading.array_keys,
+                before_writing=archive_then_enter,
+            )
+        except (ClientError, BotoCoreError) as error:
+            if not copy_failed or not _file_unreadable(error, archiving=True):
+                raise
+            obj = file.obj
+            counts = _quarantine_unreadable(engine, obj, file.entry.source_uri, error, reading.accepted)
+            return IngestedFile(
+                obj.batch_id, None, UNREAD_SHA256, obj.size, False, counts, time.perf_counter() - file.started
+            )
+    return _ingested(file, counts, entered[0])
 
 
 def _ingested(file: FetchedFile, counts: StagingCounts, newly_archived: bool) -> IngestedFile:
@@ -449,14 +483,15 @@ def stage_file(
     replay: bool,
     location: str,
     array_keys: Sequence[str] | None = None,
+    before_writing: Callable[[], None] | None = None,
 ) -> StagingCounts:
     """Stage a downloaded file, read as its bytes say (a replay reads an archived copy). ``location`` (where the
     file came from and is archived) completes the reason of a quarantine row about the whole file;
-    ``array_keys`` default to ETL_JSON_ARRAY_KEYS."""
+    ``array_keys`` default to ETL_JSON_ARRAY_KEYS; ``before_writing`` as ``stage_records`` runs it."""
     keys = Settings.from_env().json_array_keys if array_keys is None else array_keys
     with path.open("rb") as stream:
         records = _located(read_file(stream, name, array_keys=keys), location)
-        return stage_records(engine, batch_id, SOURCE, records, accepted, replay=replay)
+        return stage_records(engine, batch_id, SOURCE, records, accepted, replay=replay, before_writing=before_writing)
 
 
 def _located(

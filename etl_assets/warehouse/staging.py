@@ -2,7 +2,7 @@
 
 Records arrive as a stream; every ``chunk_size`` of them commit in a transaction of their own, so a
 crash loses at most the chunk in flight, and memory holds the chunk in flight and the one read ahead of it
-(``_read_ahead``: the file is parsed while the chunk before is staged). A batch seen for the first time
+(``_ReadAhead``: the file is parsed while the chunk before is staged). A batch seen for the first time
 is COPYed straight into staging (the fast path); a batch that already has rows (a re-run after a
 crash, a replay) goes through a temporary table and ``ON CONFLICT (batch_id, record_no)``, so a
 record is staged once however often its batch is read.
@@ -87,7 +87,7 @@ class StagingCounts:
     """Every record went through the first attempt's COPY: ``days`` counts the batch's staging rows exactly."""
     parse_seconds: float = 0.0
     """Time spent reading records from their source (decompressing and parsing) and taking their ids and digests;
-    in a large batch a thread of its own spends it, beside the staging (``_read_ahead``)."""
+    in a large batch a thread of its own spends it, beside the staging (``_ReadAhead``)."""
     transform_seconds: float = 0.0
     """Time spent in the transform (PII pseudonyms, normalize, order lines, identity facts)."""
     resent_seconds: float = 0.0
@@ -122,54 +122,81 @@ class _Chunk:
     digests: list[bytes | None]
 
 
-def _read_ahead(
-    records: Iterable[ParsedRecord | RejectedRecord], size: int, prefix: bytes, counts: StagingCounts
-) -> Iterator[_Chunk]:
-    """``records`` in chunks of up to ``size``, each read, keyed and digested by a thread of its own while the chunk
-    before it is staged: the Python work of a record overlaps the database's work on the chunk before (psycopg lets
-    go of the GIL while it waits for the server), which is most of a re-sent file's time. The reader keeps one chunk
-    ahead at most, so memory holds two; the time it spends adds to ``counts.parse_seconds``. An error of the reader is
-    raised where its chunk would have been yielded.
+class _ReadAhead:
+    """``records`` in chunks of up to ``size``, each read, keyed and digested by a thread of its own, started at
+    once, while the chunk before it is staged: the Python work of a record overlaps the database's work on the chunk
+    before (psycopg lets go of the GIL while it waits for the server), which is most of a re-sent file's time, and
+    the first chunk is read while the caller still waits for something else (a file's archive copy). The reader
+    keeps one chunk ahead at most, so memory holds two; the time it spends adds to ``counts.parse_seconds`` when it
+    is closed. An error of the reader is raised where its chunk would have come.
     """
-    ahead = threading.Semaphore(1)
-    ready: queue.SimpleQueue[_Chunk | BaseException | None] = queue.SimpleQueue()
-    stopped = threading.Event()
-    read_seconds = [0.0]
 
-    def read() -> None:
-        iterator = iter(records)
+    def __init__(
+        self, records: Iterable[ParsedRecord | RejectedRecord], size: int, prefix: bytes, counts: StagingCounts
+    ) -> None:
+        self._records = records
+        self._size = size
+        self._prefix = prefix
+        self._counts = counts
+        self._ahead = threading.Semaphore(1)
+        self._ready: queue.SimpleQueue[_Chunk | BaseException | None] = queue.SimpleQueue()
+        self._stopped = threading.Event()
+        self._ended = self._closed = False
+        self._read_seconds = 0.0
+        self._reader = threading.Thread(target=self._read, name="staging-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        iterator = iter(self._records)
         try:
-            while ahead.acquire() and not stopped.is_set():
+            while self._ahead.acquire() and not self._stopped.is_set():
                 started = perf_counter()
-                chunk = list(islice(iterator, size))
+                chunk = list(islice(iterator, self._size))
                 keyed = _Chunk(
                     chunk,
                     [event_id_of(record.payload) if isinstance(record, ParsedRecord) else None for record in chunk],
                     [
-                        payload_digest(prefix, record.json_text) if isinstance(record, ParsedRecord) else None
+                        payload_digest(self._prefix, record.json_text) if isinstance(record, ParsedRecord) else None
                         for record in chunk
                     ],
                 )
-                read_seconds[0] += perf_counter() - started
-                ready.put(keyed if chunk else None)
+                self._read_seconds += perf_counter() - started
+                self._ready.put(keyed if chunk else None)
                 if not chunk:
                     return
         except BaseException as error:  # handed to the staging thread, which raises it
-            ready.put(error)
+            self._ready.put(error)
 
-    reader = threading.Thread(target=read, name="staging-reader", daemon=True)
-    reader.start()
-    try:
-        while (item := ready.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            ahead.release()
-            yield item
-    finally:
-        stopped.set()
-        ahead.release()
-        reader.join()
-        counts.parse_seconds += read_seconds[0]
+    def __iter__(self) -> _ReadAhead:
+        return self
+
+    def __next__(self) -> _Chunk:
+        if self._ended:
+            raise StopIteration
+        item = self._ready.get()
+        if item is None or isinstance(item, BaseException):
+            self._ended = True
+            if item is None:
+                raise StopIteration
+            raise item
+        self._ahead.release()
+        return item
+
+    def close(self) -> None:
+        """Stop the reader (at most the chunk it is reading is read) and count its time."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopped.set()
+        self._ahead.release()
+        self._reader.join()
+        self._counts.parse_seconds += self._read_seconds
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +279,13 @@ def stage_records(
     pii: PiiPolicy | None = None,
     replay: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    before_writing: Callable[[], None] | None = None,
 ) -> StagingCounts:
     """Stage ``records`` of one batch, transformed (``pii``: the PII policy; the environment's when not given); a
     record without a usable id or timestamp is quarantined at once, one the transform rejects is
-    staged with the reason and quarantined.
+    staged with the reason and quarantined. ``before_writing`` runs once reading has begun and before anything is
+    written (a file's archive copy is awaited there and its batch entered in the ledger, while its first records
+    are read).
 
     The batch's rows wait for their days' merges once the batch is closed (``batch_days``), so a merge never
     reads half a file. ``replay`` re-stages a batch that was staged before (after a change to parsing or
@@ -264,13 +294,16 @@ def stage_records(
     """
     transform = IngestTransform(accepted, pii if pii is not None else pii_policy())
     counts = StagingCounts()
-    fresh = in_transaction(
-        engine,
-        lambda conn: not conn.scalar(select(exists().where(staging_events.c.batch_id == batch_id))),
-        what=f"looking up batch {batch_id}",
-    )
-    for chunk in _read_ahead(records, chunk_size, transform.digest_prefix(source), counts):
-        counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, transform, fresh=fresh, replay=replay))
+    with _ReadAhead(records, chunk_size, transform.digest_prefix(source), counts) as chunks:
+        if before_writing is not None:
+            before_writing()
+        fresh = in_transaction(
+            engine,
+            lambda conn: not conn.scalar(select(exists().where(staging_events.c.batch_id == batch_id))),
+            what=f"looking up batch {batch_id}",
+        )
+        for chunk in chunks:
+            counts.add(_stage_chunk_retrying(engine, chunk, batch_id, source, transform, fresh=fresh, replay=replay))
     counts.copied_whole = counts.copied_whole and fresh
     in_transaction(
         engine,

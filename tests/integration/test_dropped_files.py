@@ -27,12 +27,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from botocore.exceptions import ClientError
 from sqlalchemy import Engine, text
 
 from etl_assets.defs.ingest import requested_objects
 from etl_assets.localstack.postgres import EmbeddedPostgres
 from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, metadata_text, run_key
-from etl_assets.sources.landing_ingest import ingest_landing_object
+from etl_assets.sources.landing_ingest import (
+    SMALL_FILE_BYTES,
+    FetchedFile,
+    Reading,
+    fetch_landing_object,
+    ingest_landing_object,
+    stage_fetched,
+)
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
@@ -292,7 +300,14 @@ import json, sys, threading, time
 from datetime import UTC, date, datetime
 import psutil
 from etl_assets.sources.landing import LandingObject
-from etl_assets.sources.landing_ingest import ingest_landing_object
+from etl_assets.sources.landing_ingest import (
+    SMALL_FILE_BYTES,
+    FetchedFile,
+    Reading,
+    fetch_landing_object,
+    ingest_landing_object,
+    stage_fetched,
+)
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
@@ -397,3 +412,84 @@ def test_a_rerun_after_the_archive_copy_reads_the_archive_even_when_the_landing_
         accepted=AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
     )
     assert (ingested.archive_key, ingested.counts.staged, ingested.counts.quarantined) == (archived_as, 2, 0)
+
+
+def larger_file(name: str, events: int = 3_000) -> bytes:
+    body = jsonl(*(event(f"{name}-{number}", padding="x" * 80) for number in range(events)))
+    assert len(body) > SMALL_FILE_BYTES  # staged in chunks, its archive copy made while its first records are read
+    return body
+
+
+def ledger_and_staging(engine: Engine, batch_id: str) -> tuple[dict[str, Any] | None, int]:
+    with engine.connect() as conn:
+        ledger = (
+            conn.execute(
+                text("SELECT archive_key, record_count, quarantined_count FROM raw_batches WHERE batch_id = :b"),
+                {"b": batch_id},
+            )
+            .mappings()
+            .first()
+        )
+        staged = conn.scalar(text("SELECT count(*) FROM staging_events WHERE batch_id = :b"), {"b": batch_id})
+    return (dict(ledger) if ledger else None), staged
+
+
+def test_a_larger_file_deleted_before_its_archive_copy_is_one_quarantine_row_and_nothing_staged(
+    s3, buckets: dict[str, str], warehouse_engine: Engine
+):
+    key = f"{PREFIX}larger/deleted.jsonl"
+    etag = s3.put_object(Bucket=buckets["landing"], Key=key, Body=larger_file("deleted"))["ETag"].strip('"')
+    obj = LandingObject(key, etag, 0)
+    reading = Reading.of(AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)))
+    fetched = fetch_landing_object(
+        s3,
+        warehouse_engine,
+        obj,
+        None,
+        landing_bucket=buckets["landing"],
+        archive_bucket=buckets["archive"],
+        reading=reading,
+    )
+    assert isinstance(fetched, FetchedFile) and fetched.local is not None
+    s3.delete_object(Bucket=buckets["landing"], Key=key)  # downloaded, then deleted before the archive copy
+    try:
+        [ingested] = stage_fetched(warehouse_engine, [fetched], reading)
+    finally:
+        fetched.close()
+    assert (ingested.archive_key, ingested.counts.staged, ingested.counts.quarantined) == (None, 0, 1)
+    ledger, staged = ledger_and_staging(warehouse_engine, obj.batch_id)
+    assert (ledger, staged) == ({"archive_key": None, "record_count": 1, "quarantined_count": 1}, 0)
+    with warehouse_engine.connect() as conn:
+        reason = conn.scalar(text("SELECT reason FROM quarantine WHERE batch_id = :b"), {"b": obj.batch_id})
+    assert "it was deleted after it was listed" in reason
+
+
+def test_a_larger_file_whose_archive_copy_fails_enters_neither_the_ledger_nor_staging(
+    s3, buckets: dict[str, str], warehouse_engine: Engine
+):
+    """Nothing of a batch is written before its bytes are archived: a copy refused for a reason that is not the
+    file's (here the archive bucket is missing) fails the file, and a re-run starts from the landing object."""
+    key = f"{PREFIX}larger/no-archive.jsonl"
+    etag = s3.put_object(Bucket=buckets["landing"], Key=key, Body=larger_file("no-archive"))["ETag"].strip('"')
+    obj = LandingObject(key, etag, 0)
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        ingest_landing_object(
+            s3,
+            warehouse_engine,
+            obj,
+            landing_bucket=buckets["landing"],
+            archive_bucket=f"{buckets['archive']}-missing",
+            accepted=AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
+        )
+    assert ledger_and_staging(warehouse_engine, obj.batch_id) == (None, 0)
+    ingested = ingest_landing_object(
+        s3,
+        warehouse_engine,
+        obj,
+        landing_bucket=buckets["landing"],
+        archive_bucket=buckets["archive"],
+        accepted=AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
+    )
+    assert (ingested.counts.staged, ingested.counts.quarantined) == (3_000, 0)
+    archived = s3.head_object(Bucket=buckets["archive"], Key=ingested.archive_key)
+    assert archived["Metadata"]["sha256"] == ingested.sha256

@@ -1,5 +1,5 @@
-"""A batch's records are read in chunks by a thread of its own, one chunk ahead of the staging, each record keyed
-and digested once; a chunk is a list, kept whole for a retried transaction."""
+"""A batch's records are read in chunks by a thread of its own, started at once and one chunk ahead of the staging,
+each record keyed and digested once; a chunk is a list, kept whole for a retried transaction."""
 
 import threading
 import time
@@ -8,7 +8,7 @@ import pytest
 
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
 from etl_assets.transform.staged import payload_digest
-from etl_assets.warehouse.staging import StagingCounts, _read_ahead
+from etl_assets.warehouse.staging import StagingCounts, _ReadAhead
 
 PREFIX = b"v\x1fsource\x1f\x1f-\x1f"
 
@@ -31,7 +31,7 @@ def wait_until(condition, timeout: float = 10.0) -> None:
 def test_chunks_cover_every_record_once_in_order_with_its_id_and_digest():
     pulled: list[int] = []
     records = [*counted(6, pulled), RejectedRecord(7, "not JSON", b"{")]
-    chunks = list(_read_ahead(records, 3, PREFIX, StagingCounts()))
+    chunks = list(_ReadAhead(records, 3, PREFIX, StagingCounts()))
     assert [[record.record_no for record in chunk.records] for chunk in chunks] == [[1, 2, 3], [4, 5, 6], [7]]
     assert chunks[0].event_ids == ["m-1", "m-2", "m-3"]
     assert chunks[0].digests[1] == payload_digest(PREFIX, '{"messageId": "m-2"}')
@@ -40,7 +40,7 @@ def test_chunks_cover_every_record_once_in_order_with_its_id_and_digest():
 
 def test_the_reader_stays_one_chunk_ahead_of_the_staging():
     pulled: list[int] = []
-    chunks = _read_ahead(counted(10, pulled), 3, PREFIX, StagingCounts())
+    chunks = _ReadAhead(counted(10, pulled), 3, PREFIX, StagingCounts())
     first = next(chunks)
     wait_until(lambda: len(pulled) >= 6)  # the second chunk is read while the first is staged...
     time.sleep(0.05)
@@ -52,7 +52,7 @@ def test_the_reader_stays_one_chunk_ahead_of_the_staging():
 
 def test_an_error_of_the_source_is_raised_where_its_chunk_would_come():
     pulled: list[int] = []
-    chunks = _read_ahead(counted(10, pulled, fail_after=5), 3, PREFIX, StagingCounts())
+    chunks = _ReadAhead(counted(10, pulled, fail_after=5), 3, PREFIX, StagingCounts())
     assert [record.record_no for record in next(chunks).records] == [1, 2, 3]
     with pytest.raises(OSError, match="reset"):
         next(chunks)
@@ -60,8 +60,29 @@ def test_an_error_of_the_source_is_raised_where_its_chunk_would_come():
 
 def test_the_reader_ends_when_the_staging_stops_early():
     pulled: list[int] = []
-    chunks = _read_ahead(counted(100, pulled), 3, PREFIX, StagingCounts())
+    chunks = _ReadAhead(counted(100, pulled), 3, PREFIX, StagingCounts())
     next(chunks)
     chunks.close()
     assert not [thread for thread in threading.enumerate() if thread.name == "staging-reader"]
     assert len(pulled) <= 6
+
+
+def test_the_first_chunk_is_read_before_the_staging_asks_for_it():
+    pulled: list[int] = []
+    with _ReadAhead(counted(10, pulled), 3, PREFIX, StagingCounts()) as chunks:
+        wait_until(lambda: len(pulled) >= 3)  # read while the caller still waits (for an archive copy)
+        time.sleep(0.05)
+        assert pulled == [1, 2, 3]
+        assert [record.record_no for record in next(chunks).records] == [1, 2, 3]
+    assert not [thread for thread in threading.enumerate() if thread.name == "staging-reader"]
+
+
+def test_closing_counts_the_readers_time_once():
+    counts = StagingCounts()
+    chunks = _ReadAhead(counted(10, []), 3, PREFIX, counts)
+    assert len(list(chunks)) == 4
+    chunks.close()
+    spent = counts.parse_seconds
+    chunks.close()
+    assert spent > 0
+    assert counts.parse_seconds == spent
