@@ -17,8 +17,9 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, run_partition_days
+from etl_assets.defs.partitions import daily_partitions
 from etl_assets.markdown import markdown_table
+from etl_assets.orchestration.partition_days import accepted_times, days_of, run_partition_days
 from etl_assets.orchestration.privacy import missing_key_failure
 from etl_assets.quality.contracts import (
     Severity,
