@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import typer
 
-from etl_assets.settings import VARIABLES, ConfigError, Settings, displayed, redact
+from etl_assets.settings import VARIABLES, ConfigError, Settings, printable_value, redact
 
 app = typer.Typer(
     help="The events platform: e-commerce events from S3 files, an HTTP API and webhooks into PostgreSQL, "
@@ -317,7 +317,7 @@ def show_config() -> None:
     settings = load_settings()
     for variable in VARIABLES:
         raw = os.environ.get(variable.name)
-        value = displayed(variable.name, raw) if raw else f"(default) {variable.default_text}"
+        value = printable_value(variable.name, raw) if raw else f"(default) {variable.default_text}"
         say(f"{variable.name:<22} {value}")
     say(f"{'→ warehouse':<22} {redact(settings.warehouse_url)}")
 

@@ -5,7 +5,7 @@ in ``events`` (its last version wins when an id is sent more than once) or the q
 kept under. ``reconcile`` checks the warehouse against that record by record (every expected event once,
 with the right content and person; every purchase's order line once, as sent; every bad record in quarantine;
 nothing else in ``events`` or ``order_lines``; nothing pending; every identity link the input made once, and no
-other) and checks that the platform's own accounting (``etl_assets.warehouse.reconciliation``) balances and agrees.
+other) and checks that the platform's own accounting (``etl_assets.quality.reconciliation``) balances and agrees.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import Engine, text
 
 from etl_assets.demo.landing_files import generate_events
-from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
+from etl_assets.quality.reconciliation import reconcile_batches, reconcile_day
 
 MISSING_ID_REASON = "no event id"
 MISSING_TYPE_REASON = "no event type"
@@ -360,7 +360,7 @@ def _quarantine_text(row: Any) -> str:
 
 
 def _platform_accounting(engine: Engine, days: list[date], expected_events: int, quarantine_rows: int) -> list[str]:
-    """What ``warehouse/reconciliation.py`` says, day by day and batch by batch, and whether it agrees with the input."""
+    """What ``quality/reconciliation.py`` says, day by day and batch by batch, and whether it agrees with the input."""
     problems = []
     in_events = normalize_quarantined = 0
     for day in days:

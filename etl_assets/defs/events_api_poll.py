@@ -7,10 +7,10 @@ it did not commit. The run reports pages, rows and retries on ``raw_payloads`` a
 
 import dagster as dg
 
-from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
 from etl_assets.orchestration.materialization import write_figures
+from etl_assets.orchestration.partition_days import accepted_times
 from etl_assets.orchestration.run_status import IN_FLIGHT
 from etl_assets.orchestration.step_failures import retried_only_if_transient
 from etl_assets.resources import WAREHOUSE_POOL, EventsApiResource, ObjectStoreResource, WarehouseResource

@@ -18,10 +18,10 @@ from typing import Any
 import dagster as dg
 from pydantic import ValidationError
 
-from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
 from etl_assets.orchestration.materialization import write_figures
+from etl_assets.orchestration.partition_days import accepted_times
 from etl_assets.orchestration.step_failures import TransientFailure
 from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import WAREHOUSE_POOL, ObjectStoreResource, WarehouseResource

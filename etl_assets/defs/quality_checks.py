@@ -9,31 +9,26 @@
 - ``order_lines_valid`` (on ``events``) checks the day's order lines.
 - ``<table>_valid`` checks each enrichment table's day.
 
-The rules and thresholds live in ``etl_assets.warehouse.contracts``; how a day is read and checked
-in bounded memory in ``etl_assets.warehouse.quality``.
+The rules and thresholds live in ``etl_assets.quality.contracts``; how a day is read and checked
+in bounded memory in ``etl_assets.quality.day_checks``.
 """
 
 from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from etl_assets.defs.partitions import accepted_times, daily_partitions, days_of, run_partition_days
+from etl_assets.defs.partitions import daily_partitions
 from etl_assets.markdown import markdown_table
+from etl_assets.orchestration.partition_days import accepted_times, days_of, run_partition_days
 from etl_assets.orchestration.privacy import missing_key_failure
-from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
-from etl_assets.settings import ChecksSettings, pii_policy
-from etl_assets.transform import TRANSFORM_VERSION
-from etl_assets.transform.pii import PiiKeyMissing
-from etl_assets.warehouse import schema
-from etl_assets.warehouse.contracts import (
+from etl_assets.quality.contracts import (
     Severity,
     enrichment_contracts,
     events_contract,
     order_lines_contract,
     staging_contract,
 )
-from etl_assets.warehouse.holds import Hold, describe_hold, record_verdicts
-from etl_assets.warehouse.quality import (
+from etl_assets.quality.day_checks import (
     ContractReport,
     check_daily_table,
     check_events_day,
@@ -42,7 +37,13 @@ from etl_assets.warehouse.quality import (
     rules_markdown,
     source_verdicts,
 )
-from etl_assets.warehouse.reconciliation import DayReconciliation, reconcile_batches, reconcile_day
+from etl_assets.quality.reconciliation import DayReconciliation, reconcile_batches, reconcile_day
+from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from etl_assets.settings import ChecksSettings, pii_policy
+from etl_assets.transform import TRANSFORM_VERSION
+from etl_assets.transform.pii import PiiKeyMissing
+from etl_assets.warehouse import schema
+from etl_assets.warehouse.holds import Hold, describe_hold, record_verdicts
 from etl_assets.warehouse.staging import pending_days
 
 SEVERITIES = {Severity.ERROR: dg.AssetCheckSeverity.ERROR, Severity.WARN: dg.AssetCheckSeverity.WARN}

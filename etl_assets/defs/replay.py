@@ -12,8 +12,8 @@ from datetime import date
 
 import dagster as dg
 
-from etl_assets.defs.partitions import accepted_times
 from etl_assets.defs.retry_policies import OUTSIDE_RETRY_POLICY
+from etl_assets.orchestration.partition_days import accepted_times
 from etl_assets.orchestration.step_failures import retried_only_if_transient
 from etl_assets.resources import WAREHOUSE_POOL, EventsApiResource, ObjectStoreResource, WarehouseResource
 from etl_assets.sources.replay import CannotReplay, pruned_message, replay_batch

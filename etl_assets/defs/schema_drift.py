@@ -11,12 +11,12 @@ from datetime import date, timedelta
 import dagster as dg
 from sqlalchemy import Engine
 
-from etl_assets.defs.partitions import run_partition_days
 from etl_assets.markdown import markdown_table
+from etl_assets.orchestration.partition_days import run_partition_days
+from etl_assets.quality.drift import days_ingested_within, profile_and_compare_day
 from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.settings import ChecksSettings
 from etl_assets.transform.drift import DriftReport, FieldChange
-from etl_assets.warehouse.drift import days_ingested_within, profile_and_compare_day
 
 UNPARTITIONED_RUN_PERIOD = timedelta(hours=24)
 """A run without partitions profiles the days of the staging rows ingested this recently."""

@@ -8,29 +8,20 @@ touched (late events included) is merged and rebuilt.
 
 import hashlib
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from sqlalchemy import Engine
 
 from etl_assets.defs.freshness import warehouse_freshness_policy
-from etl_assets.defs.partitions import (
-    DAYS_PER_SENSOR_RUN,
-    accepted_times,
-    daily_partitions,
-    days_of,
-    single_run_backfill,
-)
+from etl_assets.defs.partitions import daily_partitions, single_run_backfill
 from etl_assets.defs.pipeline_sensors import PIPELINE_SENSOR_STATUS
 from etl_assets.orchestration import failed_days
 from etl_assets.orchestration.materialization import write_figures
+from etl_assets.orchestration.merge_runs import consecutive_ranges, days_in_flight, with_requested
+from etl_assets.orchestration.partition_days import accepted_times, days_of
 from etl_assets.orchestration.privacy import missing_key_failure
-from etl_assets.orchestration.run_status import IN_FLIGHT
 from etl_assets.orchestration.table_metadata import OWNERS, table_metadata
 from etl_assets.resources import WAREHOUSE_POOL, WarehouseResource
 from etl_assets.settings import PipelineSettings, pii_policy
@@ -38,7 +29,7 @@ from etl_assets.transform import TRANSFORM_VERSION
 from etl_assets.transform.pii import PiiKeyMissing
 from etl_assets.warehouse.holds import current_holds, describe_hold
 from etl_assets.warehouse.merge import MergeCounts, MergeOptions, merge_days
-from etl_assets.warehouse.rebuild import RequestedDay, requested_days
+from etl_assets.warehouse.rebuild import requested_days
 from etl_assets.warehouse.schema import events as events_table
 from etl_assets.warehouse.staging import PendingDay, pending_days
 
@@ -141,38 +132,6 @@ daily_events_job = dg.define_asset_job(
 )
 
 
-def consecutive_ranges(
-    days: list[PendingDay], *, live_day: date | None = None, max_days: int = DAYS_PER_SENSOR_RUN
-) -> list[list[PendingDay]]:
-    """The pending days as runs of consecutive days, at most ``max_days`` a run; ``live_day`` (today, where live
-    events land) runs on its own, so its events never wait behind a backlog of older days merging."""
-    ranges: list[list[PendingDay]] = []
-    for pending in sorted(days, key=lambda item: item.day):
-        joins = (
-            ranges
-            and pending.day - ranges[-1][-1].day == timedelta(days=1)
-            and len(ranges[-1]) < max_days
-            and live_day not in (pending.day, ranges[-1][-1].day)
-        )
-        if joins:
-            ranges[-1].append(pending)
-        else:
-            ranges.append([pending])
-    return ranges
-
-
-def with_requested(pending: list[PendingDay], requested: list[RequestedDay]) -> list[PendingDay]:
-    """The pending days and the days with rebuild requests, one entry a day; a new request changes its version."""
-    days = {item.day: item for item in pending}
-    for request in requested:
-        known = days.get(request.day)
-        if known is None:
-            days[request.day] = PendingDay(request.day, 0, 0, request.requested_at)
-        elif request.requested_at > known.last_staged_at:
-            days[request.day] = PendingDay(known.day, known.rows, known.staged_rows, request.requested_at)
-    return sorted(days.values(), key=lambda item: item.day)
-
-
 def _key(day: date) -> str:
     return day.isoformat()
 
@@ -196,7 +155,7 @@ def _fingerprint(run: list[PendingDay]) -> str:
 def staged_days_sensor(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> dg.SensorResult | dg.SkipReason:
-    busy = days_in_flight(context.instance)
+    busy = days_in_flight(context.instance, daily_events_job.name)
     requests = []
     waiting = []
     now = time.time()
@@ -232,21 +191,6 @@ def staged_days_sensor(
         if not requests:
             return dg.SkipReason(held_back)
     return dg.SensorResult(run_requests=requests)
-
-
-def days_in_flight(instance: dg.DagsterInstance) -> set[date]:
-    """The days of the merge runs queued or under way: their new rows wait for the run after."""
-    days: set[date] = set()
-    for run in instance.get_runs(filters=dg.RunsFilter(job_name=daily_events_job.name, statuses=IN_FLIGHT)):
-        start, end = run.tags.get(ASSET_PARTITION_RANGE_START_TAG), run.tags.get(ASSET_PARTITION_RANGE_END_TAG)
-        if start is None or end is None:
-            partition = run.tags.get(PARTITION_NAME_TAG)
-            start = end = partition
-        if start is None or end is None:
-            continue
-        first, last = date.fromisoformat(start), date.fromisoformat(end)
-        days.update(first + timedelta(days=offset) for offset in range((last - first).days + 1))
-    return days
 
 
 def _holds_note(engine: Engine) -> str:

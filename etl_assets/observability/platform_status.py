@@ -20,13 +20,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import Engine
 
 from etl_assets.localstack.dagster import location_statuses
+from etl_assets.quality.reconciliation import BatchReconciliation, reconcile_batches
 from etl_assets.settings import S3ClientCredentials, Settings, redact
 from etl_assets.warehouse.engine import create_warehouse_engine
 from etl_assets.warehouse.holds import Hold, current_holds, describe_hold
 from etl_assets.warehouse.identity import IdentitySummary, summarize_identity
 from etl_assets.warehouse.migrate import current_revision
 from etl_assets.warehouse.quarantine import QuarantineSummary, summarize_quarantine
-from etl_assets.warehouse.reconciliation import BatchReconciliation, reconcile_batches
 from etl_assets.warehouse.source_activity import freshness_state, recent_source_activity
 from etl_assets.warehouse.staging import WaitingDay, waiting_days
 

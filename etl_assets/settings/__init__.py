@@ -22,7 +22,7 @@ from etl_assets.settings.local import PROJECT_ROOT, LocalSettings
 from etl_assets.settings.pipeline import PipelineSettings
 from etl_assets.settings.platform import Settings, definition_settings
 from etl_assets.settings.privacy import PrivacySettings, pii_policy
-from etl_assets.settings.registry import SECRET_VARIABLES, VARIABLES, Variable, displayed, readme_table
+from etl_assets.settings.registry import SECRET_VARIABLES, VARIABLES, Variable, printable_value, readme_table
 from etl_assets.settings.secrets import alert_webhook_url, pii_key, segment_write_keys, webhook_secrets
 from etl_assets.settings.sources import CollectorSettings, EventsApiSettings
 from etl_assets.settings.storage import S3ClientCredentials, StorageSettings
@@ -49,10 +49,10 @@ __all__ = [
     "Variable",
     "alert_webhook_url",
     "definition_settings",
-    "displayed",
     "parse_database_url",
     "pii_key",
     "pii_policy",
+    "printable_value",
     "readme_table",
     "redact",
     "segment_write_keys",

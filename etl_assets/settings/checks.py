@@ -14,7 +14,7 @@ minutes = integer(minimum=1, maximum=60 * 24 * 30, kind="a number of minutes")
 
 @dataclass(frozen=True)
 class QualitySettings(Section):
-    """Thresholds of the data checks (see ``etl_assets.warehouse.quality``)."""
+    """Thresholds of the data checks (see ``etl_assets.quality.day_checks``)."""
 
     max_rejected_share: float = setting(
         "ETL_QUALITY_MAX_REJECTED_SHARE",

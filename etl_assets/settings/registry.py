@@ -16,7 +16,7 @@ DATABASE_URL_VARIABLES = tuple(variable.name for variable in VARIABLES if variab
 SECRET_VARIABLES = frozenset((*(variable.name for variable in VARIABLES if variable.secret), "AWS_SECRET_ACCESS_KEY"))
 
 
-def displayed(name: str, raw: str) -> str:
+def printable_value(name: str, raw: str) -> str:
     """A variable's value as it may be printed: database URLs without their password, secrets not at all."""
     if name in DATABASE_URL_VARIABLES:
         try:

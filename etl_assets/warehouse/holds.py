@@ -1,7 +1,7 @@
 """Sources held back by the staging gate, per day: what the gate records and what the merge leaves out.
 
-``staged_day_valid`` judges each source of a day on its own (``etl_assets.warehouse.quality``). A source over its
-tolerance is *held*: a ``held_sources`` row names the day, the source and the reason, and the day's merge reads
+``staged_day_valid`` judges each source of a day on its own (``etl_assets.quality.day_checks``). A source over
+its tolerance is *held*: a ``held_sources`` row names the day, the source and the reason, and the day's merge reads
 none of that source's rows, so they stay pending ("still waiting" to reconciliation, never lost) while the
 day's other sources merge. Every later judgement of the day replaces its holds: a source that now passes (a
 fixed transform, rows re-sent) is released and its rows merge in that same run; a re-drive with

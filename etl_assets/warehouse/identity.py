@@ -34,7 +34,6 @@ from etl_assets.warehouse.schema import LINKED, PERSON_TABLES, REFUSED, SESSION_
 
 IDENTITY_COLUMNS = ("linked_ids", "group_id", "traits")
 """Columns the merge's incoming rows carry beside the event's: its ``IdentityFacts``."""
-IDENTITY_COLUMN_TYPES = {"linked_ids": "text[]", "group_id": "text", "traits": "jsonb"}
 
 PERSON_OF_CANDIDATE = "coalesce(c.user_id, claim_link.user_id, person_link.user_id, c.anonymous_id)"
 LINK_OF_CANDIDATE = (

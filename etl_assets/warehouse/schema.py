@@ -49,10 +49,11 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 PENDING = "pending"
+"""A state the view ``staging_status`` gives a staging row: waiting for its day's merge."""
 SUCCEEDED = "succeeded"
+"""A state of a staging row in ``staging_status``: read by its day's merge."""
 FAILED = "failed"
-STAGING_STATUSES = (PENDING, SUCCEEDED, FAILED)
-"""The states the view ``staging_status`` gives a staging row: waiting for its day's merge, read by it, rejected."""
+"""A state of a staging row in ``staging_status``: rejected by the transform."""
 STAGE_PARSE = "parse"
 """A quarantined record that never parsed, so was never staged."""
 STAGE_NORMALIZE = "normalize"

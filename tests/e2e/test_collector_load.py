@@ -1,8 +1,8 @@
 """The collector under sustained load from a second process on loopback, and beyond what it can take.
 
 The collector runs as ``etl collector`` runs it (``etl_assets.collector.service`` in a process of its own), on a
-database of the test's own and the session's S3 endpoint. The load comes from ``bench/collector_load.py`` in
-another process: Segment batch calls, open loop, every request's outcome written down. Afterwards the test counts
+database of the test's own and the session's S3 endpoint. The load comes from ``etl_assets.bench.collector_load``
+in another process: Segment batch calls, open loop, every request's outcome written down. Afterwards the test counts
 what staging holds, by event id: every event of a request answered 200 is staged exactly once, none of a request
 answered 503 is, and every request sent was answered (200, or 503 with ``Retry-After``). Requests per second,
 events per second and the latency percentiles are printed; no timing decides a test.
@@ -82,7 +82,8 @@ def generate_load(url: str, log: Path, project_root: Path, *arguments: str, limi
     finished = subprocess.run(
         [
             sys.executable,
-            str(project_root / "bench" / "collector_load.py"),
+            "-m",
+            "etl_assets.bench.collector_load",
             f"--url={url}",
             f"--write-key={WRITE_KEY}",
             f"--events={EVENTS_PER_REQUEST}",

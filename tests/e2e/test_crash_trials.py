@@ -39,9 +39,9 @@ import requests
 from sqlalchemy import Engine, text
 
 from etl_assets.collector.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from etl_assets.defs.partitions import accepted_times
 from etl_assets.demo.events_api_server import FeedSettings, create_app, decode_cursor
 from etl_assets.localstack.processes import free_port
+from etl_assets.orchestration.partition_days import accepted_times
 from etl_assets.settings import pii_policy
 from etl_assets.warehouse.merge import DAY_LOCK_CLASS, MergeOptions, merge_days
 from etl_assets.warehouse.schema import DAILY_TABLES

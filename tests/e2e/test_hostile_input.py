@@ -29,11 +29,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from etl_assets.localstack.postgres import EmbeddedPostgres
+from etl_assets.quality.drift import FIELD_NAME_CHARS
+from etl_assets.quality.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.records import NUL_REASON, TRUNCATED_REASON
-from etl_assets.warehouse.drift import FIELD_NAME_CHARS
 from etl_assets.warehouse.engine import create_warehouse_engine
-from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
 from tests.conftest import S3_CREDENTIALS, migrated_database, new_buckets, pipeline_variables
 from tests.harness import pipeline
 

@@ -32,6 +32,7 @@ from sqlalchemy import Engine, text
 
 from etl_assets.defs.ingest import requested_objects
 from etl_assets.localstack.postgres import EmbeddedPostgres
+from etl_assets.quality.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, metadata_text, run_key
 from etl_assets.sources.landing_ingest import (
     SMALL_FILE_BYTES,
@@ -44,7 +45,6 @@ from etl_assets.sources.landing_ingest import (
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.warehouse.engine import create_warehouse_engine
-from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.warehouse.staging import DEFAULT_CHUNK_SIZE, record_batch
 from tests.conftest import S3_CREDENTIALS, migrated_database, new_buckets, pipeline_variables
 from tests.harness import pipeline

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select, text
 
+from etl_assets.quality.reconciliation import reconcile_day
 from etl_assets.warehouse.enrichment import product_daily_sales_query
 from etl_assets.warehouse.rebuild import replace_window
-from etl_assets.warehouse.reconciliation import reconcile_day
 from etl_assets.warehouse.schema import events, product_daily_sales
 from tests.harness import merge_day, stage_payloads
 

@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime
 import orjson
 from sqlalchemy import text
 
+from etl_assets.quality.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.records import ParsedRecord
-from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.warehouse.staging import (
     RESENT_SAMPLE,
     BatchEntry,

@@ -13,9 +13,9 @@ import dagster as dg
 import pytest
 from sqlalchemy import Engine, text
 
+from etl_assets.quality.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.sources.replay import CannotReplay, replay_batch
 from etl_assets.transform.pii import PiiPolicy
-from etl_assets.warehouse.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.warehouse.staging import find_batch
 from tests.harness import ACCEPTED, merge_day, stage_payloads
 

@@ -9,10 +9,10 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from sqlalchemy import Engine, select, text
 
 from etl_assets.defs.schema_drift import schema_drift
+from etl_assets.quality.drift import known_fields, profile_fields, record_profile
 from etl_assets.resources import WarehouseResource
 from etl_assets.settings import Settings
 from etl_assets.transform.drift import FieldProfile
-from etl_assets.warehouse.drift import known_fields, profile_fields, record_profile
 from etl_assets.warehouse.schema import source_fields
 from tests.harness import stage_payloads
 

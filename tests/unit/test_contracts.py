@@ -9,10 +9,10 @@ from operator import itemgetter
 import pandas as pd
 import pytest
 
+from etl_assets.quality.contracts import Severity, enrichment_contracts, events_contract, staging_contract
+from etl_assets.quality.day_checks import ContractReport, held_reason, key_aligned_chunks, source_verdicts
 from etl_assets.settings import QualitySettings
-from etl_assets.warehouse.contracts import Severity, enrichment_contracts, events_contract, staging_contract
 from etl_assets.warehouse.holds import Verdict
-from etl_assets.warehouse.quality import ContractReport, held_reason, key_aligned_chunks, source_verdicts
 
 DAY = date(2025, 3, 1)
 NOON = datetime(2025, 3, 1, 12, tzinfo=UTC)

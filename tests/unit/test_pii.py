@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from etl_assets.settings import ConfigError, Settings, displayed, pii_key
+from etl_assets.settings import ConfigError, Settings, pii_key, printable_value
 from etl_assets.transform import exact_json
 from etl_assets.transform.normalize import AcceptedTimes, event_key, normalize
 from etl_assets.transform.pii import (
@@ -252,7 +252,7 @@ def test_settings_read_the_fields_and_the_key_stays_out_of_settings():
     assert not Settings.from_env({}).pii_key_configured
     assert pii_key({"ETL_PII_KEY": "k" * 16}) == b"k" * 16
     assert pii_key({}) is None
-    assert displayed("ETL_PII_KEY", "k" * 16) == "(set; a secret, not shown)"  # what `etl config` prints
+    assert printable_value("ETL_PII_KEY", "k" * 16) == "(set; a secret, not shown)"  # what `etl config` prints
     assert Settings.from_env({}).retention_days == 90
     assert Settings.from_env({"ETL_RETENTION_DAYS": "30"}).retention_days == 30
 

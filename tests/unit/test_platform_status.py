@@ -11,10 +11,10 @@ from etl_assets.observability.platform_status import (
     problems_line,
     render_status,
 )
+from etl_assets.quality.reconciliation import BatchReconciliation
 from etl_assets.warehouse.holds import Hold
 from etl_assets.warehouse.identity import IdentitySummary
 from etl_assets.warehouse.quarantine import QuarantineSummary
-from etl_assets.warehouse.reconciliation import BatchReconciliation
 from etl_assets.warehouse.source_activity import freshness_state
 from etl_assets.warehouse.staging import WaitingDay
 

@@ -9,8 +9,8 @@ from etl_assets.settings import (
     ConfigError,
     QualitySettings,
     Settings,
-    displayed,
     parse_database_url,
+    printable_value,
     redact,
     segment_write_keys,
     with_driver,
@@ -85,10 +85,12 @@ def test_etl_home_is_resolved(tmp_path: Path):
     assert Settings.from_env({"ETL_HOME": str(tmp_path / "x" / "..")}).etl_home == tmp_path
 
 
-def test_displayed_values_hide_database_passwords():
-    assert displayed("DATABASE_URL", "postgresql://etl:s3cr3t@db/warehouse") == "postgresql://etl:***@db/warehouse"
-    assert "s3cr3t" not in displayed("DAGSTER_PG_URL", "postgresql+psycopg2://etl:s3cr3t@db/dagster")
-    assert displayed("ETL_UI_PORT", "3001") == "3001"
+def test_printable_values_hide_database_passwords():
+    assert (
+        printable_value("DATABASE_URL", "postgresql://etl:s3cr3t@db/warehouse") == "postgresql://etl:***@db/warehouse"
+    )
+    assert "s3cr3t" not in printable_value("DAGSTER_PG_URL", "postgresql+psycopg2://etl:s3cr3t@db/dagster")
+    assert printable_value("ETL_UI_PORT", "3001") == "3001"
 
 
 def test_a_wrong_alert_webhook_url_is_reported_without_its_secret_value():

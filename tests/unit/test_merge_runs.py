@@ -1,11 +1,8 @@
-"""Pure pieces of the daily layer: which days a partition run covers, which timestamps are accepted."""
+"""Which days a merge run takes: ranges of consecutive pending days, joined by the days with rebuild requests."""
 
 from datetime import UTC, date, datetime
 
-import dagster as dg
-
-from etl_assets.defs.partitions import accepted_times, days_of
-from etl_assets.defs.warehouse import consecutive_ranges, with_requested
+from etl_assets.orchestration.merge_runs import consecutive_ranges, with_requested
 from etl_assets.warehouse.rebuild import RequestedDay
 from etl_assets.warehouse.staging import PendingDay
 
@@ -50,14 +47,3 @@ def test_days_with_rebuild_requests_join_the_pending_days_and_a_newer_request_ch
     assert with_requested(pending(date(2025, 8, 5)), [RequestedDay(date(2025, 8, 5), STAGED)]) == pending(
         date(2025, 8, 5)
     )
-
-
-def test_a_partition_window_covers_its_days():
-    window = dg.TimeWindow(datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 4, tzinfo=UTC))
-    assert days_of(window) == [date(2025, 8, 1), date(2025, 8, 2), date(2025, 8, 3)]
-
-
-def test_accepted_times_run_from_the_first_day_through_the_end_of_today():
-    accepted = accepted_times(datetime(2026, 11, 21, 23, 59, tzinfo=UTC), first_day=date(2025, 1, 1))
-    assert accepted.earliest == datetime(2025, 1, 1, tzinfo=UTC)
-    assert accepted.latest == datetime(2026, 11, 22, tzinfo=UTC)

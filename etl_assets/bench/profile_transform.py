@@ -1,8 +1,8 @@
 """What the transform chain costs per record, stage by stage, in µs a row: the Python work ingest pays.
 
-    uv run python bench/profile_transform.py                      # 50,000 demo events + 30 % Segment calls
-    uv run python bench/profile_transform.py --events 200000 --segment-share 0
-    uv run python bench/profile_transform.py --profile            # adds a pyinstrument profile of the chain
+    uv run python -m etl_assets.bench.profile_transform             # 50,000 demo events + 30 % Segment calls
+    uv run python -m etl_assets.bench.profile_transform --events 200000 --segment-share 0
+    uv run python -m etl_assets.bench.profile_transform --profile   # adds a pyinstrument profile of the chain
 
 The demo events are those of ``etl bench`` (``write_large_file``: the generator's sessions and funnels, JSON Lines
 with a mix of timestamp forms). The Segment calls are what an SDK sends through the collector (track with
@@ -210,8 +210,12 @@ def facts_of(result: Result) -> IdentityFacts | str:
 def row_of(result: Result, lines: tuple[OrderLine, ...] | str, facts: IdentityFacts | str) -> tuple:
     """What ingest writes for one result beside the record (``warehouse.staged_rows.transformed_values``)."""
     event, rejection = result
-    if event is None or isinstance(lines, str) or isinstance(facts, str):
-        return transformed_values(Transformed(None, rejection=rejection or lines or facts))
+    if event is None:
+        return transformed_values(Transformed(None, rejection=rejection))
+    if isinstance(lines, str):
+        return transformed_values(Transformed(None, rejection=lines))
+    if isinstance(facts, str):
+        return transformed_values(Transformed(None, rejection=facts))
     return transformed_values(Transformed(event, lines, facts))
 
 

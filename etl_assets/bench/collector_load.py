@@ -3,7 +3,7 @@ report.
 
 Against a running ``etl dev`` (or any collector)::
 
-    uv run python bench/collector_load.py --hold 60
+    uv run python -m etl_assets.bench.collector_load --hold 60
 
 It sends Segment ``/v1/batch`` calls of ``--events`` track events each, open loop: request *n* is due at
 ``n / rate`` seconds whether or not earlier ones were answered, and its latency counts from then, so a collector
@@ -86,6 +86,7 @@ def latency_grew(outcomes: list[Outcome]) -> bool:
         return False
     early = percentile(sorted(outcome.seconds for outcome in ordered[:quarter]), 0.5)
     late = percentile(sorted(outcome.seconds for outcome in ordered[-quarter:]), 0.5)
+    assert early is not None and late is not None  # a quarter of at least 5 outcomes
     return late > 2 * early + 0.05
 
 
@@ -219,6 +220,7 @@ class LoadGenerator:
         summary.sustained = (
             statuses == Counter({"200": count})
             and summary.p99 is not None
+            and summary.p50 is not None
             and summary.p99 <= self.max_p99
             and not latency_grew([outcome for outcome in outcomes if outcome.status == 200])
             and summary.p50 <= QUEUE_FACTOR * max(self.baseline_p50 or 0.0, MIN_BASELINE_SECONDS)

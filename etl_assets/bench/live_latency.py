@@ -2,7 +2,7 @@
 
 Run it against a running ``etl dev`` (it turns ``staged_days_sensor`` on through the UI's GraphQL API)::
 
-    uv run python bench/live_latency.py --events 240 --rate 2
+    uv run python -m etl_assets.bench.live_latency --events 240 --rate 2
 
 It sends ``--events`` Segment ``track`` calls at ``--rate`` per second, notes when each was answered
 200, polls ``events`` for them every half second, and prints p50 / p95 / max of the difference.
@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import requests
@@ -68,7 +69,7 @@ def main() -> None:
         next_at = time.time()
         for number in range(arguments.events):
             message_id = f"latency-{run}-{number:05d}"
-            body = {
+            body: dict[str, Any] = {
                 "messageId": message_id,
                 "userId": f"latency-user-{number % 20}",
                 "event": ("Product Viewed", "Product Added", "Order Completed")[number % 3],

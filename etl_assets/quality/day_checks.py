@@ -23,13 +23,13 @@ import pandera.pandas as pa
 from sqlalchemy import DateTime, Engine, Float, Integer, Numeric, Select, Table, Text, case, cast, func, select
 
 from etl_assets.markdown import markdown_table
+from etl_assets.quality.contracts import Contract, Rule, Severity
 from etl_assets.settings import QualitySettings
 from etl_assets.transform import TRANSFORM_VERSION, exact_json
 from etl_assets.transform.days import day_bounds
 from etl_assets.transform.normalize import AcceptedTimes
 from etl_assets.transform.pii import PiiPolicy
 from etl_assets.transform.staged import transform_record
-from etl_assets.warehouse.contracts import Contract, Rule, Severity
 from etl_assets.warehouse.holds import Verdict
 from etl_assets.warehouse.schema import events, staging_events
 from etl_assets.warehouse.staging import waiting_to_merge
