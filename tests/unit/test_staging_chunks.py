@@ -1,6 +1,7 @@
 """A batch's records are read in chunks by a thread of its own, started at once and one chunk ahead of the staging,
 each record keyed and digested once; a chunk is a list, kept whole for a retried transaction."""
 
+import sys
 import threading
 import time
 
@@ -8,7 +9,7 @@ import pytest
 
 from etl_assets.transform.records import ParsedRecord, RejectedRecord
 from etl_assets.transform.staged import payload_digest
-from etl_assets.warehouse.staging import StagingCounts, _ReadAhead
+from etl_assets.warehouse.staging import READER_SWITCH_INTERVAL, StagingCounts, _ReadAhead
 
 PREFIX = b"v\x1fsource\x1f\x1f-\x1f"
 
@@ -86,3 +87,14 @@ def test_closing_counts_the_readers_time_once():
     chunks.close()
     assert spent > 0
     assert counts.parse_seconds == spent
+
+
+def test_the_gil_changes_hands_often_while_a_reader_runs_and_as_before_once_every_reader_stopped():
+    before = sys.getswitchinterval()
+    first = _ReadAhead(counted(10, []), 3, PREFIX, StagingCounts())
+    second = _ReadAhead(counted(10, []), 3, PREFIX, StagingCounts())
+    assert sys.getswitchinterval() == min(before, READER_SWITCH_INTERVAL) < 0.005
+    first.close()
+    assert sys.getswitchinterval() == min(before, READER_SWITCH_INTERVAL)  # the second still reads
+    second.close()
+    assert sys.getswitchinterval() == before
