@@ -93,30 +93,32 @@ def _ingest_each(
     failed: list[FailedFile] = []
     untried = 0
     clean: list[tuple[LandingObject, StagingCounts]] = []
-    for outcome in outcomes:
-        obj = outcome.obj
-        if outcome.error is not None:
-            failure = sort_error(outcome.error)
-            context.log.error(f"{obj.key}: {failure.message}", extra={"batch_id": obj.batch_id, "source": "s3"})
-            failed.append(FailedFile(obj.key, failure))
-        elif outcome.ingested is None:
-            untried += 1
-        else:
-            ingested.append(outcome.ingested)
-            counts = outcome.ingested.counts
-            if total > FILE_TABLE_LIMIT and not counts.quarantined:
-                clean.append((obj, counts))
-                if len(clean) == FILES_A_LOG_LINE:
-                    _log_clean_files(context, clean)
-                    clean = []
-                continue
-            context.log.info(
-                f"{obj.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
-                f"days {_days_text(counts.days_touched)}",
-                extra={"batch_id": obj.batch_id, "source": "s3", "rows": counts.staged},
-            )
-    if clean:
-        _log_clean_files(context, clean)
+    try:
+        for outcome in outcomes:
+            obj = outcome.obj
+            if outcome.error is not None:
+                failure = sort_error(outcome.error)
+                context.log.error(f"{obj.key}: {failure.message}", extra={"batch_id": obj.batch_id, "source": "s3"})
+                failed.append(FailedFile(obj.key, failure))
+            elif outcome.ingested is None:
+                untried += 1
+            else:
+                ingested.append(outcome.ingested)
+                counts = outcome.ingested.counts
+                if total > FILE_TABLE_LIMIT and not counts.quarantined:
+                    clean.append((obj, counts))
+                    if len(clean) == FILES_A_LOG_LINE:
+                        _log_clean_files(context, clean)
+                        clean.clear()
+                    continue
+                context.log.info(
+                    f"{obj.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
+                    f"days {_days_text(counts.days_touched)}",
+                    extra={"batch_id": obj.batch_id, "source": "s3", "rows": counts.staged},
+                )
+    finally:
+        if clean:  # staged, so logged even when the run is stopped before its end
+            _log_clean_files(context, clean)
     return ingested, failed, untried
 
 

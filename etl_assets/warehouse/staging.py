@@ -172,7 +172,11 @@ class _ReadAhead:
         self._read_seconds = 0.0
         self._reader = threading.Thread(target=self._read, name="staging-reader", daemon=True)
         _reader_started()
-        self._reader.start()
+        try:
+            self._reader.start()
+        except BaseException:
+            _reader_stopped()
+            raise
 
     def _read(self) -> None:
         iterator = iter(self._records)
@@ -199,7 +203,7 @@ class _ReadAhead:
         return self
 
     def __next__(self) -> _Chunk:
-        if self._ended:
+        if self._ended or self._closed:
             raise StopIteration
         item = self._ready.get()
         if item is None or isinstance(item, BaseException):
@@ -217,8 +221,10 @@ class _ReadAhead:
         self._closed = True
         self._stopped.set()
         self._ahead.release()
-        self._reader.join()
-        _reader_stopped()
+        try:
+            self._reader.join()
+        finally:
+            _reader_stopped()
         self._counts.parse_seconds += self._read_seconds
 
     def __enter__(self) -> _ReadAhead:

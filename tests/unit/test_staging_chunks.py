@@ -32,7 +32,8 @@ def wait_until(condition, timeout: float = 10.0) -> None:
 def test_chunks_cover_every_record_once_in_order_with_its_id_and_digest():
     pulled: list[int] = []
     records = [*counted(6, pulled), RejectedRecord(7, "not JSON", b"{")]
-    chunks = list(_ReadAhead(records, 3, PREFIX, StagingCounts()))
+    with _ReadAhead(records, 3, PREFIX, StagingCounts()) as reader:
+        chunks = list(reader)
     assert [[record.record_no for record in chunk.records] for chunk in chunks] == [[1, 2, 3], [4, 5, 6], [7]]
     assert chunks[0].event_ids == ["m-1", "m-2", "m-3"]
     assert chunks[0].digests[1] == payload_digest(PREFIX, '{"messageId": "m-2"}')
@@ -53,10 +54,10 @@ def test_the_reader_stays_one_chunk_ahead_of_the_staging():
 
 def test_an_error_of_the_source_is_raised_where_its_chunk_would_come():
     pulled: list[int] = []
-    chunks = _ReadAhead(counted(10, pulled, fail_after=5), 3, PREFIX, StagingCounts())
-    assert [record.record_no for record in next(chunks).records] == [1, 2, 3]
-    with pytest.raises(OSError, match="reset"):
-        next(chunks)
+    with _ReadAhead(counted(10, pulled, fail_after=5), 3, PREFIX, StagingCounts()) as chunks:
+        assert [record.record_no for record in next(chunks).records] == [1, 2, 3]
+        with pytest.raises(OSError, match="reset"):
+            next(chunks)
 
 
 def test_the_reader_ends_when_the_staging_stops_early():
@@ -91,6 +92,7 @@ def test_closing_counts_the_readers_time_once():
 
 def test_the_gil_changes_hands_often_while_a_reader_runs_and_as_before_once_every_reader_stopped():
     before = sys.getswitchinterval()
+    assert before > READER_SWITCH_INTERVAL  # Python's default: no reader of an earlier test is left open
     first = _ReadAhead(counted(10, []), 3, PREFIX, StagingCounts())
     second = _ReadAhead(counted(10, []), 3, PREFIX, StagingCounts())
     assert sys.getswitchinterval() == min(before, READER_SWITCH_INTERVAL) < 0.005
@@ -98,3 +100,22 @@ def test_the_gil_changes_hands_often_while_a_reader_runs_and_as_before_once_ever
     assert sys.getswitchinterval() == min(before, READER_SWITCH_INTERVAL)  # the second still reads
     second.close()
     assert sys.getswitchinterval() == before
+
+
+def test_a_reader_that_cannot_start_leaves_the_switch_interval_as_it_was(monkeypatch):
+    before = sys.getswitchinterval()
+
+    def refuse(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(RuntimeError, match="new thread"):
+        _ReadAhead(counted(10, []), 3, PREFIX, StagingCounts())
+    assert sys.getswitchinterval() == before
+
+
+def test_next_after_close_ends_the_chunks_instead_of_waiting():
+    chunks = _ReadAhead(counted(10, []), 3, PREFIX, StagingCounts())
+    next(chunks)
+    chunks.close()
+    assert list(chunks) == []
