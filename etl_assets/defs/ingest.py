@@ -13,7 +13,6 @@ stop the others: the step fails at the end, naming the files, and its retry skip
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -31,7 +30,7 @@ from etl_assets.sources.landing import LandingCursor, LandingObject, RunLimits, 
 from etl_assets.sources.landing_ingest import FileOutcome, IngestedFile, Reading, ingest_landing_objects
 from etl_assets.sources.outside_errors import OutsideFailure, sort_error
 from etl_assets.warehouse.schema import raw_batches, staging_events
-from etl_assets.warehouse.staging import StagingCounts, known_batch_ids
+from etl_assets.warehouse.staging import known_batch_ids
 
 
 class LandingFile(dg.Config):
@@ -61,11 +60,7 @@ class LandingFileConfig(dg.Config):
 
 
 FILE_TABLE_LIMIT = 50
-"""Runs of up to this many files list each file in their materialization's metadata, and log a line for each; larger
-ones give totals, and log their files staged with nothing quarantined ``FILES_A_LOG_LINE`` to a line."""
-FILES_A_LOG_LINE = 100
-"""Each log line is an event in Dagster's event log (a row in its database, a line in the run's view): one a file cost
-a run of 1,000 small files 0.6 s of its 9.5 s (about 7%) and made its log 1,000 lines long."""
+"""Runs of up to this many files list each file in their materialization's metadata; larger ones give totals."""
 FAILED_IN_A_ROW_LIMIT = 3
 """After this many files in a row fail, the rest of the run is not tried: the store or the database is down, not the
 files (the step's retry runs them)."""
@@ -84,58 +79,30 @@ class FailedFile:
 
 
 def _ingest_each(
-    context: dg.AssetExecutionContext, outcomes: Iterable[FileOutcome], total: int
+    context: dg.AssetExecutionContext, outcomes: Iterable[FileOutcome]
 ) -> tuple[list[IngestedFile], list[FailedFile], int]:
-    """Log what became of each file of the run (``total`` files): what each became, the files that failed, and how
-    many were not tried (after ``FAILED_IN_A_ROW_LIMIT`` failures in a row). In a run of more than
-    ``FILE_TABLE_LIMIT`` files, the files staged with nothing quarantined are logged ``FILES_A_LOG_LINE`` to a line."""
+    """Log what became of each file of the run: what each became, the files that failed, and how many were not
+    tried (after ``FAILED_IN_A_ROW_LIMIT`` failures in a row)."""
     ingested: list[IngestedFile] = []
     failed: list[FailedFile] = []
     untried = 0
-    clean: list[tuple[LandingObject, StagingCounts]] = []
-    try:
-        for outcome in outcomes:
-            obj = outcome.obj
-            if outcome.error is not None:
-                failure = sort_error(outcome.error)
-                context.log.error(f"{obj.key}: {failure.message}", extra={"batch_id": obj.batch_id, "source": "s3"})
-                failed.append(FailedFile(obj.key, failure))
-            elif outcome.ingested is None:
-                untried += 1
-            else:
-                ingested.append(outcome.ingested)
-                counts = outcome.ingested.counts
-                if total > FILE_TABLE_LIMIT and not counts.quarantined:
-                    clean.append((obj, counts))
-                    if len(clean) == FILES_A_LOG_LINE:
-                        _log_clean_files(context, clean)
-                        clean.clear()
-                    continue
-                context.log.info(
-                    f"{obj.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
-                    f"days {_days_text(counts.days_touched)}",
-                    extra={"batch_id": obj.batch_id, "source": "s3", "rows": counts.staged},
-                )
-    finally:
-        if clean:  # staged, so logged even when the run is stopped before its end
-            _log_clean_files(context, clean)
+    for outcome in outcomes:
+        obj = outcome.obj
+        if outcome.error is not None:
+            failure = sort_error(outcome.error)
+            context.log.error(f"{obj.key}: {failure.message}", extra={"batch_id": obj.batch_id, "source": "s3"})
+            failed.append(FailedFile(obj.key, failure))
+        elif outcome.ingested is None:
+            untried += 1
+        else:
+            ingested.append(outcome.ingested)
+            counts = outcome.ingested.counts
+            context.log.info(
+                f"{obj.key}: {counts.records} records, {counts.staged} staged, {counts.quarantined} quarantined, "
+                f"days {', '.join(day.isoformat() for day in counts.days_touched) or 'none'}",
+                extra={"batch_id": obj.batch_id, "source": "s3", "rows": counts.staged},
+            )
     return ingested, failed, untried
-
-
-def _days_text(days: Iterable[date]) -> str:
-    return ", ".join(day.isoformat() for day in sorted(days)) or "none"
-
-
-def _log_clean_files(context: dg.AssetExecutionContext, files: list[tuple[LandingObject, StagingCounts]]) -> None:
-    """One line for files staged with nothing quarantined, naming each."""
-    records = sum(counts.records for _, counts in files)
-    staged = sum(counts.staged for _, counts in files)
-    days = {day for _, counts in files for day in counts.days_touched}
-    context.log.info(
-        f"{len(files)} files, {records} records, {staged} staged, 0 quarantined, days {_days_text(days)}: "
-        + ", ".join(obj.key for obj, _ in files),
-        extra={"source": "s3", "rows": staged, "files": len(files)},
-    )
 
 
 def _failure(failed: list[FailedFile], untried: int, total: int) -> Exception:
@@ -232,7 +199,7 @@ def ingest_landing_file(
         at_once=max(1, min(FILES_AT_ONCE, connections - 1)),
         give_up_after=FAILED_IN_A_ROW_LIMIT,
     )
-    ingested, failed, untried = _ingest_each(context, outcomes, len(objects))
+    ingested, failed, untried = _ingest_each(context, outcomes)
     if failed:
         raise _failure(failed, untried, len(objects))
     seconds = time.perf_counter() - started
