@@ -217,7 +217,7 @@ def bench(
     files against one file of the same events, through the real sensor, its runs and the merge.
 
     Starts its own PostgreSQL and S3 endpoint (or uses DATABASE_URL's server, creating a database etl_bench
-    there). Prints a table and the JSON; the default size takes about 6 to 9 minutes on 2 cores.
+    there). Prints a table and the JSON; the default size takes about 4 minutes on 2 cores.
     """
     import json
     from datetime import datetime
