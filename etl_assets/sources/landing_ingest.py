@@ -211,7 +211,7 @@ def fetch_landing_object(
             archiving = True
             copy()
             archiving = False
-        newly_archived = known is None
+        newly_archived = not archived  # new to the ledger, or entered unread by an attempt that died
         with local.path.open("rb") as stream:
             records = _located(read_file(stream, obj.key, array_keys=reading.array_keys), location)
             prepared = prepare_batch(entry, records, reading.accepted)

@@ -810,8 +810,23 @@ def enter_batch(engine: Engine, entry: BatchEntry) -> bool:
         return entry.batch_id in _enter_batches(conn, [entry])
 
 
+RESOLVE_UNREAD = text(
+    "UPDATE quarantine q SET resolved_at = now() FROM raw_batches b "
+    "WHERE b.batch_id = :batch_id AND b.archive_key IS NULL AND b.staged_at IS NULL "
+    f"AND q.batch_id = b.batch_id AND q.record_no = 0 AND q.stage = '{STAGE_PARSE}' AND q.resolved_at IS NULL"
+)
+ENTER_READ = text(
+    "UPDATE raw_batches SET archive_key = :archive_key, sha256 = :sha256, byte_count = :byte_count "
+    "WHERE batch_id = :batch_id AND archive_key IS NULL AND staged_at IS NULL RETURNING batch_id"
+)
+"""A batch entered as unreadable (no archive copy, no checksum) whose run died before it was staged, read after all
+by a later attempt: its ledger row takes the archive copy and checksum, and its open "could not read the file" row is
+resolved, so the ledger says where its bytes are and its records are counted once."""
+
+
 def _enter_batches(conn: Connection, entries: Sequence[BatchEntry]) -> set[str]:
-    """Enter batches into the ``raw_batches`` ledger in one statement; the ids of those that were not there."""
+    """Enter batches into the ``raw_batches`` ledger; the ids of those that were not there, or were there unread and
+    unstaged and now are archived (``ENTER_READ``)."""
     values = [
         {
             "batch_id": entry.batch_id,
@@ -824,7 +839,14 @@ def _enter_batches(conn: Connection, entries: Sequence[BatchEntry]) -> set[str]:
         for entry in entries
     ]
     statement = pg_insert(raw_batches).values(values).on_conflict_do_nothing(index_elements=["batch_id"])
-    return set(conn.scalars(statement.returning(raw_batches.c.batch_id)))
+    entered = set(conn.scalars(statement.returning(raw_batches.c.batch_id)))
+    for entry in entries:
+        if entry.batch_id not in entered and entry.archive_key is not None:
+            conn.execute(RESOLVE_UNREAD, {"batch_id": entry.batch_id})
+            read = {key: getattr(entry, key) for key in ("batch_id", "archive_key", "sha256", "byte_count")}
+            if conn.scalar(ENTER_READ, read) is not None:
+                entered.add(entry.batch_id)
+    return entered
 
 
 def find_batch(engine: Engine, batch_id: str) -> dict[str, Any] | None:

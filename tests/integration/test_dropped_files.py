@@ -36,6 +36,7 @@ from etl_assets.quality.reconciliation import reconcile_batches, reconcile_day
 from etl_assets.sources.landing import SOURCE, LandingObject, archive_key, archive_object, metadata_text, run_key
 from etl_assets.sources.landing_ingest import (
     SMALL_FILE_BYTES,
+    UNREAD_SHA256,
     FetchedFile,
     Reading,
     fetch_landing_object,
@@ -44,8 +45,9 @@ from etl_assets.sources.landing_ingest import (
 )
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.records import RejectedRecord
 from etl_assets.warehouse.engine import create_warehouse_engine
-from etl_assets.warehouse.staging import DEFAULT_CHUNK_SIZE, record_batch
+from etl_assets.warehouse.staging import DEFAULT_CHUNK_SIZE, record_batch, stage_records
 from tests.conftest import S3_CREDENTIALS, migrated_database, new_buckets, pipeline_variables
 from tests.harness import pipeline
 
@@ -310,6 +312,7 @@ from etl_assets.sources.landing_ingest import (
 )
 from etl_assets.sources.s3 import s3_client
 from etl_assets.transform.normalize import AcceptedTimes
+from etl_assets.transform.records import RejectedRecord
 from etl_assets.warehouse.engine import create_warehouse_engine
 import pyarrow, pyarrow.parquet
 
@@ -493,3 +496,47 @@ def test_a_larger_file_whose_archive_copy_fails_enters_neither_the_ledger_nor_st
     assert (ingested.counts.staged, ingested.counts.quarantined) == (3_000, 0)
     archived = s3.head_object(Bucket=buckets["archive"], Key=ingested.archive_key)
     assert archived["Metadata"]["sha256"] == ingested.sha256
+
+
+def test_a_file_read_after_a_run_entered_it_as_unreadable_and_died_is_archived_and_counted_once(
+    s3, buckets: dict[str, str], warehouse_engine: Engine
+):
+    """A run found the file unreadable, entered it in the ledger with no archive copy, staged its "could not read"
+    row and died before closing the batch; the next attempt can read it: the ledger takes the archive copy and the
+    checksum, and the open row is resolved, so the batch can be replayed and its records are counted once."""
+    key = f"{PREFIX}unread-then-read.jsonl"
+    body = jsonl(event("unread-1"), event("unread-2"))
+    etag = s3.put_object(Bucket=buckets["landing"], Key=key, Body=body)["ETag"].strip('"')
+    obj = LandingObject(key, etag, len(body))
+    accepted = AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC))
+    record_batch(
+        warehouse_engine,
+        batch_id=obj.batch_id,
+        source=SOURCE,
+        source_uri=f"s3://{buckets['landing']}/{key}",
+        archive_key=None,
+        sha256=UNREAD_SHA256,
+        byte_count=len(body),
+    )
+    stage_records(warehouse_engine, obj.batch_id, SOURCE, [RejectedRecord(0, "could not read the file", b"")], accepted)
+    with warehouse_engine.begin() as conn:  # the run died before the batch was closed
+        conn.execute(text("UPDATE raw_batches SET staged_at = NULL WHERE batch_id = :b"), {"b": obj.batch_id})
+
+    ingested = ingest_landing_object(
+        s3,
+        warehouse_engine,
+        obj,
+        landing_bucket=buckets["landing"],
+        archive_bucket=buckets["archive"],
+        accepted=accepted,
+    )
+    assert (ingested.counts.staged, ingested.newly_archived) == (2, True)
+    ledger, staged = ledger_and_staging(warehouse_engine, obj.batch_id)
+    assert (ledger, staged) == ({"archive_key": ingested.archive_key, "record_count": 2, "quarantined_count": 0}, 2)
+    with warehouse_engine.connect() as conn:
+        sha256 = conn.scalar(text("SELECT sha256 FROM raw_batches WHERE batch_id = :b"), {"b": obj.batch_id})
+        still_open = conn.scalar(
+            text("SELECT count(*) FROM quarantine WHERE batch_id = :b AND resolved_at IS NULL"), {"b": obj.batch_id}
+        )
+    assert (sha256, still_open) == (hashlib.sha256(body).hexdigest(), 0)
+    assert s3.head_object(Bucket=buckets["archive"], Key=ingested.archive_key)["Metadata"]["sha256"] == sha256
