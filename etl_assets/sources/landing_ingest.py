@@ -205,13 +205,13 @@ def fetch_landing_object(
         )
         location = f"{source_uri}, archived as s3://{archive_bucket}/{key}"
         entry = BatchEntry(obj.batch_id, SOURCE, source_uri, key, local.sha256, local.byte_count)
+        newly_archived = not archived  # new to the ledger, or entered unread by an attempt that died
         if local.byte_count > SMALL_FILE_BYTES:
-            return FetchedFile(obj, entry, location, False, started, None, local, downloads, copy)
+            return FetchedFile(obj, entry, location, newly_archived, started, None, local, downloads, copy)
         if copy is not None:
             archiving = True
             copy()
             archiving = False
-        newly_archived = not archived  # new to the ledger, or entered unread by an attempt that died
         with local.path.open("rb") as stream:
             records = _located(read_file(stream, obj.key, array_keys=reading.array_keys), location)
             prepared = prepare_batch(entry, records, reading.accepted)
@@ -239,7 +239,7 @@ def stage_fetched(engine: Engine, files: Sequence[FetchedFile], reading: Reading
     if None in prepared:
         raise ValueError("a larger file (staged in chunks) is staged alone")
     staged = stage_prepared(engine, [batch for batch in prepared if batch is not None])
-    return [_ingested(file, counts, file.newly_archived) for file, counts in zip(files, staged, strict=True)]
+    return [_ingested(file, counts) for file, counts in zip(files, staged, strict=True)]
 
 
 def _stage_larger(engine: Engine, file: FetchedFile, local: DownloadedObject, reading: Reading) -> IngestedFile:
@@ -247,18 +247,13 @@ def _stage_larger(engine: Engine, file: FetchedFile, local: DownloadedObject, re
     slow for a large object) is made while its first records are read; the batch enters the ledger once the copy is
     there, before a record is written. A copy refused because the file has gone or changed since it was downloaded
     makes the file's quarantine row, as when it is refused before."""
-    entered: list[bool] = []
-    copy_failed = False
-
     with ThreadPoolExecutor(1, thread_name_prefix="archive-copy") as archiver:
         copying = archiver.submit(file.archive_copy) if file.archive_copy is not None else None
 
         def archive_then_enter() -> None:
-            nonlocal copy_failed
             if copying is not None:
-                copy_failed = copying.exception() is not None
                 copying.result()
-            entered.append(enter_batch(engine, file.entry))
+            enter_batch(engine, file.entry)
 
         try:
             counts = stage_file(
@@ -273,24 +268,24 @@ def _stage_larger(engine: Engine, file: FetchedFile, local: DownloadedObject, re
                 before_writing=archive_then_enter,
             )
         except (ClientError, BotoCoreError) as error:
-            if not copy_failed or not _file_unreadable(error, archiving=True):
+            if copying is None or copying.exception() is not error or not _file_unreadable(error, archiving=True):
                 raise
             obj = file.obj
             counts = _quarantine_unreadable(engine, obj, file.entry.source_uri, error, reading.accepted)
             return IngestedFile(
                 obj.batch_id, None, UNREAD_SHA256, obj.size, False, counts, time.perf_counter() - file.started
             )
-    return _ingested(file, counts, entered[0])
+    return _ingested(file, counts)
 
 
-def _ingested(file: FetchedFile, counts: StagingCounts, newly_archived: bool) -> IngestedFile:
+def _ingested(file: FetchedFile, counts: StagingCounts) -> IngestedFile:
     entry = file.entry
     return IngestedFile(
         entry.batch_id,
         entry.archive_key,
         entry.sha256,
         entry.byte_count,
-        newly_archived,
+        file.newly_archived,
         counts,
         time.perf_counter() - file.started,
     )

@@ -385,6 +385,21 @@ def test_a_parquet_file_is_staged_in_memory_bounded_by_the_batch_not_the_file(
     assert five_chunks["grown_mib"] < one_chunk["grown_mib"] + 40
 
 
+ACCEPTED_SINCE_2025 = AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC))
+
+
+def ingest(s3, engine: Engine, buckets: dict[str, str], obj: LandingObject, *, archive_bucket: str | None = None):
+    """``obj`` through ``ingest_landing_object``, as a run ingests it, into the test's buckets."""
+    return ingest_landing_object(
+        s3,
+        engine,
+        obj,
+        landing_bucket=buckets["landing"],
+        archive_bucket=archive_bucket or buckets["archive"],
+        accepted=ACCEPTED_SINCE_2025,
+    )
+
+
 def test_a_rerun_after_the_archive_copy_reads_the_archive_even_when_the_landing_file_is_gone(
     s3, buckets: dict[str, str], warehouse_engine: Engine
 ):
@@ -406,14 +421,7 @@ def test_a_rerun_after_the_archive_copy_reads_the_archive_even_when_the_landing_
         byte_count=len(body),
     )
     s3.delete_object(Bucket=buckets["landing"], Key=key)
-    ingested = ingest_landing_object(
-        s3,
-        warehouse_engine,
-        obj,
-        landing_bucket=buckets["landing"],
-        archive_bucket=buckets["archive"],
-        accepted=AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
-    )
+    ingested = ingest(s3, warehouse_engine, buckets, obj)
     assert (ingested.archive_key, ingested.counts.staged, ingested.counts.quarantined) == (archived_as, 2, 0)
 
 
@@ -443,7 +451,7 @@ def test_a_larger_file_deleted_before_its_archive_copy_is_one_quarantine_row_and
     key = f"{PREFIX}larger/deleted.jsonl"
     etag = s3.put_object(Bucket=buckets["landing"], Key=key, Body=larger_file("deleted"))["ETag"].strip('"')
     obj = LandingObject(key, etag, 0)
-    reading = Reading.of(AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)))
+    reading = Reading.of(ACCEPTED_SINCE_2025)
     fetched = fetch_landing_object(
         s3,
         warehouse_engine,
@@ -476,23 +484,9 @@ def test_a_larger_file_whose_archive_copy_fails_enters_neither_the_ledger_nor_st
     etag = s3.put_object(Bucket=buckets["landing"], Key=key, Body=larger_file("no-archive"))["ETag"].strip('"')
     obj = LandingObject(key, etag, 0)
     with pytest.raises(ClientError, match="NoSuchBucket"):
-        ingest_landing_object(
-            s3,
-            warehouse_engine,
-            obj,
-            landing_bucket=buckets["landing"],
-            archive_bucket=f"{buckets['archive']}-missing",
-            accepted=AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
-        )
+        ingest(s3, warehouse_engine, buckets, obj, archive_bucket=f"{buckets['archive']}-missing")
     assert ledger_and_staging(warehouse_engine, obj.batch_id) == (None, 0)
-    ingested = ingest_landing_object(
-        s3,
-        warehouse_engine,
-        obj,
-        landing_bucket=buckets["landing"],
-        archive_bucket=buckets["archive"],
-        accepted=AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC)),
-    )
+    ingested = ingest(s3, warehouse_engine, buckets, obj)
     assert (ingested.counts.staged, ingested.counts.quarantined) == (3_000, 0)
     archived = s3.head_object(Bucket=buckets["archive"], Key=ingested.archive_key)
     assert archived["Metadata"]["sha256"] == ingested.sha256
@@ -508,7 +502,7 @@ def test_a_file_read_after_a_run_entered_it_as_unreadable_and_died_is_archived_a
     body = jsonl(event("unread-1"), event("unread-2"))
     etag = s3.put_object(Bucket=buckets["landing"], Key=key, Body=body)["ETag"].strip('"')
     obj = LandingObject(key, etag, len(body))
-    accepted = AcceptedTimes.through_today(date(2025, 1, 1), datetime.now(UTC))
+    accepted = ACCEPTED_SINCE_2025
     record_batch(
         warehouse_engine,
         batch_id=obj.batch_id,
@@ -522,14 +516,7 @@ def test_a_file_read_after_a_run_entered_it_as_unreadable_and_died_is_archived_a
     with warehouse_engine.begin() as conn:  # the run died before the batch was closed
         conn.execute(text("UPDATE raw_batches SET staged_at = NULL WHERE batch_id = :b"), {"b": obj.batch_id})
 
-    ingested = ingest_landing_object(
-        s3,
-        warehouse_engine,
-        obj,
-        landing_bucket=buckets["landing"],
-        archive_bucket=buckets["archive"],
-        accepted=accepted,
-    )
+    ingested = ingest(s3, warehouse_engine, buckets, obj)
     assert (ingested.counts.staged, ingested.newly_archived) == (2, True)
     ledger, staged = ledger_and_staging(warehouse_engine, obj.batch_id)
     assert (ledger, staged) == ({"archive_key": ingested.archive_key, "record_count": 2, "quarantined_count": 0}, 2)
